@@ -1,0 +1,31 @@
+# Two commands for a new user: `make run` and `make test`. Both create .venv when missing.
+# Python 3.13 is preferred (the MongoDB wire emulator needs it); any Python >= 3.11 works.
+PYTHON ?= $(shell for p in python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3 2>/dev/null)" python3; do \
+	[ -n "$$p" ] && "$$p" -c 'import sys' 2>/dev/null && { command -v "$$p"; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/momentum
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy core
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
