@@ -1,0 +1,677 @@
+"""Loopback fake of the Slack Web API, spoken to by the real slack_sdk and slack-bolt.
+
+Point `AsyncWebClient(token="xoxb-...", base_url=fake.base_url)` at it; the SDK runs
+unmodified, so tests exercise real request encoding, error handling and retries.
+
+    async with FakeSlack() as fake:
+        client = AsyncWebClient(token="xoxb-test", base_url=fake.base_url)
+        await client.chat_postMessage(channel="D1", text="hi")
+        assert fake.messages("D1")[0].text == "hi"
+
+Wire facts this relies on (slack_sdk 3.47): every call is a POST to `<base_url><method>`
+(users.info is a GET) with the token in `Authorization: Bearer`; arguments arrive as JSON
+(chat.*, views.*, assistant.*) or as query parameters (auth.test, chat.delete,
+conversations.open, users.info); form bodies are parsed too. Any non-200 status or
+`ok: false` makes the SDK raise `SlackApiError`. A 429 is retried only when the client
+was built with `retry_handlers=[AsyncRateLimitErrorRetryHandler()]`; the default handlers
+retry connection errors only. The retry handler sleeps `int(Retry-After)` seconds, so
+keep injected `retry_after` small in tests.
+
+Also here: request signing (`sign_request`) and builders for the payloads Slack delivers
+to the app (Events API envelopes, slash commands, block_actions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+TEAM_ID = "T0FAKETEAM"
+TEAM_DOMAIN = "fake-team"
+APP_ID = "A0FAKEAPP"
+BOT_ID = "B0FAKEBOT"
+BOT_USER_ID = "U0FAKEBOT"
+USER_ID = "U0FAKEUSER"
+
+TEXT_LIMIT = 40_000  # chat.postMessage/update silently truncate `text` beyond this
+MAX_BLOCKS = 50
+
+# Slack tiers, per workspace and method: Tier 3 ~50/min for chat.update, Tier 4 ~100/min
+# for chat.appendStream. Used when FakeSlack(enforce_limits=True).
+DEFAULT_LIMITS: dict[str, int] = {"chat.update": 50, "chat.appendStream": 100}
+
+_JSON_ARGS = ("blocks", "attachments", "chunks", "view", "metadata", "loading_messages")
+
+
+def dm_channel_id(user_id: str) -> str:
+    """The DM channel the fake uses for a user, so events and conversations.open agree."""
+    return "D" + user_id[1:]
+
+
+class SlackError(Exception):
+    """An `ok: false` answer with Slack's error code."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+@dataclass
+class Call:
+    """One Web API request as the fake received it (token stripped from args)."""
+
+    method: str
+    args: dict[str, Any]
+    time: float  # time.monotonic() on arrival
+    status: int = 200
+    error: str | None = None  # Slack error code when the answer was ok: false
+
+
+@dataclass
+class Message:
+    """A message the bot posted; streamed messages have `streaming` set until stopped."""
+
+    channel: str
+    ts: str
+    text: str = ""
+    blocks: list[dict[str, Any]] | None = None
+    thread_ts: str | None = None
+    streaming: bool = False
+    closed_error: str = "message_not_in_streaming_state"  # answer once a stream is closed
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # non-text stream chunks
+    started: float = 0.0  # monotonic time of chat.startStream
+    edits: int = 0  # chat.update / appendStream count
+
+    def as_json(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "type": "message",
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "team": TEAM_ID,
+            "text": self.text,
+            "ts": self.ts,
+        }
+        if self.blocks is not None:
+            msg["blocks"] = self.blocks
+        if self.thread_ts:
+            msg["thread_ts"] = self.thread_ts
+        return msg
+
+
+@dataclass
+class _Failure:
+    error: str
+    status: int
+    retry_after: int | None
+    times: int
+
+
+class FakeSlack:
+    """An aiohttp server on 127.0.0.1 that answers like slack.com/api for one workspace."""
+
+    def __init__(
+        self,
+        *,
+        enforce_limits: bool = False,
+        limits: dict[str, int] | None = None,
+        window: float = 60.0,
+        stream_ttl: float = 300.0,
+        team_id: str = TEAM_ID,
+        bot_user_id: str = BOT_USER_ID,
+        bot_id: str = BOT_ID,
+        scopes: str = "chat:write,im:history,users:read,commands,assistant:write",
+    ) -> None:
+        self.team_id, self.bot_user_id, self.bot_id, self.scopes = (
+            team_id, bot_user_id, bot_id, scopes,
+        )
+        # Per-method call budgets within `window` seconds (shared by the whole workspace).
+        self.limits: dict[str, int] = dict(DEFAULT_LIMITS) if enforce_limits else {}
+        self.limits.update(limits or {})
+        self.window = window
+        self.stream_ttl = stream_ttl  # Slack closes streams after about 5 minutes
+
+        self.calls: list[Call] = []
+        self.rate_limited = 0  # number of 429 answers sent
+        self.ephemerals: list[dict[str, Any]] = []
+        self.home_views: dict[str, dict[str, Any]] = {}  # user id -> published view
+        self.users: dict[str, dict[str, Any]] = {}
+        self._messages: dict[str, dict[str, Message]] = {}  # channel -> ts -> message
+        self._responses: dict[str, list[dict[str, Any]]] = {}  # response_url tag -> posts
+        self._failures: dict[str, deque[_Failure]] = {}
+        self._recent: dict[str, deque[float]] = {}  # method -> accepted call times
+        self._ts_base = int(time.time())
+        self._ts_seq = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self._handlers = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.delete": self._delete,
+            "chat.startStream": self._start_stream,
+            "chat.appendStream": self._append_stream,
+            "chat.stopStream": self._stop_stream,
+            "assistant.threads.setStatus": self._set_status,
+            "conversations.open": self._conversations_open,
+            "users.info": self._users_info,
+            "views.publish": self._views_publish,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{tag}", self._response_url)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        """What `AsyncWebClient(base_url=...)` expects."""
+        return f"{self.url}/api/"
+
+    # -- test controls and inspection ------------------------------------------------
+
+    def response_url(self, tag: str = "default") -> str:
+        """A response_url (as in slash-command payloads) whose POSTs land in `responses(tag)`."""
+        return f"{self.url}/response/{tag}"
+
+    def responses(self, tag: str = "default") -> list[dict[str, Any]]:
+        return self._responses.get(tag, [])
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def messages(self, channel: str, thread_ts: str | None = None) -> list[Message]:
+        """Live messages in a channel, oldest first; with thread_ts, only that thread's replies."""
+        msgs = sorted(self._messages.get(channel, {}).values(), key=lambda m: float(m.ts))
+        return [m for m in msgs if thread_ts is None or m.thread_ts == thread_ts]
+
+    def message(self, channel: str, ts: str) -> Message:
+        return self._messages[channel][ts]
+
+    def text(self, channel: str, ts: str) -> str:
+        """The text a user would see now (streamed text included)."""
+        return self.message(channel, ts).text
+
+    def add_user(self, user_id: str, *, tz: str = "UTC", **fields: Any) -> dict[str, Any]:
+        """Register a user for users.info; unknown users answer `user_not_found`."""
+        offset = datetime.now(ZoneInfo(tz)).utcoffset()
+        name = fields.pop("name", user_id.lower())
+        user = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "real_name": fields.pop("real_name", name.title()),
+            "deleted": False,
+            "is_bot": False,
+            "tz": tz,
+            "tz_label": tz,
+            "tz_offset": int(offset.total_seconds()) if offset else 0,
+            "profile": {"display_name": name},
+            **fields,
+        }
+        self.users[user_id] = user
+        return user
+
+    def fail_next(
+        self,
+        method: str,
+        error: str | None = None,
+        *,
+        status: int = 200,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next `times` calls to `method` fail. status=429 means `ratelimited`."""
+        if status == 429:
+            error = error or "ratelimited"
+            retry_after = 1 if retry_after is None else retry_after
+        failure = _Failure(error or "internal_error", status, retry_after, times)
+        self._failures.setdefault(method, deque()).append(failure)
+
+    def expire_stream(
+        self, channel: str, ts: str, error: str = "message_not_in_streaming_state"
+    ) -> None:
+        """Close a stream server-side, as Slack does after ~5 min or when the user stops it
+        (error="stopped_by_user"); later append/stop calls answer `error`."""
+        msg = self.message(channel, ts)
+        msg.streaming, msg.closed_error = False, error
+
+    # -- HTTP plumbing ---------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args, token = await _read_args(request)
+        now = time.monotonic()
+        status, body, headers = self._answer(method, args, token, now)
+        self.calls.append(Call(method, args, now, status, body.get("error")))
+        if status == 429:
+            self.rate_limited += 1
+        headers["X-OAuth-Scopes"] = self.scopes
+        return web.json_response(body, status=status, headers=headers)
+
+    def _answer(
+        self, method: str, args: dict[str, Any], token: str | None, now: float
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if not token:
+            return 200, {"ok": False, "error": "not_authed"}, {}
+        failures = self._failures.get(method)
+        if failures:
+            f = failures[0]
+            f.times -= 1
+            if f.times <= 0:
+                failures.popleft()
+            headers = {} if f.retry_after is None else {"Retry-After": str(f.retry_after)}
+            return f.status, {"ok": False, "error": f.error}, headers
+        retry_after = self._over_limit(method, now)
+        if retry_after is not None:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+        handler = self._handlers.get(method)
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method", "req_method": method}, {}
+        try:
+            return 200, {"ok": True, **handler(args, now)}, {}
+        except SlackError as e:
+            return 200, {"ok": False, "error": e.error}, {}
+        except KeyError as e:  # a required argument is missing
+            return 200, {"ok": False, "error": "invalid_arguments", "missing": str(e)}, {}
+
+    def _over_limit(self, method: str, now: float) -> int | None:
+        """Sliding-window budget; returns Retry-After seconds when the call is refused."""
+        limit = self.limits.get(method)
+        if limit is None:
+            return None
+        recent = self._recent.setdefault(method, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= limit:
+            return max(1, math.ceil(recent[0] + self.window - now))
+        recent.append(now)
+        return None
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        self._responses.setdefault(request.match_info["tag"], []).append(body)
+        return web.Response(text="ok")
+
+    # -- methods ---------------------------------------------------------------------
+
+    def _new_ts(self) -> str:
+        self._ts_seq += 1
+        return f"{self._ts_base + self._ts_seq // 1_000_000}.{self._ts_seq % 1_000_000:06d}"
+
+    def _find(self, args: dict[str, Any]) -> Message:
+        msg = self._messages.get(args["channel"], {}).get(args["ts"])
+        if msg is None:
+            raise SlackError("message_not_found")
+        return msg
+
+    def _auth_test(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        return {
+            "url": f"https://{TEAM_DOMAIN}.slack.com/",
+            "team": "Fake Team",
+            "user": "momentum",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _post_message(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        channel = args.get("channel")
+        if not channel:
+            raise SlackError("channel_not_found")
+        text, blocks = _content(args)
+        msg = Message(channel, self._new_ts(), text, blocks, args.get("thread_ts") or None)
+        self._messages.setdefault(channel, {})[msg.ts] = msg
+        return {"channel": channel, "ts": msg.ts, "message": msg.as_json()}
+
+    def _update(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        msg = self._find(args)
+        text, blocks = _content(args)
+        if "text" in args:
+            msg.text = text
+        if "blocks" in args:
+            msg.blocks = blocks
+        msg.edits += 1
+        return {"channel": msg.channel, "ts": msg.ts, "text": msg.text, "message": msg.as_json()}
+
+    def _post_ephemeral(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        text, blocks = _content(args)
+        ts = self._new_ts()
+        self.ephemerals.append(
+            {"channel": args["channel"], "user": args["user"], "text": text,
+             "blocks": blocks, "thread_ts": args.get("thread_ts"), "ts": ts}
+        )
+        return {"message_ts": ts}
+
+    def _delete(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        msg = self._find(args)
+        del self._messages[msg.channel][msg.ts]
+        return {"channel": msg.channel, "ts": msg.ts}
+
+    def _start_stream(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        channel, thread_ts = args["channel"], args["thread_ts"]
+        msg = Message(channel, self._new_ts(), thread_ts=thread_ts, streaming=True, started=now)
+        _append(msg, args)
+        self._messages.setdefault(channel, {})[msg.ts] = msg
+        return {"channel": channel, "ts": msg.ts}
+
+    def _streaming(self, args: dict[str, Any], now: float) -> Message:
+        msg = self._find(args)
+        if msg.streaming and now - msg.started > self.stream_ttl:
+            msg.streaming = False
+        if not msg.streaming:
+            raise SlackError(msg.closed_error)
+        return msg
+
+    def _append_stream(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        msg = self._streaming(args, now)
+        _append(msg, args)
+        msg.edits += 1
+        return {"channel": msg.channel, "ts": msg.ts}
+
+    def _stop_stream(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        msg = self._streaming(args, now)
+        _append(msg, args)
+        if args.get("blocks"):
+            msg.blocks = args["blocks"]
+        msg.streaming = False
+        return {"channel": msg.channel, "ts": msg.ts, "message": msg.as_json()}
+
+    def _set_status(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        for required in ("channel_id", "thread_ts", "status"):
+            if required not in args:
+                raise SlackError("invalid_arguments")
+        return {}
+
+    def _conversations_open(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        users = [u for u in str(args.get("users", "")).split(",") if u]
+        if len(users) != 1:
+            raise SlackError("users_list_not_supplied" if not users else "not_implemented")
+        channel = dm_channel_id(users[0])
+        return {"no_op": channel in self._messages, "channel": {"id": channel}}
+
+    def _users_info(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        user = self.users.get(args["user"])
+        if user is None:
+            raise SlackError("user_not_found")
+        return {"user": user}
+
+    def _views_publish(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        view = {"id": "V" + uuid.uuid4().hex[:10].upper(), "team_id": self.team_id,
+                **args["view"]}
+        self.home_views[args["user_id"]] = view
+        return {"view": view}
+
+
+async def _read_args(request: web.Request) -> tuple[dict[str, Any], str | None]:
+    """Merge query, JSON and form arguments the way Slack accepts them; pull out the token."""
+    args: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        if request.content_type == "application/json":
+            args.update(await request.json())
+        else:
+            form = await request.post()
+            args.update({k: v for k, v in form.items() if isinstance(v, str)})
+    for key in _JSON_ARGS:  # form-encoded calls send structured arguments as JSON strings
+        value = args.get(key)
+        if isinstance(value, str) and value[:1] in "[{":
+            args[key] = json.loads(value)
+    token = args.pop("token", None)
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        token = auth.removeprefix("Bearer ")
+    return args, token
+
+
+def _content(args: dict[str, Any]) -> tuple[str, list[dict[str, Any]] | None]:
+    """Validate text/blocks like chat.postMessage does."""
+    text, blocks = str(args.get("text") or args.get("markdown_text") or ""), args.get("blocks")
+    if not text and not blocks and not args.get("attachments"):
+        raise SlackError("no_text")
+    if blocks is not None and (not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS):
+        raise SlackError("invalid_blocks")
+    return text[:TEXT_LIMIT], blocks
+
+
+def _append(msg: Message, args: dict[str, Any]) -> None:
+    """Apply a stream call's markdown_text and chunks to the message."""
+    msg.text += args.get("markdown_text") or ""
+    for chunk in args.get("chunks") or []:
+        if chunk.get("type") == "markdown_text":
+            msg.text += chunk.get("text", "")
+        else:
+            msg.chunks.append(chunk)
+
+
+# -- what Slack sends to the app -------------------------------------------------------
+
+
+def sign_request(
+    signing_secret: str,
+    body: bytes,
+    timestamp: int | None = None,
+    *,
+    retry_num: int | None = None,
+    retry_reason: str = "http_timeout",
+    content_type: str | None = None,
+) -> dict[str, str]:
+    """Headers Slack sends with a request: v0 HMAC-SHA256 of `v0:timestamp:body`.
+
+    Computed independently of slack_sdk so that verifying with its SignatureVerifier
+    is a real check. `retry_num` adds the headers of Slack's redelivery attempts.
+    """
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(
+        signing_secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256
+    ).hexdigest()
+    if content_type is None:
+        is_json = body.lstrip()[:1] == b"{"
+        content_type = "application/json" if is_json else "application/x-www-form-urlencoded"
+    headers = {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+    }
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = retry_reason
+    return headers
+
+
+_event_seq = 0
+
+
+def _event_ts() -> str:
+    """A fresh, increasing message ts for user-side events."""
+    global _event_seq
+    _event_seq += 1
+    return f"{int(time.time())}.{_event_seq:06d}"
+
+
+def json_body(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def event_envelope(
+    event: dict[str, Any], *, team_id: str = TEAM_ID, event_id: str | None = None
+) -> dict[str, Any]:
+    """Wrap an event as the Events API delivers it (event_id is the dedupe key)."""
+    return {
+        "token": "fake-verification-token",
+        "team_id": team_id,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(),
+        "event_time": int(time.time()),
+        "authorizations": [{
+            "enterprise_id": None, "team_id": team_id, "user_id": BOT_USER_ID,
+            "is_bot": True, "is_enterprise_install": False,
+        }],
+        "is_ext_shared_channel": False,
+    }
+
+
+def message_event(
+    text: str,
+    *,
+    user: str = USER_ID,
+    channel: str | None = None,
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    channel_type: str = "im",
+    team_id: str = TEAM_ID,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A user's `message` event (a DM by default: message.im)."""
+    ts = ts or _event_ts()
+    event: dict[str, Any] = {
+        "type": "message",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "event_ts": ts,
+        "channel": channel or dm_channel_id(user),
+        "channel_type": channel_type,
+        "team": team_id,
+        "client_msg_id": str(uuid.uuid4()),
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event_envelope(event, team_id=team_id, event_id=event_id)
+
+
+def app_mention_event(
+    text: str,
+    *,
+    user: str = USER_ID,
+    channel: str = "C0FAKECHAN",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    team_id: str = TEAM_ID,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """An `app_mention` in a channel; `text` should contain `<@BOT_USER_ID>` as Slack's does."""
+    ts = ts or _event_ts()
+    event: dict[str, Any] = {
+        "type": "app_mention", "user": user, "text": text, "ts": ts, "event_ts": ts,
+        "channel": channel, "team": team_id, "client_msg_id": str(uuid.uuid4()),
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event_envelope(event, team_id=team_id, event_id=event_id)
+
+
+def app_home_opened_event(
+    *, user: str = USER_ID, tab: str = "home", team_id: str = TEAM_ID,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """`app_home_opened`; tab "messages" is how agent-mode DMs announce an opened DM."""
+    event = {
+        "type": "app_home_opened", "user": user, "channel": dm_channel_id(user),
+        "tab": tab, "event_ts": _event_ts(),
+    }
+    return event_envelope(event, team_id=team_id, event_id=event_id)
+
+
+def slash_command_body(
+    command: str,
+    text: str = "",
+    *,
+    response_url: str,
+    user: str = USER_ID,
+    channel: str | None = None,
+    team_id: str = TEAM_ID,
+) -> bytes:
+    """Form-encoded slash command, as Slack POSTs it."""
+    return urlencode({
+        "token": "fake-verification-token",
+        "team_id": team_id,
+        "team_domain": TEAM_DOMAIN,
+        "channel_id": channel or dm_channel_id(user),
+        "channel_name": "directmessage",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": uuid.uuid4().hex,
+    }).encode()
+
+
+def block_actions_body(
+    action_id: str,
+    value: str | None = None,
+    *,
+    user: str = USER_ID,
+    channel: str | None = None,
+    message_ts: str | None = None,
+    view: dict[str, Any] | None = None,
+    block_id: str = "actions",
+    response_url: str | None = None,
+    team_id: str = TEAM_ID,
+) -> bytes:
+    """A button click as `payload=<json>`: on a message (message_ts) or in App Home (view)."""
+    if view is not None:
+        container: dict[str, Any] = {"type": "view", "view_id": view.get("id", "V0FAKEVIEW")}
+    else:
+        container = {"type": "message", "message_ts": message_ts or _event_ts(),
+                     "channel_id": channel or dm_channel_id(user), "is_ephemeral": False}
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team_id},
+        "api_app_id": APP_ID,
+        "token": "fake-verification-token",
+        "container": container,
+        "trigger_id": uuid.uuid4().hex,
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "is_enterprise_install": False,
+        "actions": [{
+            "type": "button", "action_id": action_id, "block_id": block_id,
+            "text": {"type": "plain_text", "text": action_id}, "value": value,
+            "action_ts": _event_ts(),
+        }],
+    }
+    if view is not None:
+        payload["view"] = view
+    else:
+        payload["channel"] = {"id": container["channel_id"], "name": "directmessage"}
+        payload["message"] = {"type": "message", "ts": container["message_ts"], "text": ""}
+    if response_url:
+        payload["response_url"] = response_url
+    return urlencode({"payload": json.dumps(payload)}).encode()

@@ -1,0 +1,251 @@
+"""The Slack fake, driven by the real slack_sdk and slack-bolt (nothing mocked)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from tests.fakes.slack_api import (
+    BOT_ID,
+    BOT_USER_ID,
+    TEAM_ID,
+    USER_ID,
+    FakeSlack,
+    app_home_opened_event,
+    block_actions_body,
+    dm_channel_id,
+    json_body,
+    message_event,
+    sign_request,
+    slash_command_body,
+)
+
+SECRET = "test-signing-secret"
+DM = dm_channel_id(USER_ID)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+def client_for(fake: FakeSlack, **kwargs: Any) -> AsyncWebClient:
+    return AsyncWebClient(token="xoxb-test", base_url=fake.base_url, **kwargs)
+
+
+async def test_auth_test_identifies_the_bot(fake: FakeSlack) -> None:
+    resp = await client_for(fake).auth_test()
+    assert (resp["user_id"], resp["bot_id"], resp["team_id"]) == (BOT_USER_ID, BOT_ID, TEAM_ID)
+    assert "chat:write" in resp.headers["X-OAuth-Scopes"]  # Bolt reads bot scopes from here
+    assert [c.method for c in fake.calls] == ["auth.test"]
+
+
+async def test_post_then_update_changes_stored_text(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    posted = await client.chat_postMessage(channel=DM, text="thinking…")
+    assert posted["channel"] == DM and posted["message"]["text"] == "thinking…"
+    await client.chat_update(channel=DM, ts=posted["ts"], text="Here is your plan.")
+    [msg] = fake.messages(DM)
+    assert (msg.text, msg.edits) == ("Here is your plan.", 1)
+    assert fake.calls_to("chat.update")[0].args == {
+        "channel": DM, "ts": posted["ts"], "text": "Here is your plan.",
+    }
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_update(channel=DM, ts="1.000000", text="x")
+    assert err.value.response["error"] == "message_not_found"
+
+
+async def test_sdk_chat_stream_assembles_text_in_the_thread(fake: FakeSlack) -> None:
+    stream = await client_for(fake).chat_stream(
+        channel=DM, thread_ts="1700000000.000100", buffer_size=5
+    )
+    assert await stream.append(markdown_text="Hel") is None  # buffered, no call yet
+    assert fake.calls == []
+    await stream.append(markdown_text="lo wor")  # buffer >= 5: chat.startStream
+    assert fake.message(DM, stream.ts or "").streaming
+    await stream.append(markdown_text="ld")  # buffered again
+    await stream.stop(markdown_text="!")  # chat.stopStream carries the rest
+    assert [c.method for c in fake.calls] == ["chat.startStream", "chat.stopStream"]
+    [msg] = fake.messages(DM, thread_ts="1700000000.000100")
+    assert (msg.text, msg.streaming) == ("Hello world!", False)
+    assert fake.text(DM, msg.ts) == "Hello world!"
+    with pytest.raises(SlackRequestError):  # the SDK refuses client-side after stop()
+        await stream.append(markdown_text="more")
+
+
+async def test_closed_stream_answers_not_in_streaming_state(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    started = await client.chat_startStream(channel=DM, thread_ts="1.0", markdown_text="a")
+    await client.chat_appendStream(channel=DM, ts=started["ts"], markdown_text="b")
+    await client.chat_stopStream(channel=DM, ts=started["ts"])
+    assert fake.text(DM, started["ts"]) == "ab"
+    for call in (client.chat_appendStream, client.chat_stopStream):
+        with pytest.raises(SlackApiError) as err:
+            await call(channel=DM, ts=started["ts"], markdown_text="c")
+        assert err.value.response["error"] == "message_not_in_streaming_state"
+    # Slack closing a stream itself (timeout, or the user pressed stop):
+    other = await client.chat_startStream(channel=DM, thread_ts="2.0", markdown_text="x")
+    fake.expire_stream(DM, other["ts"], error="stopped_by_user")
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_appendStream(channel=DM, ts=other["ts"], markdown_text="y")
+    assert err.value.response["error"] == "stopped_by_user"
+    # ...after which the documented fallback is chat.update on the stream's ts.
+    await client.chat_update(channel=DM, ts=other["ts"], text="x y")
+    assert fake.text(DM, other["ts"]) == "x y"
+
+
+async def test_stream_ttl_closes_old_streams() -> None:
+    async with FakeSlack(stream_ttl=0.0) as fake:
+        client = client_for(fake)
+        started = await client.chat_startStream(channel=DM, thread_ts="1.0", markdown_text="a")
+        await asyncio.sleep(0.01)
+        with pytest.raises(SlackApiError) as err:
+            await client.chat_appendStream(channel=DM, ts=started["ts"], markdown_text="b")
+        assert err.value.response["error"] == "message_not_in_streaming_state"
+
+
+async def test_fail_next_429_raises_with_retry_after(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    fake.fail_next("chat.postMessage", status=429, retry_after=7)
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_postMessage(channel=DM, text="hi")
+    assert err.value.response.status_code == 429
+    assert err.value.response["error"] == "ratelimited"
+    assert err.value.response.headers["Retry-After"] == "7"
+    assert fake.rate_limited == 1
+    await client.chat_postMessage(channel=DM, text="hi")  # only the next call failed
+    fake.fail_next("chat.update", "cant_update_message", times=2)
+    for _ in range(2):
+        with pytest.raises(SlackApiError, match="cant_update_message"):
+            await client.chat_update(channel=DM, ts="1.0", text="x")
+
+
+async def test_retry_handler_retries_a_429(fake: FakeSlack) -> None:
+    client = client_for(fake, retry_handlers=[AsyncRateLimitErrorRetryHandler()])
+    fake.fail_next("chat.postMessage", status=429, retry_after=0)
+    resp = await client.chat_postMessage(channel=DM, text="hi")  # sleeps 0 + random() s
+    assert resp["ok"] and len(fake.calls_to("chat.postMessage")) == 2
+
+
+async def test_enforced_limits_trip_after_the_configured_count() -> None:
+    async with FakeSlack(enforce_limits=True, limits={"chat.update": 3}, window=0.5) as fake:
+        assert fake.limits["chat.appendStream"] == 100
+        client = client_for(fake)
+        ts = (await client.chat_postMessage(channel=DM, text="0"))["ts"]
+        for i in range(3):
+            await client.chat_update(channel=DM, ts=ts, text=str(i))
+        with pytest.raises(SlackApiError) as err:
+            await client.chat_update(channel=DM, ts=ts, text="over")
+        assert err.value.response.status_code == 429
+        assert err.value.response.headers["Retry-After"] == "1"
+        assert (fake.rate_limited, fake.text(DM, ts)) == (1, "2")
+        await asyncio.sleep(0.5)  # the window slides on
+        await client.chat_update(channel=DM, ts=ts, text="later")
+        assert fake.text(DM, ts) == "later"
+
+
+async def test_users_info_returns_tz(fake: FakeSlack) -> None:
+    fake.add_user(USER_ID, tz="Asia/Kolkata", real_name="Asha")
+    user = (await client_for(fake).users_info(user=USER_ID))["user"]
+    assert (user["tz"], user["tz_offset"], user["real_name"]) == ("Asia/Kolkata", 19800, "Asha")
+    with pytest.raises(SlackApiError, match="user_not_found"):
+        await client_for(fake).users_info(user="U0NOBODY")
+
+
+async def test_other_methods_and_wire_formats(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    opened = await client.conversations_open(users=[USER_ID])
+    assert opened["channel"]["id"] == DM
+    eph = await client.chat_postEphemeral(channel=DM, user=USER_ID, text="only you")
+    assert fake.ephemerals[0]["text"] == "only you" and eph["message_ts"]
+    ts = (await client.chat_postMessage(channel=DM, text="bye"))["ts"]
+    await client.chat_delete(channel=DM, ts=ts)
+    assert fake.messages(DM) == []
+    await client.views_publish(user_id=USER_ID, view={"type": "home", "blocks": []})
+    assert fake.home_views[USER_ID]["type"] == "home"
+    # Form-encoded call with blocks as a JSON string, as older code paths send it.
+    blocks = '[{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}]'
+    await client.api_call("chat.postMessage", data={"channel": DM, "blocks": blocks})
+    assert fake.messages(DM)[0].blocks == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}
+    ]
+    with pytest.raises(SlackApiError, match="no_text"), pytest.warns(UserWarning):
+        await client.chat_postMessage(channel=DM)
+    with pytest.raises(SlackApiError, match="unknown_method"):
+        await client.api_call("chat.nonsense")
+    with pytest.raises(SlackApiError, match="not_authed"):
+        await AsyncWebClient(base_url=fake.base_url).chat_postMessage(channel=DM, text="x")
+
+
+def test_signed_request_verifies_with_slack_sdk() -> None:
+    body = json_body(message_event("hello"))
+    headers = sign_request(SECRET, body, retry_num=1)
+    verifier = SignatureVerifier(SECRET)
+    assert verifier.is_valid_request(body, headers)
+    assert not verifier.is_valid_request(body + b" ", headers)
+    assert not SignatureVerifier("other").is_valid_request(body, headers)
+    assert headers["X-Slack-Retry-Num"] == "1"
+    assert headers["Content-Type"] == "application/json"
+
+
+async def test_bolt_app_runs_against_the_fake(fake: FakeSlack) -> None:
+    """Signed deliveries into a real AsyncApp whose client talks to the fake."""
+    app = AsyncApp(client=client_for(fake), signing_secret=SECRET, process_before_response=True)
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], set_status: Any, say_stream: Any) -> None:
+        await set_status("is thinking…")
+        stream = await say_stream(buffer_size=4)
+        for token in ("Good ", "morning", ", Asha"):
+            await stream.append(markdown_text=token)
+        await stream.stop()
+
+    @app.event("app_home_opened")
+    async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
+        await client.views_publish(user_id=event["user"], view={"type": "home", "blocks": []})
+
+    @app.command("/coach")
+    async def on_command(ack: Any, respond: Any, command: dict[str, Any]) -> None:
+        await ack()
+        await respond(f"you said {command['text']}")
+
+    @app.action("done")
+    async def on_done(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+
+    async def deliver(body: bytes) -> int:
+        req = AsyncBoltRequest(body=body.decode(), headers=sign_request(SECRET, body))
+        return (await app.async_dispatch(req)).status
+
+    envelope = message_event("hi")
+    assert await deliver(json_body(envelope)) == 200
+    user_ts = envelope["event"]["ts"]
+    [reply] = fake.messages(DM, thread_ts=user_ts)  # say_stream replies in the thread
+    assert reply.text == "Good morning, Asha"
+    status = fake.calls_to("assistant.threads.setStatus")[0].args
+    assert (status["channel_id"], status["thread_ts"]) == (DM, user_ts)
+    start = fake.calls_to("chat.startStream")[0].args
+    assert (start["recipient_user_id"], start["recipient_team_id"]) == (USER_ID, TEAM_ID)
+    assert [c.method for c in fake.calls if "Stream" in c.method] == [
+        "chat.startStream", "chat.appendStream", "chat.appendStream", "chat.stopStream",
+    ]
+
+    assert await deliver(json_body(app_home_opened_event())) == 200
+    assert USER_ID in fake.home_views
+
+    cmd = slash_command_body("/coach", "plan my week", response_url=fake.response_url("c1"))
+    assert await deliver(cmd) == 200
+    assert fake.responses("c1")[0]["text"] == "you said plan my week"
+
+    assert await deliver(block_actions_body("done", "goal-1")) == 200
+    assert len(fake.calls_to("auth.test")) == 1  # Bolt caches it
