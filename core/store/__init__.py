@@ -1,0 +1,109 @@
+"""The Store port: everything the Coach and the scheduler keep, behind one async interface.
+
+Two backends implement it (`sqlite.py`, the embedded default, and `mongo.py`) and one contract
+suite (tests/test_store_contract.py) holds them to the same behaviour. Writes are single-record
+atomic: claims are conditional updates, dedupe keys are unique. No multi-record transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal, Protocol
+
+from core.models import Goal, GoalStatus, Identity, Meeting, MeetingStatus, Message, Phase, User
+
+MeetingFlag = Literal["reminder_sent", "recap_sent"]
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or written right now."""
+
+
+class Store(Protocol):
+    async def close(self) -> None: ...
+
+    # Users
+    async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
+        """The user for this identity, and whether it was just created."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        phase: Phase | None = None,
+        timezone: str | None = None,
+        welcomed: bool | None = None,
+    ) -> User | None: ...
+    async def list_users(self) -> list[User]: ...
+    async def delete_user(self, user_id: str) -> None:
+        """Delete the user and everything of theirs."""
+
+    # Messages
+    async def add_message(self, message: Message) -> None: ...
+    async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
+        """The last `limit` messages, oldest first."""
+
+    async def history_page(
+        self, user_id: str, page: int, page_size: int
+    ) -> tuple[list[Message], int]:
+        """Page `page` (1-based, newest first) and the total number of messages."""
+
+    async def messages_between(
+        self, user_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Message]:
+        """Messages with start <= created_at < end, oldest first."""
+
+    async def clear_messages(self, user_id: str) -> int: ...
+
+    # Goals
+    async def add_goal(self, goal: Goal) -> None: ...
+    async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]: ...
+    async def close_goal(
+        self, user_id: str, goal_id: str, status: GoalStatus, now: datetime
+    ) -> Goal | None:
+        """Mark an active goal done or dropped; None if there is no such active goal."""
+
+    # Meetings
+    async def add_meetings(self, meetings: Sequence[Meeting]) -> None: ...
+    async def get_meeting(self, meeting_id: str) -> Meeting | None: ...
+    async def list_meetings(
+        self, user_id: str, *, closing_after: datetime | None = None
+    ) -> list[Meeting]:
+        """The user's meetings by start time; with `closing_after`, only windows closing later."""
+
+    async def live_meetings(self, closing_after: datetime) -> list[Meeting]:
+        """Every user's scheduled or open meetings whose window closes after the given time."""
+
+    async def cancel_meetings(self, user_id: str, meeting_ids: Sequence[str]) -> int:
+        """Cancel those of the user's meetings that have not closed; returns how many."""
+
+    async def claim_transition(
+        self, meeting_id: str, from_status: MeetingStatus, to_status: MeetingStatus
+    ) -> Meeting | None:
+        """Atomically move a meeting between states; None if another process got there first."""
+
+    async def claim_flag(self, meeting_id: str, flag: MeetingFlag) -> Meeting | None:
+        """Atomically set a once-only flag; None if it was already set."""
+
+    async def set_recap(self, meeting_id: str, text: str) -> None: ...
+
+    # Dedupe
+    async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:
+        """True the first time a key is seen (or after it expired), False for a repeat."""
+
+
+async def open_store(url: str, *, mongodb_database: str = "momentum") -> Store:
+    """Open the backend named by `DATABASE_URL`."""
+    if url.startswith("sqlite://"):
+        from core.store.sqlite import SQLiteStore
+
+        return await SQLiteStore.open(url.removeprefix("sqlite://").removeprefix("/") or ":memory:")
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from core.store.mongo import MongoStore
+
+        return await MongoStore.open(url, database=mongodb_database)
+    raise ValueError(
+        f"DATABASE_URL must start with sqlite:/// or mongodb:// (got {url.split(':', 1)[0]}:...)"
+    )

@@ -1,0 +1,128 @@
+"""Who may talk to the coach now. Pure: a function of the phase, the meetings and `now`.
+
+Goal setting is always open. In tracking, the coach is reachable inside a meeting's window,
+[start - before, end + after), for any meeting that is not cancelled. Windows that overlap or
+touch merge into one, so the close time shown is when the coach really becomes unreachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.models import Access, AccessReason, Meeting, MeetingStatus, Phase
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    before: timedelta = timedelta(minutes=30)
+    after: timedelta = timedelta(minutes=60)
+
+    def opens_at(self, meeting: Meeting) -> datetime:
+        return meeting.start - self.before
+
+    def closes_at(self, meeting: Meeting) -> datetime:
+        return meeting.end + self.after
+
+    def is_open(self, meeting: Meeting, now: datetime) -> bool:
+        return self.opens_at(meeting) <= now < self.closes_at(meeting)
+
+
+def _live(meetings: Iterable[Meeting]) -> list[Meeting]:
+    return sorted(
+        (m for m in meetings if m.status is not MeetingStatus.CANCELLED), key=lambda m: m.start
+    )
+
+
+def open_meeting(
+    meetings: Iterable[Meeting], now: datetime, policy: WindowPolicy
+) -> Meeting | None:
+    """The meeting whose window is open at `now` (the earliest-starting one if several are)."""
+    return next((m for m in _live(meetings) if policy.is_open(m, now)), None)
+
+
+def merged_close(
+    meetings: Iterable[Meeting], now: datetime, policy: WindowPolicy
+) -> datetime | None:
+    """When the coach stops being reachable, following windows that overlap or touch."""
+    close: datetime | None = None
+    for meeting in sorted(_live(meetings), key=policy.opens_at):
+        opens, closes = policy.opens_at(meeting), policy.closes_at(meeting)
+        if close is None:
+            if opens <= now < closes:
+                close = closes
+        elif opens <= close:
+            close = max(close, closes)
+    return close
+
+
+def next_opening(
+    meetings: Iterable[Meeting], now: datetime, policy: WindowPolicy
+) -> tuple[Meeting, datetime] | None:
+    """The next meeting whose window opens after `now`, and when it opens."""
+    upcoming = [(policy.opens_at(m), m) for m in _live(meetings) if policy.opens_at(m) > now]
+    if not upcoming:
+        return None
+    opens, meeting = min(upcoming, key=lambda pair: pair[0])
+    return meeting, opens
+
+
+def decide_access(
+    phase: Phase, meetings: Iterable[Meeting], now: datetime, policy: WindowPolicy
+) -> Access:
+    meetings = list(meetings)
+    upcoming = next_opening(meetings, now, policy)
+    next_meeting, next_opens = upcoming if upcoming else (None, None)
+    if phase is Phase.GOAL_SETTING:
+        return Access(
+            allowed=True,
+            reason=AccessReason.GOAL_SETTING,
+            phase=phase,
+            next_meeting=next_meeting,
+            next_opens_at=next_opens,
+        )
+    current = open_meeting(meetings, now, policy)
+    if current is not None:
+        return Access(
+            allowed=True,
+            reason=AccessReason.IN_WINDOW,
+            phase=phase,
+            meeting=current,
+            window_closes_at=merged_close(meetings, now, policy),
+            next_meeting=next_meeting,
+            next_opens_at=next_opens,
+        )
+    return Access(
+        allowed=False,
+        reason=AccessReason.OUTSIDE_WINDOW if upcoming else AccessReason.NO_MEETING,
+        phase=phase,
+        next_meeting=next_meeting,
+        next_opens_at=next_opens,
+    )
+
+
+def describe_access(access: Access, when: Callable[[datetime], str], policy: WindowPolicy) -> str:
+    """One friendly sentence about access; `when` renders a time for the user's platform."""
+    hours = (
+        f"{int(policy.before.total_seconds() // 60)} minutes before a meeting until "
+        f"{int(policy.after.total_seconds() // 60)} minutes after it ends"
+    )
+    match access.reason:
+        case AccessReason.GOAL_SETTING:
+            return "You're in goal setting, so I'm here any time. Let's shape your goals!"
+        case AccessReason.IN_WINDOW:
+            assert access.window_closes_at is not None
+            return f"Your coaching window is open until {when(access.window_closes_at)}. Let's go!"
+        case AccessReason.OUTSIDE_WINDOW:
+            assert access.next_opens_at is not None
+            return (
+                f"I'm in tracking mode: I'm available from {hours}. "
+                f"Your next window opens {when(access.next_opens_at)}."
+            )
+        case AccessReason.NO_MEETING:
+            return (
+                f"I'm in tracking mode: I'm available from {hours}, and you have no meeting "
+                "scheduled. Schedule one with `/schedule tomorrow 9am`, or go back to goal "
+                "setting with `/goalsetting`."
+            )

@@ -1,0 +1,532 @@
+"""The Coach facade: the one entry point that adapters and the scheduler call.
+
+Adapters translate platform events into these calls and render what comes back; they hold
+no coaching logic. `reply` streams `ReplyEvent`s; the other methods return data or raise
+`CoachError`, whose `user_text` is safe to show as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from core import timeparse
+from core.access import WindowPolicy, decide_access, describe_access
+from core.config import Settings
+from core.llm import LLM, Completion, LLMError, UnconfiguredLLM
+from core.models import (
+    Access,
+    Goal,
+    GoalStatus,
+    Identity,
+    Meeting,
+    MeetingStatus,
+    Message,
+    MessageMeta,
+    Phase,
+    Role,
+    Usage,
+    User,
+    new_id,
+)
+from core.persona import CoachContext, Persona, conversation, system_blocks
+from core.safety import SAFETY_REPLY, is_crisis
+from core.store import MeetingFlag, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+MAX_GOAL_CHARS = 300
+MAX_ACTIVE_GOALS = 20
+STORE_DOWN_TEXT = (
+    "I can't reach my memory right now, so nothing was saved. Please try again in a minute."
+)
+INTERNAL_ERROR_TEXT = "Something went wrong on my side. It has been logged; please try again."
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CoachError(Exception):
+    """A request the coach cannot carry out; `user_text` says why, for the user."""
+
+    def __init__(self, user_text: str) -> None:
+        super().__init__(user_text)
+        self.user_text = user_text
+
+
+# Events streamed by `Coach.reply`, in order: [Welcome] then one of
+# SafetyReply | Denied | Failed | (Chunk* then Done or Failed).
+
+
+@dataclass(frozen=True)
+class Welcome:
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    message_id: str
+    text: str
+    usage: Usage | None
+
+
+@dataclass(frozen=True)
+class SafetyReply:
+    text: str
+
+
+@dataclass(frozen=True)
+class Denied:
+    access: Access
+    text: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    kind: str
+    user_text: str
+
+
+ReplyEvent = Welcome | Chunk | Done | SafetyReply | Denied | Failed
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list[Message]  # newest first
+    page: int
+    pages: int
+    total: int
+
+
+class UserLocks:
+    """One lock per user, so a user's turns run in order; freed when nobody waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: defaultdict[str, int] = defaultdict(int)
+
+    @asynccontextmanager
+    async def hold(self, user_id: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        self._holders[user_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._holders[user_id] -= 1
+            if not self._holders[user_id]:
+                del self._holders[user_id], self._locks[user_id]
+
+
+class Coach:
+    def __init__(
+        self,
+        store: Store,
+        llm: LLM | None,
+        persona: Persona,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.llm: LLM = llm or UnconfiguredLLM()
+        self.persona = persona
+        self.settings = settings
+        self.policy = WindowPolicy(settings.window_before, settings.window_after)
+        self.clock = clock
+        self._turns = UserLocks()
+
+    @property
+    def chat_configured(self) -> bool:
+        return not isinstance(self.llm, UnconfiguredLLM)
+
+    # Users and time
+
+    async def user(self, identity: Identity) -> User:
+        user, _ = await self.store.get_or_create_user(identity, self.clock())
+        return user
+
+    def zone(self, user: User) -> ZoneInfo:
+        return ZoneInfo(user.timezone or self.settings.default_timezone)
+
+    def local(self, user: User, when: datetime) -> str:
+        return timeparse.format_local(when, self.zone(user))
+
+    # The reply
+
+    async def reply(
+        self, identity: Identity, text: str, *, event_id: str | None = None
+    ) -> AsyncIterator[ReplyEvent]:
+        """Answer one user message. Never raises: every failure ends in a `Failed` event."""
+        try:
+            async for event in self._reply(identity, text, event_id):
+                yield event
+        except StoreUnavailable as error:
+            log.error("store unavailable while replying to %s: %s", identity.external_id, error)
+            yield Failed("store_unavailable", STORE_DOWN_TEXT)
+        except Exception:
+            log.exception("reply failed for %s:%s", identity.platform, identity.external_id)
+            yield Failed("internal", INTERNAL_ERROR_TEXT)
+
+    async def _reply(
+        self, identity: Identity, text: str, event_id: str | None
+    ) -> AsyncIterator[ReplyEvent]:
+        text = text.strip()
+        if not text:
+            yield Failed("empty", "Your message was empty. Type something and I'm all yours!")
+            return
+        if len(text) > self.settings.max_input_chars:
+            yield Failed(
+                "too_long",
+                (
+                    f"That message is {len(text):,} characters; I can take up to "
+                    f"{self.settings.max_input_chars:,}. Could you shorten it or send it in parts?"
+                ),
+            )
+            return
+        now = self.clock()
+        if event_id is not None:
+            key = f"{identity.platform}:{event_id}"
+            expires = now + timedelta(hours=self.settings.dedupe_ttl_hours)
+            if not await self.store.claim_event(key, now, expires):
+                log.info("duplicate event %s ignored", key)
+                yield Failed("duplicate", "I've already answered this message.")
+                return
+        user, _ = await self.store.get_or_create_user(identity, now)
+        if not user.welcomed:
+            await self.store.update_user(user.id, welcomed=True)
+            yield Welcome(self.persona.welcome)
+        if is_crisis(text):
+            yield SafetyReply(SAFETY_REPLY)
+            await self._save_safety_turn(user, text, now)
+            return
+        access = await self._access(user, now)
+        if not access.allowed:
+            yield Denied(
+                access, describe_access(access, lambda t: self.local(user, t), self.policy)
+            )
+            return
+        if not self.chat_configured:
+            llm_error = LLMError("not_configured")
+            yield Failed(llm_error.kind, llm_error.user_text)
+            return
+        async with self._turns.hold(user.id):
+            async for event in self._turn(user, text, access, now):
+                yield event
+
+    async def _turn(
+        self, user: User, text: str, access: Access, received: datetime
+    ) -> AsyncIterator[ReplyEvent]:
+        """One conversation turn, holding the user's lock: save, build context, stream, save."""
+        meeting_id = access.meeting.id if access.meeting else None
+        meta = MessageMeta(platform=user.identity.platform, meeting_id=meeting_id)
+        history = await self.store.recent_messages(user.id, self.settings.history_context_messages)
+        await self.store.add_message(
+            Message(
+                user_id=user.id,
+                role=Role.USER,
+                text=text,
+                created_at=received,
+                meta=meta,
+            )
+        )
+        goals = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
+        now = self.clock()
+        context = CoachContext(
+            phase=user.phase,
+            goals=goals[: self.settings.max_active_goals_in_context],
+            meeting=access.meeting,
+            now=now,
+            timezone=self.zone(user),
+            history=history,
+        )
+        started = time.perf_counter()
+        first_token_ms: int | None = None
+        parts: list[str] = []
+        completion: Completion | None = None
+        error: LLMError | None = None
+        try:
+            async for item in self.llm.stream(
+                system_blocks(self.persona, context), conversation(history, text)
+            ):
+                if isinstance(item, Completion):
+                    completion = item
+                    continue
+                if first_token_ms is None:
+                    first_token_ms = round((time.perf_counter() - started) * 1000)
+                parts.append(item)
+                yield Chunk(item)
+        except LLMError as failure:
+            error = failure
+            log.warning("LLM failed for user %s: %s", user.id, failure)
+        reply = "".join(parts)
+        reply_meta = meta.model_copy(
+            update={
+                "model": completion.model if completion else self.llm.model,
+                "usage": completion.usage if completion else None,
+                "stop_reason": completion.stop_reason if completion else None,
+                "latency_ms": round((time.perf_counter() - started) * 1000),
+                "first_token_ms": first_token_ms,
+                "error": error.kind if error else None,
+            }
+        )
+        message = Message(
+            user_id=user.id,
+            role=Role.ASSISTANT,
+            text=reply,
+            created_at=self.clock(),
+            complete=error is None,
+            meta=reply_meta,
+        )
+        if reply or error is None:  # keep what was said, even when cut short
+            await self.store.add_message(message)
+        if error is not None:
+            yield Failed(error.kind, error.user_text)
+        else:
+            yield Done(message.id, reply, reply_meta.usage)
+
+    async def _save_safety_turn(self, user: User, text: str, now: datetime) -> None:
+        meta = MessageMeta(platform=user.identity.platform, kind="safety")
+        await self.store.add_message(
+            Message(user_id=user.id, role=Role.USER, text=text, created_at=now, meta=meta)
+        )
+        await self.store.add_message(
+            Message(
+                user_id=user.id, role=Role.ASSISTANT, text=SAFETY_REPLY, created_at=now, meta=meta
+            )
+        )
+
+    # Access
+
+    async def _access(self, user: User, now: datetime) -> Access:
+        meetings = await self.store.list_meetings(user.id, closing_after=now)
+        return decide_access(user.phase, meetings, now, self.policy)
+
+    async def access(self, identity: Identity) -> tuple[Access, str]:
+        """The access decision for now, and a sentence describing it in the user's timezone."""
+        user = await self.user(identity)
+        access = await self._access(user, self.clock())
+        return access, describe_access(access, lambda t: self.local(user, t), self.policy)
+
+    # History
+
+    async def history(self, identity: Identity, page: int = 1, page_size: int = 10) -> HistoryPage:
+        if page < 1:
+            raise CoachError("Pages start at 1.")
+        user = await self.user(identity)
+        messages, total = await self.store.history_page(user.id, page, page_size)
+        pages = max(1, -(-total // page_size))
+        if page > pages:
+            raise CoachError(f"There are only {pages} page(s) of history.")
+        return HistoryPage(messages, page, pages, total)
+
+    async def clear_history(self, identity: Identity) -> int:
+        user = await self.user(identity)
+        async with self._turns.hold(user.id):
+            return await self.store.clear_messages(user.id)
+
+    # Goals
+
+    async def goals(self, identity: Identity, *, include_closed: bool = False) -> list[Goal]:
+        user = await self.user(identity)
+        return await self.store.list_goals(user.id, None if include_closed else GoalStatus.ACTIVE)
+
+    async def add_goal(self, identity: Identity, text: str) -> Goal:
+        text = " ".join(text.split())
+        if not text:
+            raise CoachError("What's the goal? Try `/goal add Run 5 km by March`.")
+        if len(text) > MAX_GOAL_CHARS:
+            raise CoachError(f"Keep a goal under {MAX_GOAL_CHARS} characters: short goals stick.")
+        user = await self.user(identity)
+        active = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
+        if len(active) >= MAX_ACTIVE_GOALS:
+            raise CoachError(f"You have {len(active)} active goals. Finish or drop one first.")
+        goal = Goal(user_id=user.id, text=text, created_at=self.clock())
+        await self.store.add_goal(goal)
+        return goal
+
+    async def close_goal(self, identity: Identity, ref: str, status: GoalStatus) -> Goal:
+        """Mark the active goal numbered `ref` (as listed by `goals`) done or dropped."""
+        user = await self.user(identity)
+        active = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
+        goal = _pick(active, ref, "goal", "/goals")
+        closed = await self.store.close_goal(user.id, goal.id, status, self.clock())
+        if closed is None:
+            raise CoachError("That goal was already closed.")
+        return closed
+
+    # Meetings
+
+    async def meetings(self, identity: Identity) -> list[Meeting]:
+        """Upcoming and current meetings, soonest first."""
+        user = await self.user(identity)
+        meetings = await self.store.list_meetings(user.id, closing_after=self.clock())
+        return [m for m in meetings if m.status is not MeetingStatus.CANCELLED]
+
+    async def schedule(self, identity: Identity, text: str) -> list[Meeting]:
+        """Schedule from the user's words, e.g. `tomorrow 9am for 30m weekly`."""
+        user = await self.user(identity)
+        now = self.clock()
+        s = self.settings
+        try:
+            request = timeparse.parse_schedule_args(
+                text,
+                now=now,
+                tz=self.zone(user),
+                default_duration=timedelta(minutes=s.meeting_default_minutes),
+                min_duration=timedelta(minutes=s.meeting_min_minutes),
+                max_duration=timedelta(minutes=s.meeting_max_minutes),
+            )
+        except timeparse.WhenError as error:
+            raise CoachError(str(error)) from error
+        minutes = int(request.duration.total_seconds() // 60)
+        series = new_id() if request.weekly else None
+        starts = _weekly_starts(
+            request.start, self.zone(user), s.weekly_occurrences if series else 1
+        )
+        new = [
+            Meeting(
+                user_id=user.id,
+                start=start,
+                duration_minutes=minutes,
+                series_id=series,
+                closes_at=start + timedelta(minutes=minutes) + self.policy.after,
+            )
+            for start in starts
+        ]
+        existing = await self.meetings(identity)
+        for meeting in new:
+            clash = next((m for m in existing if _overlaps(m, meeting)), None)
+            if clash is not None:
+                raise CoachError(
+                    f"That overlaps your meeting on {self.local(user, clash.start)}. "
+                    "Pick another time or cancel that one first."
+                )
+        await self.store.add_meetings(new)
+        return new
+
+    async def cancel(self, identity: Identity, ref: str, *, series: bool = False) -> list[Meeting]:
+        """Cancel the meeting numbered `ref` in `meetings`, or with `series`, its whole series."""
+        user = await self.user(identity)
+        upcoming = await self.meetings(identity)
+        meeting = _pick(upcoming, ref, "meeting", "/meetings")
+        if series and meeting.series_id is None:
+            raise CoachError("That meeting is not part of a weekly series.")
+        targets = [m for m in upcoming if series and m.series_id == meeting.series_id] or [meeting]
+        await self.store.cancel_meetings(user.id, [m.id for m in targets])
+        return targets
+
+    # Phase and settings
+
+    async def start_tracking(self, identity: Identity) -> User:
+        user = await self.user(identity)
+        missing = []
+        if not await self.store.list_goals(user.id, GoalStatus.ACTIVE):
+            missing.append("at least one active goal (`/goal add ...`)")
+        if not any(m.start > self.clock() for m in await self.meetings(identity)):
+            missing.append("an upcoming meeting (`/schedule tomorrow 9am`)")
+        if missing:
+            raise CoachError("To start tracking you need " + " and ".join(missing) + ".")
+        return await self._set_phase(user, Phase.TRACKING)
+
+    async def back_to_goal_setting(self, identity: Identity) -> User:
+        return await self._set_phase(await self.user(identity), Phase.GOAL_SETTING)
+
+    async def _set_phase(self, user: User, phase: Phase) -> User:
+        updated = await self.store.update_user(user.id, phase=phase)
+        assert updated is not None
+        return updated
+
+    async def set_timezone(self, identity: Identity, name: str) -> User:
+        try:
+            zone = timeparse.resolve_timezone(name)
+        except timeparse.WhenError as error:
+            raise CoachError(str(error)) from error
+        user = await self.user(identity)
+        updated = await self.store.update_user(user.id, timezone=zone.key)
+        assert updated is not None
+        return updated
+
+    async def suggest_timezone(self, identity: Identity, name: str) -> None:
+        """Adopt the platform's timezone for a user who has not chosen one."""
+        user = await self.user(identity)
+        if user.timezone is None:
+            try:
+                zone = timeparse.resolve_timezone(name)
+            except timeparse.WhenError:
+                return
+            await self.store.update_user(user.id, timezone=zone.key)
+
+    # Their data
+
+    async def export(self, identity: Identity) -> dict[str, Any]:
+        """Everything stored about the user, as JSON-ready data."""
+        user = await self.user(identity)
+        return {
+            "user": user.model_dump(mode="json"),
+            "goals": [g.model_dump(mode="json") for g in await self.store.list_goals(user.id)],
+            "meetings": [
+                m.model_dump(mode="json") for m in await self.store.list_meetings(user.id)
+            ],
+            "messages": [
+                m.model_dump(mode="json") for m in await self.store.messages_between(user.id)
+            ],
+        }
+
+    async def forget(self, identity: Identity) -> None:
+        user = await self.user(identity)
+        async with self._turns.hold(user.id):
+            await self.store.delete_user(user.id)
+
+    # Window hooks for the scheduler
+
+    async def live_meetings(self) -> list[Meeting]:
+        return await self.store.live_meetings(self.clock())
+
+    async def claim_window(
+        self, meeting_id: str, from_status: MeetingStatus, to_status: MeetingStatus
+    ) -> Meeting | None:
+        return await self.store.claim_transition(meeting_id, from_status, to_status)
+
+    async def claim_flag(self, meeting_id: str, flag: MeetingFlag) -> Meeting | None:
+        return await self.store.claim_flag(meeting_id, flag)
+
+
+T = TypeVar("T")
+
+
+def _pick(items: Sequence[T], ref: str, noun: str, command: str) -> T:
+    ref = ref.strip().lstrip("#")
+    if not ref.isdigit() or not 1 <= int(ref) <= len(items):
+        if not items:
+            raise CoachError(f"You have no {noun}s right now.")
+        raise CoachError(f"Use the {noun}'s number from `{command}` (1 to {len(items)}).")
+    return items[int(ref) - 1]
+
+
+def _overlaps(a: Meeting, b: Meeting) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _weekly_starts(first: datetime, zone: ZoneInfo, count: int) -> list[datetime]:
+    """Same local wall time each week, so a series keeps its hour across DST changes."""
+    local = first.astimezone(zone)
+    return [
+        (local.replace(tzinfo=None) + timedelta(weeks=week)).replace(tzinfo=zone).astimezone(UTC)
+        for week in range(count)
+    ]

@@ -1,0 +1,112 @@
+"""Every setting Momentum reads, in one place. Each field is an environment variable
+(or a line in `.env`) of the same name in upper case; `.env.example` documents them all."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Storage: sqlite:///path.db (embedded default) or mongodb://... / mongodb+srv://...
+    database_url: str = "sqlite:///momentum.db"
+    mongodb_database: str = "momentum"
+
+    # The model
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-5-5"
+    anthropic_max_tokens: int = Field(1024, ge=64, le=16_000)
+    anthropic_max_retries: int = Field(2, ge=0, le=10)
+    # A whole reply must finish within this many seconds (the SDK's timeout is per read).
+    llm_deadline_seconds: float = Field(90.0, gt=0)
+    # No new token for this long means the stream has stalled.
+    llm_stall_seconds: float = Field(20.0, gt=0)
+    # Not sent: the API rejects it since 2026-10-21. Read only to warn that it is ignored.
+    anthropic_temperature: float | None = None
+
+    # The coach
+    persona_path: Path | None = None
+    history_context_messages: int = Field(10, ge=0, le=100)
+    max_active_goals_in_context: int = Field(5, ge=0, le=20)
+    max_input_chars: int = Field(4000, ge=1)
+    default_timezone: str = "UTC"
+
+    # Meeting windows: open N minutes before the start, close N minutes after the end.
+    window_opens_before_minutes: int = Field(30, ge=0)
+    window_closes_after_minutes: int = Field(60, ge=0)
+    meeting_default_minutes: int = Field(45, ge=1)
+    meeting_min_minutes: int = Field(10, ge=1)
+    meeting_max_minutes: int = Field(240, ge=1)
+    weekly_occurrences: int = Field(8, ge=1, le=52)
+
+    # Platform retries are deduplicated by event id for this long.
+    dedupe_ttl_hours: int = Field(24, ge=1)
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str | None = None
+    slack_port: int = 3000
+    slack_native_streaming: bool = True
+
+    # Discord
+    discord_bot_token: SecretStr | None = None
+    discord_api_url: str | None = None
+    discord_gateway_url: str | None = None
+    discord_channel_ids: Annotated[list[int], NoDecode] = []
+    discord_allow_dms: bool = True
+    discord_message_content_intent: bool = False
+
+    # Scheduler
+    scheduler_enabled: bool = True
+    scheduler_refresh_seconds: int = Field(60, ge=5)
+    scheduler_misfire_grace_seconds: int = Field(3600, ge=1)
+
+    log_level: str = "INFO"
+
+    @field_validator("discord_channel_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        """Accept `123,456` as well as a JSON list: people type the former."""
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        return value
+
+    @property
+    def window_before(self) -> timedelta:
+        return timedelta(minutes=self.window_opens_before_minutes)
+
+    @property
+    def window_after(self) -> timedelta:
+        return timedelta(minutes=self.window_closes_after_minutes)
+
+    @property
+    def slack_configured(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @property
+    def discord_configured(self) -> bool:
+        return self.discord_bot_token is not None
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.anthropic_api_key is not None
+
+    def warn_about_ignored(self) -> None:
+        """Old deployments may still set a temperature: say it is ignored instead of failing."""
+        if self.anthropic_temperature is not None:
+            log.warning(
+                "ANTHROPIC_TEMPERATURE=%s is ignored: the Messages API no longer accepts it",
+                self.anthropic_temperature,
+            )

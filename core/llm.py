@@ -1,0 +1,178 @@
+"""The LLM port and its Anthropic implementation.
+
+`LLM.stream` yields text deltas as the model writes them, then one `Completion` with usage.
+Every failure comes out as an `LLMError` with a kind and a sentence a user can read, so the
+Coach never has to know the SDK's exception tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import anthropic
+import httpx2
+
+from core.models import Usage
+
+log = logging.getLogger(__name__)
+
+ErrorKind = Literal[
+    "not_configured",
+    "unavailable",
+    "rate_limited",
+    "interrupted",
+    "timeout",
+    "misconfigured",
+    "rejected",
+]
+
+USER_TEXT: dict[ErrorKind, str] = {
+    "not_configured": (
+        "The coach isn't configured yet: set ANTHROPIC_API_KEY (in the environment or .env) "
+        "and restart. Commands like /help and /goals work without it."
+    ),
+    "unavailable": (
+        "The coach's AI service is unavailable right now. Please try again in a few minutes."
+    ),
+    "rate_limited": (
+        "The coach is getting too many requests right now. Please try again in a minute."
+    ),
+    "interrupted": "The coach's AI service stopped in the middle of this reply. Please try again.",
+    "timeout": "The coach took too long to answer. Please try again in a moment.",
+    "misconfigured": "The coach's AI service rejected its credentials; the operator has been told.",
+    "rejected": "The coach's AI service could not handle this message. Try rephrasing it.",
+}
+
+
+class LLMError(Exception):
+    def __init__(self, kind: ErrorKind, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind: ErrorKind = kind
+        self.user_text = USER_TEXT[kind]
+
+
+@dataclass(frozen=True)
+class Completion:
+    model: str
+    usage: Usage
+    stop_reason: str | None
+
+
+class LLM(Protocol):
+    model: str
+
+    def stream(
+        self, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, str]]
+    ) -> AsyncIterator[str | Completion]: ...
+
+
+class UnconfiguredLLM:
+    """Stands in when no API key is set, so everything but chat still works."""
+
+    model = "none"
+
+    async def stream(
+        self, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, str]]
+    ) -> AsyncIterator[str | Completion]:
+        raise LLMError("not_configured")
+        yield  # pragma: no cover - makes this an async generator
+
+
+class AnthropicLLM:
+    """Streams from the Messages API with a total deadline and a stall timeout.
+
+    The SDK's own `timeout` is per read and it retries connection errors, 408/409/429/5xx
+    before the stream starts; a failure after the first token is not retried (the user has
+    already seen part of the reply), so it surfaces as `interrupted`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        model: str,
+        max_tokens: int,
+        base_url: str | None = None,
+        max_retries: int = 2,
+        deadline_seconds: float = 90.0,
+        stall_seconds: float = 20.0,
+    ) -> None:
+        self.model = model
+        self._max_tokens = max_tokens
+        self._deadline = deadline_seconds
+        self._stall = stall_seconds
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, max_retries=max_retries
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream(
+        self, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, str]]
+    ) -> AsyncIterator[str | Completion]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._deadline
+        started = False
+
+        def budget(limit: float) -> float:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            return min(limit, remaining)
+
+        # Timeouts wrap each await, never a `yield`: a timeout spanning a yield would cancel
+        # the consumer's code instead of ours.
+        try:
+            async with AsyncExitStack() as stack:
+                manager = self._client.messages.stream(
+                    model=self.model,
+                    max_tokens=self._max_tokens,
+                    system=list(system),  # type: ignore[arg-type]
+                    messages=list(messages),  # type: ignore[arg-type]
+                )
+                stream = await asyncio.wait_for(
+                    stack.enter_async_context(manager), budget(self._deadline)
+                )
+                deltas = aiter(stream.text_stream)
+                while True:
+                    try:
+                        delta = await asyncio.wait_for(anext(deltas), budget(self._stall))
+                    except StopAsyncIteration:
+                        break
+                    started = True
+                    yield delta
+                final = await asyncio.wait_for(stream.get_final_message(), budget(self._stall))
+        except TimeoutError as error:
+            raise LLMError("timeout", "deadline or stall") from error
+        except anthropic.RateLimitError as error:
+            raise LLMError("rate_limited", str(error)) from error
+        except anthropic.AuthenticationError as error:
+            log.error("Anthropic rejected the API key: %s", error)
+            raise LLMError("misconfigured", str(error)) from error
+        except anthropic.BadRequestError as error:
+            raise LLMError("rejected", str(error)) from error
+        except anthropic.APIStatusError as error:
+            # A mid-stream `error` event arrives as status 200; others are HTTP errors.
+            kind: ErrorKind = (
+                "interrupted" if started or error.status_code == 200 else "unavailable"
+            )
+            raise LLMError(kind, f"{error.status_code}: {error}") from error
+        except (anthropic.APIConnectionError, httpx2.TransportError) as error:
+            raise LLMError("interrupted" if started else "unavailable", repr(error)) from error
+        usage = final.usage
+        yield Completion(
+            model=final.model,
+            usage=Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            ),
+            stop_reason=final.stop_reason,
+        )

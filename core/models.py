@@ -1,0 +1,163 @@
+"""The data Momentum keeps and passes around. All datetimes are timezone-aware UTC."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+def _require_aware(value: datetime) -> datetime:
+    """Aware UTC at millisecond precision, which is what BSON keeps: both stores round-trip it."""
+    if value.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware")
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+class Platform(StrEnum):
+    SLACK = "slack"
+    DISCORD = "discord"
+    CONSOLE = "console"
+
+
+class Phase(StrEnum):
+    GOAL_SETTING = "goal_setting"
+    TRACKING = "tracking"
+
+
+class Identity(_Model):
+    """Who is speaking, as the platform knows them. (platform, external_id) is unique."""
+
+    platform: Platform
+    external_id: str
+    workspace_id: str | None = None
+    display_name: str | None = None
+
+
+class User(_Model):
+    id: str = Field(default_factory=new_id)
+    identity: Identity
+    phase: Phase = Phase.GOAL_SETTING
+    timezone: str | None = None
+    created_at: datetime
+    welcomed: bool = False
+
+    _aware = field_validator("created_at")(_require_aware)
+
+
+class GoalStatus(StrEnum):
+    ACTIVE = "active"
+    DONE = "done"
+    DROPPED = "dropped"
+
+
+class Goal(_Model):
+    id: str = Field(default_factory=new_id)
+    user_id: str
+    text: str
+    status: GoalStatus = GoalStatus.ACTIVE
+    created_at: datetime
+    closed_at: datetime | None = None
+
+    _aware = field_validator("created_at", "closed_at")(
+        lambda value: None if value is None else _require_aware(value)
+    )
+
+
+class MeetingStatus(StrEnum):
+    """A meeting's window moves scheduled -> open -> closed; cancelled ends it early."""
+
+    SCHEDULED = "scheduled"
+    OPEN = "open"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class Meeting(_Model):
+    id: str = Field(default_factory=new_id)
+    user_id: str
+    start: datetime
+    duration_minutes: int
+    series_id: str | None = None
+    status: MeetingStatus = MeetingStatus.SCHEDULED
+    # When the window closes, fixed at scheduling time: lets the store find live meetings by index.
+    closes_at: datetime
+    reminder_sent: bool = False
+    recap_sent: bool = False
+    recap: str | None = None
+
+    _aware = field_validator("start", "closes_at")(_require_aware)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(minutes=self.duration_minutes)
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Usage(_Model):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+class MessageMeta(_Model):
+    """What we know about how a message was produced: for cost, latency and support."""
+
+    platform: Platform
+    model: str | None = None
+    usage: Usage | None = None
+    latency_ms: int | None = None
+    first_token_ms: int | None = None
+    stop_reason: str | None = None
+    meeting_id: str | None = None
+    error: str | None = None
+    kind: Literal["chat", "safety", "recap"] = "chat"
+
+
+class Message(_Model):
+    id: str = Field(default_factory=new_id)
+    user_id: str
+    role: Role
+    text: str
+    created_at: datetime
+    # False when the model stopped mid-reply (outage, timeout): the text is what was said.
+    complete: bool = True
+    meta: MessageMeta
+
+    _aware = field_validator("created_at")(_require_aware)
+
+
+class AccessReason(StrEnum):
+    GOAL_SETTING = "goal_setting"
+    IN_WINDOW = "in_window"
+    OUTSIDE_WINDOW = "outside_window"
+    NO_MEETING = "no_meeting"
+
+
+class Access(_Model):
+    """Whether a user may talk to the coach now, and why."""
+
+    allowed: bool
+    reason: AccessReason
+    phase: Phase
+    meeting: Meeting | None = None  # the meeting whose window is open now
+    window_closes_at: datetime | None = None
+    next_opens_at: datetime | None = None
+    next_meeting: Meeting | None = None

@@ -1,0 +1,119 @@
+"""The coach's persona (loaded from a Markdown file) and the prompt built from it.
+
+The persona file has two top-level sections, `# Persona` (the system prompt's static part) and
+`# Welcome` (shown to a user before the first reply). `PERSONA_PATH` swaps the whole file.
+The prompt is pure: a function of the persona and a snapshot of the user's context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.models import Goal, Meeting, Message, Phase, Role
+from core.timeparse import format_local
+
+PHASE_GUIDANCE = {
+    Phase.GOAL_SETTING: (
+        "Phase: goal setting. The user can talk to you at any time. Help them shape goals."
+    ),
+    Phase.TRACKING: (
+        "Phase: tracking. The user can talk to you only inside a meeting window, which is "
+        "open now. Review progress on their goals and agree on next steps."
+    ),
+}
+
+
+class PersonaError(ValueError):
+    """The persona file is missing or lacks a section."""
+
+
+@dataclass(frozen=True)
+class Persona:
+    prompt: str
+    welcome: str
+
+    @classmethod
+    def parse(cls, text: str) -> Persona:
+        sections: dict[str, list[str]] = {}
+        current: list[str] | None = None
+        for line in text.splitlines():
+            if line.startswith("# "):
+                current = sections.setdefault(line[2:].strip().lower(), [])
+            elif current is not None:
+                current.append(line)
+        missing = [
+            name for name in ("persona", "welcome") if not "\n".join(sections.get(name, [])).strip()
+        ]
+        if missing:
+            raise PersonaError(f"persona file needs a non-empty '# {missing[0].title()}' section")
+        return cls(
+            prompt="\n".join(sections["persona"]).strip(),
+            welcome="\n".join(sections["welcome"]).strip(),
+        )
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Persona:
+        """Load `path`, or the default persona that ships with the package."""
+        if path is None:
+            return cls.parse(
+                resources.files("core").joinpath("persona/default.md").read_text("utf-8")
+            )
+        try:
+            return cls.parse(path.read_text("utf-8"))
+        except OSError as error:
+            raise PersonaError(f"cannot read persona file {path}: {error.strerror}") from error
+
+
+@dataclass(frozen=True)
+class CoachContext:
+    """A snapshot of what the coach should know about the user for this turn."""
+
+    phase: Phase
+    goals: Sequence[Goal]
+    meeting: Meeting | None
+    now: datetime
+    timezone: ZoneInfo
+    history: Sequence[Message]
+
+
+def system_blocks(persona: Persona, context: CoachContext) -> list[dict[str, Any]]:
+    """A static persona block marked for prompt caching, then the per-user block after it."""
+    lines = [PHASE_GUIDANCE[context.phase]]
+    if context.goals:
+        lines.append("Active goals:")
+        lines.extend(f"- {goal.text}" for goal in context.goals)
+    else:
+        lines.append("Active goals: none yet.")
+    if context.meeting is not None:
+        lines.append(
+            f"Current meeting: {format_local(context.meeting.start, context.timezone)}, "
+            f"{context.meeting.duration_minutes} minutes."
+        )
+    lines.append(f"User's local time: {format_local(context.now, context.timezone)}.")
+    return [
+        {"type": "text", "text": persona.prompt, "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "\n".join(lines)},
+    ]
+
+
+def conversation(history: Sequence[Message], new_text: str) -> list[dict[str, str]]:
+    """History oldest first, then the new message, as alternating turns.
+
+    Failed turns can leave two user messages in a row; they are merged so the API sees
+    alternating roles starting with the user.
+    """
+    turns: list[dict[str, str]] = []
+    for role, text in [*((m.role, m.text) for m in history), (Role.USER, new_text)]:
+        if not text.strip():
+            continue
+        if turns and turns[-1]["role"] == role.value:
+            turns[-1]["content"] += "\n\n" + text
+        elif turns or role is Role.USER:
+            turns.append({"role": role.value, "content": text})
+    return turns

@@ -1,0 +1,260 @@
+"""The production store: MongoDB through PyMongo's native async client (`AsyncMongoClient`).
+
+Every write touches one document, so no transactions are needed: claims are
+`find_one_and_update` with a state condition, dedupe keys are `_id`s (unique by nature).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from core.models import (
+    Goal,
+    GoalStatus,
+    Identity,
+    Meeting,
+    MeetingStatus,
+    Message,
+    Phase,
+    User,
+)
+from core.store import MeetingFlag, StoreUnavailable
+
+LIVE = [MeetingStatus.SCHEDULED.value, MeetingStatus.OPEN.value]
+
+
+def _doc(model: User | Goal | Meeting | Message) -> dict[str, Any]:
+    data = model.model_dump(mode="python", exclude_none=True)
+    data["_id"] = data.pop("id")
+    return data
+
+
+def _load(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "id": data["_id"]}
+
+
+class MongoStore:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self._client = client
+        db = client[database]
+        self._users = db["users"]
+        self._messages = db["messages"]
+        self._goals = db["goals"]
+        self._meetings = db["meetings"]
+        self._events = db["events"]
+
+    @classmethod
+    async def open(cls, url: str, *, database: str = "momentum") -> MongoStore:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, tz_aware=True, tzinfo=UTC, serverSelectionTimeoutMS=5000
+        )
+        store = cls(client, database)
+        try:
+            await store._ensure_indexes()
+        except PyMongoError as error:
+            await client.close()
+            raise StoreUnavailable(f"cannot reach MongoDB: {error}") from error
+        return store
+
+    async def _ensure_indexes(self) -> None:
+        await self._users.create_index(
+            [("identity.platform", ASCENDING), ("identity.external_id", ASCENDING)], unique=True
+        )
+        await self._messages.create_index([("user_id", ASCENDING), ("created_at", ASCENDING)])
+        await self._goals.create_index([("user_id", ASCENDING), ("created_at", ASCENDING)])
+        await self._meetings.create_index([("status", ASCENDING), ("closes_at", ASCENDING)])
+        await self._meetings.create_index([("user_id", ASCENDING), ("start", ASCENDING)])
+        # MongoDB's TTL monitor removes expired dedupe keys; claim_event also reclaims them.
+        await self._events.create_index("expires_at", expireAfterSeconds=0)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # Users
+
+    async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
+        fresh = User(identity=identity, created_at=now)
+        query = {
+            "identity.platform": identity.platform.value,
+            "identity.external_id": identity.external_id,
+        }
+        try:
+            found = await self._users.find_one_and_update(
+                query,
+                {"$setOnInsert": _doc(fresh)},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:  # a concurrent first message created it
+            found = await self._users.find_one(query)
+        except PyMongoError as error:
+            raise StoreUnavailable(str(error)) from error
+        assert found is not None
+        return User.model_validate(_load(found)), found["_id"] == fresh.id
+
+    async def get_user(self, user_id: str) -> User | None:
+        found = await self._users.find_one({"_id": user_id})
+        return User.model_validate(_load(found)) if found else None
+
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        phase: Phase | None = None,
+        timezone: str | None = None,
+        welcomed: bool | None = None,
+    ) -> User | None:
+        changes = {"phase": phase, "timezone": timezone, "welcomed": welcomed}
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if not changes:
+            return await self.get_user(user_id)
+        found = await self._users.find_one_and_update(
+            {"_id": user_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
+        )
+        return User.model_validate(_load(found)) if found else None
+
+    async def list_users(self) -> list[User]:
+        return [User.model_validate(_load(d)) async for d in self._users.find().sort("created_at")]
+
+    async def delete_user(self, user_id: str) -> None:
+        for collection in (self._messages, self._goals, self._meetings):
+            await collection.delete_many({"user_id": user_id})
+        await self._users.delete_one({"_id": user_id})
+
+    # Messages
+
+    async def add_message(self, message: Message) -> None:
+        try:
+            await self._messages.insert_one(_doc(message))
+        except PyMongoError as error:
+            raise StoreUnavailable(str(error)) from error
+
+    async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
+        if limit <= 0:
+            return []
+        cursor = (
+            self._messages.find({"user_id": user_id}).sort("created_at", DESCENDING).limit(limit)
+        )
+        newest_first = [Message.model_validate(_load(d)) async for d in cursor]
+        return newest_first[::-1]
+
+    async def history_page(
+        self, user_id: str, page: int, page_size: int
+    ) -> tuple[list[Message], int]:
+        total = await self._messages.count_documents({"user_id": user_id})
+        cursor = (
+            self._messages.find({"user_id": user_id})
+            .sort("created_at", DESCENDING)
+            .skip((page - 1) * page_size)
+            .limit(page_size)
+        )
+        return [Message.model_validate(_load(d)) async for d in cursor], total
+
+    async def messages_between(
+        self, user_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Message]:
+        query: dict[str, Any] = {"user_id": user_id}
+        window = {**({"$gte": start} if start else {}), **({"$lt": end} if end else {})}
+        if window:
+            query["created_at"] = window
+        cursor = self._messages.find(query).sort("created_at", ASCENDING)
+        return [Message.model_validate(_load(d)) async for d in cursor]
+
+    async def clear_messages(self, user_id: str) -> int:
+        result = await self._messages.delete_many({"user_id": user_id})
+        return result.deleted_count
+
+    # Goals
+
+    async def add_goal(self, goal: Goal) -> None:
+        await self._goals.insert_one(_doc(goal))
+
+    async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]:
+        query: dict[str, Any] = {"user_id": user_id}
+        if status is not None:
+            query["status"] = status.value
+        cursor = self._goals.find(query).sort("created_at", ASCENDING)
+        return [Goal.model_validate(_load(d)) async for d in cursor]
+
+    async def close_goal(
+        self, user_id: str, goal_id: str, status: GoalStatus, now: datetime
+    ) -> Goal | None:
+        found = await self._goals.find_one_and_update(
+            {"_id": goal_id, "user_id": user_id, "status": GoalStatus.ACTIVE.value},
+            {"$set": {"status": status.value, "closed_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Goal.model_validate(_load(found)) if found else None
+
+    # Meetings
+
+    async def add_meetings(self, meetings: Sequence[Meeting]) -> None:
+        if meetings:
+            await self._meetings.insert_many([_doc(m) for m in meetings])
+
+    async def get_meeting(self, meeting_id: str) -> Meeting | None:
+        found = await self._meetings.find_one({"_id": meeting_id})
+        return Meeting.model_validate(_load(found)) if found else None
+
+    async def list_meetings(
+        self, user_id: str, *, closing_after: datetime | None = None
+    ) -> list[Meeting]:
+        query: dict[str, Any] = {"user_id": user_id}
+        if closing_after is not None:
+            query["closes_at"] = {"$gt": closing_after}
+        cursor = self._meetings.find(query).sort("start", ASCENDING)
+        return [Meeting.model_validate(_load(d)) async for d in cursor]
+
+    async def live_meetings(self, closing_after: datetime) -> list[Meeting]:
+        cursor = self._meetings.find(
+            {"status": {"$in": LIVE}, "closes_at": {"$gt": closing_after}}
+        ).sort("start", ASCENDING)
+        return [Meeting.model_validate(_load(d)) async for d in cursor]
+
+    async def cancel_meetings(self, user_id: str, meeting_ids: Sequence[str]) -> int:
+        result = await self._meetings.update_many(
+            {"_id": {"$in": list(meeting_ids)}, "user_id": user_id, "status": {"$in": LIVE}},
+            {"$set": {"status": MeetingStatus.CANCELLED.value}},
+        )
+        return result.modified_count
+
+    async def claim_transition(
+        self, meeting_id: str, from_status: MeetingStatus, to_status: MeetingStatus
+    ) -> Meeting | None:
+        found = await self._meetings.find_one_and_update(
+            {"_id": meeting_id, "status": from_status.value},
+            {"$set": {"status": to_status.value}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Meeting.model_validate(_load(found)) if found else None
+
+    async def claim_flag(self, meeting_id: str, flag: MeetingFlag) -> Meeting | None:
+        found = await self._meetings.find_one_and_update(
+            {"_id": meeting_id, flag: {"$ne": True}},
+            {"$set": {flag: True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Meeting.model_validate(_load(found)) if found else None
+
+    async def set_recap(self, meeting_id: str, text: str) -> None:
+        await self._meetings.update_one({"_id": meeting_id}, {"$set": {"recap": text}})
+
+    # Dedupe
+
+    async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:
+        try:
+            await self._events.insert_one({"_id": key, "expires_at": expires_at})
+            return True
+        except DuplicateKeyError:
+            # Taken before; reclaim it only if it has expired (the TTL monitor runs once a minute).
+            reclaimed = await self._events.find_one_and_update(
+                {"_id": key, "expires_at": {"$lte": now}}, {"$set": {"expires_at": expires_at}}
+            )
+            return reclaimed is not None
+        except PyMongoError as error:
+            raise StoreUnavailable(str(error)) from error

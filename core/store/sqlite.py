@@ -1,0 +1,379 @@
+"""The embedded default store: one SQLite file in WAL mode, through aiosqlite.
+
+The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i+1.
+Datetimes are stored as ISO-8601 UTC strings of fixed width, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from core.models import (
+    Goal,
+    GoalStatus,
+    Identity,
+    Meeting,
+    MeetingStatus,
+    Message,
+    MessageMeta,
+    Phase,
+    User,
+)
+from core.store import MeetingFlag, StoreUnavailable
+
+MIGRATIONS = [
+    """
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY, platform TEXT NOT NULL, external_id TEXT NOT NULL,
+        workspace_id TEXT, display_name TEXT, phase TEXT NOT NULL, timezone TEXT,
+        created_at TEXT NOT NULL, welcomed INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (platform, external_id)
+    );
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, role TEXT NOT NULL, text TEXT NOT NULL,
+        created_at TEXT NOT NULL, complete INTEGER NOT NULL, meta TEXT NOT NULL
+    );
+    CREATE INDEX messages_by_user_time ON messages (user_id, created_at);
+    CREATE TABLE goals (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, text TEXT NOT NULL, status TEXT NOT NULL,
+        created_at TEXT NOT NULL, closed_at TEXT
+    );
+    CREATE INDEX goals_by_user ON goals (user_id, created_at);
+    CREATE TABLE meetings (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, start TEXT NOT NULL,
+        duration_minutes INTEGER NOT NULL, series_id TEXT, status TEXT NOT NULL,
+        closes_at TEXT NOT NULL, reminder_sent INTEGER NOT NULL DEFAULT 0,
+        recap_sent INTEGER NOT NULL DEFAULT 0, recap TEXT
+    );
+    CREATE INDEX meetings_by_status_close ON meetings (status, closes_at);
+    CREATE INDEX meetings_by_user ON meetings (user_id, start);
+    CREATE TABLE events (key TEXT PRIMARY KEY, expires_at TEXT NOT NULL);
+    CREATE INDEX events_by_expiry ON events (expires_at);
+    """,
+]
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        id=row["id"],
+        identity=Identity(
+            platform=row["platform"],
+            external_id=row["external_id"],
+            workspace_id=row["workspace_id"],
+            display_name=row["display_name"],
+        ),
+        phase=row["phase"],
+        timezone=row["timezone"],
+        created_at=row["created_at"],
+        welcomed=bool(row["welcomed"]),
+    )
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(
+        id=row["id"],
+        user_id=row["user_id"],
+        role=row["role"],
+        text=row["text"],
+        created_at=row["created_at"],
+        complete=bool(row["complete"]),
+        meta=MessageMeta.model_validate_json(row["meta"]),
+    )
+
+
+def _goal(row: sqlite3.Row) -> Goal:
+    return Goal.model_validate(dict(row))
+
+
+def _meeting(row: sqlite3.Row) -> Meeting:
+    return Meeting.model_validate(
+        {
+            **dict(row),
+            "reminder_sent": bool(row["reminder_sent"]),
+            "recap_sent": bool(row["recap_sent"]),
+        }
+    )
+
+
+class SQLiteStore:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: str) -> SQLiteStore:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Another process (a separate scheduler) may hold the write lock for a moment.
+        db = await aiosqlite.connect(path, timeout=10, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        store = cls(db)
+        await store._migrate()
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = row[0] if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self._db.executescript(
+                f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;"
+            )
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            async with self._db.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.OperationalError as error:
+            raise StoreUnavailable(str(error)) from error
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            async with self._db.execute(sql, params) as cursor:
+                return cursor.rowcount
+        except sqlite3.OperationalError as error:
+            raise StoreUnavailable(str(error)) from error
+
+    # Users
+
+    async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
+        user = User(identity=identity, created_at=now)
+        inserted = await self._write(
+            "INSERT OR IGNORE INTO users (id, platform, external_id, workspace_id, display_name,"
+            " phase, timezone, created_at, welcomed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            (
+                user.id,
+                identity.platform,
+                identity.external_id,
+                identity.workspace_id,
+                identity.display_name,
+                user.phase,
+                user.timezone,
+                _ts(now),
+            ),
+        )
+        row = await self._one(
+            "SELECT * FROM users WHERE platform = ? AND external_id = ?",
+            (identity.platform, identity.external_id),
+        )
+        assert row is not None
+        return _user(row), inserted == 1
+
+    async def get_user(self, user_id: str) -> User | None:
+        row = await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
+        return _user(row) if row else None
+
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        phase: Phase | None = None,
+        timezone: str | None = None,
+        welcomed: bool | None = None,
+    ) -> User | None:
+        changes = {"phase": phase, "timezone": timezone, "welcomed": welcomed}
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if changes:
+            assignments = ", ".join(f"{key} = ?" for key in changes)
+            await self._write(
+                f"UPDATE users SET {assignments} WHERE id = ?", (*changes.values(), user_id)
+            )
+        return await self.get_user(user_id)
+
+    async def list_users(self) -> list[User]:
+        return [_user(row) for row in await self._all("SELECT * FROM users ORDER BY created_at")]
+
+    async def delete_user(self, user_id: str) -> None:
+        for table, column in (
+            ("messages", "user_id"),
+            ("goals", "user_id"),
+            ("meetings", "user_id"),
+            ("users", "id"),
+        ):
+            await self._write(f"DELETE FROM {table} WHERE {column} = ?", (user_id,))
+
+    # Messages
+
+    async def add_message(self, message: Message) -> None:
+        await self._write(
+            "INSERT INTO messages (id, user_id, role, text, created_at, complete, meta)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                message.id,
+                message.user_id,
+                message.role,
+                message.text,
+                _ts(message.created_at),
+                int(message.complete),
+                message.meta.model_dump_json(exclude_none=True),
+            ),
+        )
+
+    async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
+        rows = await self._all(
+            "SELECT * FROM messages WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [_message(row) for row in reversed(rows)]
+
+    async def history_page(
+        self, user_id: str, page: int, page_size: int
+    ) -> tuple[list[Message], int]:
+        count = await self._one("SELECT COUNT(*) FROM messages WHERE user_id = ?", (user_id,))
+        rows = await self._all(
+            "SELECT * FROM messages WHERE user_id = ? ORDER BY created_at DESC, rowid DESC"
+            " LIMIT ? OFFSET ?",
+            (user_id, page_size, (page - 1) * page_size),
+        )
+        return [_message(row) for row in rows], count[0] if count else 0
+
+    async def messages_between(
+        self, user_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Message]:
+        rows = await self._all(
+            "SELECT * FROM messages WHERE user_id = ? AND created_at >= ? AND created_at < ?"
+            " ORDER BY created_at, rowid",
+            (user_id, _ts(start) if start else "", _ts(end) if end else "~"),
+        )
+        return [_message(row) for row in rows]
+
+    async def clear_messages(self, user_id: str) -> int:
+        return await self._write("DELETE FROM messages WHERE user_id = ?", (user_id,))
+
+    # Goals
+
+    async def add_goal(self, goal: Goal) -> None:
+        await self._write(
+            "INSERT INTO goals (id, user_id, text, status, created_at) VALUES (?, ?, ?, ?, ?)",
+            (goal.id, goal.user_id, goal.text, goal.status, _ts(goal.created_at)),
+        )
+
+    async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]:
+        if status is None:
+            rows = await self._all(
+                "SELECT * FROM goals WHERE user_id = ? ORDER BY created_at, rowid", (user_id,)
+            )
+        else:
+            rows = await self._all(
+                "SELECT * FROM goals WHERE user_id = ? AND status = ? ORDER BY created_at, rowid",
+                (user_id, status),
+            )
+        return [_goal(row) for row in rows]
+
+    async def close_goal(
+        self, user_id: str, goal_id: str, status: GoalStatus, now: datetime
+    ) -> Goal | None:
+        row = await self._one(
+            "UPDATE goals SET status = ?, closed_at = ? WHERE id = ? AND user_id = ? AND status = ?"
+            " RETURNING *",
+            (status, _ts(now), goal_id, user_id, GoalStatus.ACTIVE),
+        )
+        return _goal(row) if row else None
+
+    # Meetings
+
+    async def add_meetings(self, meetings: Sequence[Meeting]) -> None:
+        try:
+            await self._db.executemany(
+                "INSERT INTO meetings (id, user_id, start, duration_minutes, series_id, status,"
+                " closes_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        m.id,
+                        m.user_id,
+                        _ts(m.start),
+                        m.duration_minutes,
+                        m.series_id,
+                        m.status,
+                        _ts(m.closes_at),
+                    )
+                    for m in meetings
+                ],
+            )
+        except sqlite3.OperationalError as error:
+            raise StoreUnavailable(str(error)) from error
+
+    async def get_meeting(self, meeting_id: str) -> Meeting | None:
+        row = await self._one("SELECT * FROM meetings WHERE id = ?", (meeting_id,))
+        return _meeting(row) if row else None
+
+    async def list_meetings(
+        self, user_id: str, *, closing_after: datetime | None = None
+    ) -> list[Meeting]:
+        rows = await self._all(
+            "SELECT * FROM meetings WHERE user_id = ? AND closes_at > ? ORDER BY start",
+            (user_id, _ts(closing_after) if closing_after else ""),
+        )
+        return [_meeting(row) for row in rows]
+
+    async def live_meetings(self, closing_after: datetime) -> list[Meeting]:
+        rows = await self._all(
+            "SELECT * FROM meetings WHERE status IN (?, ?) AND closes_at > ? ORDER BY start",
+            (MeetingStatus.SCHEDULED, MeetingStatus.OPEN, _ts(closing_after)),
+        )
+        return [_meeting(row) for row in rows]
+
+    async def cancel_meetings(self, user_id: str, meeting_ids: Sequence[str]) -> int:
+        marks = ", ".join("?" for _ in meeting_ids)
+        return await self._write(
+            f"UPDATE meetings SET status = ? WHERE user_id = ? AND id IN ({marks})"
+            " AND status IN (?, ?)",
+            (
+                MeetingStatus.CANCELLED,
+                user_id,
+                *meeting_ids,
+                MeetingStatus.SCHEDULED,
+                MeetingStatus.OPEN,
+            ),
+        )
+
+    async def claim_transition(
+        self, meeting_id: str, from_status: MeetingStatus, to_status: MeetingStatus
+    ) -> Meeting | None:
+        row = await self._one(
+            "UPDATE meetings SET status = ? WHERE id = ? AND status = ? RETURNING *",
+            (to_status, meeting_id, from_status),
+        )
+        return _meeting(row) if row else None
+
+    async def claim_flag(self, meeting_id: str, flag: MeetingFlag) -> Meeting | None:
+        column = {"reminder_sent": "reminder_sent", "recap_sent": "recap_sent"}[flag]
+        row = await self._one(
+            f"UPDATE meetings SET {column} = 1 WHERE id = ? AND {column} = 0 RETURNING *",
+            (meeting_id,),
+        )
+        return _meeting(row) if row else None
+
+    async def set_recap(self, meeting_id: str, text: str) -> None:
+        await self._write("UPDATE meetings SET recap = ? WHERE id = ?", (text, meeting_id))
+
+    # Dedupe
+
+    async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:
+        await self._write("DELETE FROM events WHERE expires_at <= ?", (_ts(now),))
+        inserted = await self._write(
+            "INSERT OR IGNORE INTO events (key, expires_at) VALUES (?, ?)", (key, _ts(expires_at))
+        )
+        return inserted == 1
