@@ -1,0 +1,155 @@
+"""The composition root and CLI: settings -> store -> llm -> coach -> adapters.
+
+momentum            the console chat when no platform is configured, else `run`
+momentum chat       talk to the coach in this terminal
+momentum run        every configured platform plus the scheduler, in one process
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from pydantic import ValidationError
+
+from bots.console import Console
+from core.coach import Coach
+from core.config import Settings
+from core.llm import LLM, AnthropicLLM
+from core.persona import Persona, PersonaError
+from core.store import StoreUnavailable, open_store
+
+log = logging.getLogger("momentum")
+
+NOTHING_CONFIGURED = (
+    "No chat platform is configured, so there is nothing for `momentum run` to start.\n"
+    "Set SLACK_BOT_TOKEN (with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) for Slack, or\n"
+    "DISCORD_BOT_TOKEN for Discord, in the environment or .env (see .env.example).\n"
+    "To try the coach locally, run `momentum chat`."
+)
+
+
+class StartupError(Exception):
+    """Configuration that cannot work; the message says what to change."""
+
+
+def platform_status(settings: Settings) -> str:
+    """Which platforms and services are configured, and what to set for the others."""
+
+    def line(name: str, ready: bool, hint: str) -> str:
+        return f"  {name:<9} {'configured' if ready else 'off: set ' + hint}"
+
+    return "\n".join(
+        [
+            "Momentum status:",
+            line("coach", settings.llm_configured, "ANTHROPIC_API_KEY"),
+            line(
+                "Slack",
+                settings.slack_configured,
+                "SLACK_BOT_TOKEN (+ SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)",
+            ),
+            line("Discord", settings.discord_configured, "DISCORD_BOT_TOKEN"),
+            f"  storage   {settings.database_url.split('@')[-1]}",
+        ]
+    )
+
+
+def build_llm(settings: Settings) -> LLM | None:
+    if settings.anthropic_api_key is None:
+        return None
+    return AnthropicLLM(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        model=settings.anthropic_model,
+        max_tokens=settings.anthropic_max_tokens,
+        base_url=settings.anthropic_base_url,
+        max_retries=settings.anthropic_max_retries,
+        deadline_seconds=settings.llm_deadline_seconds,
+        stall_seconds=settings.llm_stall_seconds,
+    )
+
+
+@asynccontextmanager
+async def open_coach(settings: Settings) -> AsyncIterator[Coach]:
+    """Build the coach from settings, and close what it opened on the way out."""
+    settings.warn_about_ignored()
+    try:
+        persona = Persona.load(settings.persona_path)
+    except PersonaError as error:
+        raise StartupError(f"PERSONA_PATH: {error}") from error
+    try:
+        store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
+    except (StoreUnavailable, ValueError, OSError) as error:
+        raise StartupError(f"DATABASE_URL: {error}") from error
+    llm = build_llm(settings)
+    try:
+        yield Coach(store, llm, persona, settings)
+    finally:
+        if isinstance(llm, AnthropicLLM):
+            await llm.aclose()
+        await store.close()
+
+
+async def chat(settings: Settings) -> None:
+    async with open_coach(settings) as coach:
+        console = Console(coach)
+        if console.interactive:
+            print(platform_status(settings), file=sys.stderr)
+            if not settings.llm_configured:
+                print("\nSet ANTHROPIC_API_KEY to chat; commands work without it.", file=sys.stderr)
+        await console.run()
+
+
+Service = Callable[[Coach, Settings], Awaitable[None]]
+
+
+def configured_services(settings: Settings) -> list[tuple[str, Service]]:
+    """The long-running parts `momentum run` starts for these settings."""
+    services: list[tuple[str, Service]] = []
+    return services
+
+
+async def run(settings: Settings) -> None:
+    print(platform_status(settings), file=sys.stderr)
+    services = configured_services(settings)
+    if not services:
+        raise StartupError(NOTHING_CONFIGURED)
+    async with open_coach(settings) as coach:
+        async with asyncio.TaskGroup() as group:
+            for name, service in services:
+                log.info("starting %s", name)
+                group.create_task(service(coach, settings), name=name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="momentum", description="Momentum, an AI coach in chat.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("chat", help="talk to the coach in this terminal")
+    commands.add_parser("run", help="start every configured platform and the scheduler")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"Configuration error:\n{error}", file=sys.stderr)
+        return 2
+    command = args.command or ("run" if configured_services(settings) else "chat")
+    logging.basicConfig(
+        level=settings.log_level if command != "chat" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(chat(settings) if command == "chat" else run(settings))
+    except StartupError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
