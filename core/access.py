@@ -102,12 +102,21 @@ def decide_access(
     )
 
 
+def _minutes(delta: timedelta) -> str:
+    count = int(delta.total_seconds() // 60)
+    return f"{count} minute" if count == 1 else f"{count} minutes"
+
+
+def _window_hours(policy: WindowPolicy) -> str:
+    """`30 minutes before a meeting until 60 minutes after it ends`, and plain words for 0."""
+    opens = f"{_minutes(policy.before)} before a meeting" if policy.before else "a meeting's start"
+    closes = f"{_minutes(policy.after)} after it ends" if policy.after else "it ends"
+    return f"{opens} until {closes}"
+
+
 def describe_access(access: Access, when: Callable[[datetime], str], policy: WindowPolicy) -> str:
     """One friendly sentence about access; `when` renders a time for the user's platform."""
-    hours = (
-        f"{int(policy.before.total_seconds() // 60)} minutes before a meeting until "
-        f"{int(policy.after.total_seconds() // 60)} minutes after it ends"
-    )
+    hours = _window_hours(policy)
     match access.reason:
         case AccessReason.GOAL_SETTING:
             return "You're in goal setting, so I'm here any time. Let's shape your goals!"
