@@ -1,0 +1,104 @@
+"""The console adapter and the CLI, as a new user meets them: real processes, piped stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bots.console import Console
+from core.store.sqlite import SQLiteStore
+from tests.fakes.anthropic_api import FakeAnthropic, StreamError
+from tests.support import coach_on
+
+MOMENTUM = [sys.executable, "-m", "bots"]
+CLEAN_ENV = {
+    key: value
+    for key, value in os.environ.items()
+    if not key.startswith(("ANTHROPIC_", "SLACK_", "DISCORD_", "DATABASE_", "PERSONA_"))
+}
+
+
+async def momentum(
+    *args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *MOMENTUM,
+        *args,
+        cwd=cwd,
+        env={**CLEAN_ENV, "PYTHONPATH": os.getcwd(), **(env or {})},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic() as fake:
+        yield fake
+
+
+async def test_bare_machine_chat_creates_database_and_explains_missing_key(tmp_path: Path) -> None:
+    code, out, err = await momentum(
+        "chat", cwd=tmp_path, stdin="/goal add Run 5k\nhello coach\n/goals\n"
+    )
+    assert code == 0, err
+    assert (tmp_path / "momentum.db").exists()
+    assert "Saved: Run 5k" in out
+    assert out.count("ANTHROPIC_API_KEY") == 1  # one clear line for the chat message
+    assert "1. Run 5k" in out.splitlines()[-1]
+
+
+async def test_chat_streams_replies_from_the_model(tmp_path: Path, fake: FakeAnthropic) -> None:
+    env = {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": fake.base_url}
+    code, out, err = await momentum("chat", cwd=tmp_path, stdin="Hi there\n/history\n", env=env)
+    assert code == 0, err
+    assert "Rally" in out  # the welcome
+    assert "coach> Coach: Hi there" in out
+    assert "Coach: Coach: Hi there" in out  # in /history
+
+
+async def test_default_command_without_platforms_is_the_console(tmp_path: Path) -> None:
+    code, out, _ = await momentum(cwd=tmp_path, stdin="/access\n")
+    assert code == 0 and "goal setting" in out
+
+
+async def test_run_without_platforms_says_what_to_set(tmp_path: Path) -> None:
+    code, _, err = await momentum("run", cwd=tmp_path)
+    assert code == 1
+    assert "SLACK_BOT_TOKEN" in err and "DISCORD_BOT_TOKEN" in err and "momentum chat" in err
+    assert "coach     off: set ANTHROPIC_API_KEY" in err
+
+
+async def test_bad_database_url_is_a_clear_startup_error(tmp_path: Path) -> None:
+    code, _, err = await momentum("chat", cwd=tmp_path, env={"DATABASE_URL": "postgres://x"})
+    assert code == 1 and "DATABASE_URL must start with sqlite:/// or mongodb://" in err
+    assert "Traceback" not in err
+
+
+async def test_missing_persona_file_is_a_clear_startup_error(tmp_path: Path) -> None:
+    code, _, err = await momentum("chat", cwd=tmp_path, env={"PERSONA_PATH": "nope.md"})
+    assert code == 1 and "PERSONA_PATH" in err and "Traceback" not in err
+
+
+async def test_console_marks_a_reply_cut_short(tmp_path: Path, fake: FakeAnthropic) -> None:
+    fake.reply = "Let us plan your week in three small steps"
+    fake.enqueue(StreamError(after=3))
+    store = await SQLiteStore.open(str(tmp_path / "c.db"))
+    out = io.StringIO()
+    async with coach_on(store, fake.base_url) as coach:
+        console = Console(coach, stdin=io.StringIO("plan my week\n"), stdout=out)
+        await console.run()
+    await store.close()
+    lines = out.getvalue().splitlines()
+    assert lines[-2] == "coach> Let us plan"
+    assert lines[-1].startswith("⚠ The coach's AI service stopped in the middle")
