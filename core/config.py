@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # Empty values (as copied from .env.example) mean "not set".
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     # Storage: sqlite:///path.db (embedded default) or mongodb://... / mongodb+srv://...
     database_url: str = "sqlite:///momentum.db"
