@@ -1,14 +1,16 @@
 """The embedded default store: one SQLite file in WAL mode, through aiosqlite.
 
-The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i+1.
-Datetimes are stored as ISO-8601 UTC strings of fixed width, so text order is time order.
+The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i+1
+(statements separated by `;`, so no triggers).
+Datetimes are stored as ISO-8601 UTC strings of fixed width, so text order is time order;
+every datetime, query bounds included, goes through `_ts` to keep it so.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,8 @@ MIGRATIONS = [
 
 
 def _ts(value: datetime) -> str:
+    """UTC, so strings compare as instants; naive counts as UTC, as PyMongo has it."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.isoformat(timespec="milliseconds")
 
 
@@ -127,13 +131,30 @@ class SQLiteStore:
         return store
 
     async def _migrate(self) -> None:
+        """Bring the schema up to date, safely when several processes open a fresh file at once.
+
+        The version is read again under the write lock (`BEGIN IMMEDIATE`), so exactly one
+        opener migrates; `executescript` cannot be used inside it (it commits first).
+        """
+        if await self._user_version() >= len(MIGRATIONS):
+            return
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = await self._user_version()
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await self._db.execute(statement)
+                await self._db.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+
+    async def _user_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
-        version = row[0] if row else 0
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await self._db.executescript(
-                f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;"
-            )
+        return int(row[0]) if row else 0
 
     async def close(self) -> None:
         await self._db.close()
@@ -171,7 +192,7 @@ class SQLiteStore:
                 identity.display_name,
                 user.phase,
                 user.timezone,
-                _ts(now),
+                _ts(user.created_at),
             ),
         )
         row = await self._one(
@@ -203,7 +224,8 @@ class SQLiteStore:
         return await self.get_user(user_id)
 
     async def list_users(self) -> list[User]:
-        return [_user(row) for row in await self._all("SELECT * FROM users ORDER BY created_at")]
+        rows = await self._all("SELECT * FROM users ORDER BY created_at, rowid")
+        return [_user(row) for row in rows]
 
     async def delete_user(self, user_id: str) -> None:
         for table, column in (
@@ -232,6 +254,8 @@ class SQLiteStore:
         )
 
     async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
+        if limit <= 0:  # SQLite reads a negative LIMIT as "no limit"
+            return []
         rows = await self._all(
             "SELECT * FROM messages WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (user_id, limit),
@@ -266,8 +290,16 @@ class SQLiteStore:
 
     async def add_goal(self, goal: Goal) -> None:
         await self._write(
-            "INSERT INTO goals (id, user_id, text, status, created_at) VALUES (?, ?, ?, ?, ?)",
-            (goal.id, goal.user_id, goal.text, goal.status, _ts(goal.created_at)),
+            "INSERT INTO goals (id, user_id, text, status, created_at, closed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                goal.id,
+                goal.user_id,
+                goal.text,
+                goal.status,
+                _ts(goal.created_at),
+                _ts(goal.closed_at) if goal.closed_at else None,
+            ),
         )
 
     async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]:
@@ -298,7 +330,8 @@ class SQLiteStore:
         try:
             await self._db.executemany(
                 "INSERT INTO meetings (id, user_id, start, duration_minutes, series_id, status,"
-                " closes_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " closes_at, reminder_sent, recap_sent, recap)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         m.id,
@@ -308,6 +341,9 @@ class SQLiteStore:
                         m.series_id,
                         m.status,
                         _ts(m.closes_at),
+                        int(m.reminder_sent),
+                        int(m.recap_sent),
+                        m.recap,
                     )
                     for m in meetings
                 ],
@@ -323,14 +359,14 @@ class SQLiteStore:
         self, user_id: str, *, closing_after: datetime | None = None
     ) -> list[Meeting]:
         rows = await self._all(
-            "SELECT * FROM meetings WHERE user_id = ? AND closes_at > ? ORDER BY start",
+            "SELECT * FROM meetings WHERE user_id = ? AND closes_at > ? ORDER BY start, rowid",
             (user_id, _ts(closing_after) if closing_after else ""),
         )
         return [_meeting(row) for row in rows]
 
     async def live_meetings(self, closing_after: datetime) -> list[Meeting]:
         rows = await self._all(
-            "SELECT * FROM meetings WHERE status IN (?, ?) AND closes_at > ? ORDER BY start",
+            "SELECT * FROM meetings WHERE status IN (?, ?) AND closes_at > ? ORDER BY start, rowid",
             (MeetingStatus.SCHEDULED, MeetingStatus.OPEN, _ts(closing_after)),
         )
         return [_meeting(row) for row in rows]
