@@ -3,6 +3,10 @@
 Two backends implement it (`sqlite.py`, the embedded default, and `mongo.py`) and one contract
 suite (tests/test_store_contract.py) holds them to the same behaviour. Writes are single-record
 atomic: claims are conditional updates, dedupe keys are unique. No multi-record transactions.
+
+Contract details both backends keep: datetimes go in aware (any zone) and come back as UTC at
+millisecond precision; records with equal timestamps keep insertion order; time only ever comes
+from the caller's arguments, never the database's clock; an outage raises StoreUnavailable.
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ class Store(Protocol):
 
     # Dedupe
     async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:
-        """True the first time a key is seen (or after it expired), False for a repeat."""
+        """True the first time a key is seen (or once `now` >= its expiry), False for a repeat."""
 
 
 async def open_store(url: str, *, mongodb_database: str = "momentum") -> Store:

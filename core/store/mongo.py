@@ -2,14 +2,18 @@
 
 Every write touches one document, so no transactions are needed: claims are
 `find_one_and_update` with a state condition, dedupe keys are `_id`s (unique by nature).
+Each document gets a `seq` ObjectId at insert, which breaks ties between equal timestamps in
+insertion order (as SQLite's rowid does): a reply often shares its prompt's millisecond.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -27,11 +31,37 @@ from core.store import MeetingFlag, StoreUnavailable
 
 LIVE = [MeetingStatus.SCHEDULED.value, MeetingStatus.OPEN.value]
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _unavailable_on_error(
+    method: Callable[P, Awaitable[R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Report driver failures as StoreUnavailable, as the SQLite store does, so callers need
+    not know the backend. A duplicate key is a caller's bug, not an outage: it passes through."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except DuplicateKeyError:
+            raise
+        except PyMongoError as error:
+            raise StoreUnavailable(str(error)) from error
+
+    return wrapper
+
 
 def _doc(model: User | Goal | Meeting | Message) -> dict[str, Any]:
     data = model.model_dump(mode="python", exclude_none=True)
     data["_id"] = data.pop("id")
+    data["seq"] = ObjectId()  # increases within a process: the tie-break for equal timestamps
     return data
+
+
+def _by(field: str, direction: int = ASCENDING) -> list[tuple[str, int]]:
+    return [(field, direction), ("seq", direction)]
 
 
 def _load(data: dict[str, Any]) -> dict[str, Any]:
@@ -65,18 +95,20 @@ class MongoStore:
         await self._users.create_index(
             [("identity.platform", ASCENDING), ("identity.external_id", ASCENDING)], unique=True
         )
-        await self._messages.create_index([("user_id", ASCENDING), ("created_at", ASCENDING)])
-        await self._goals.create_index([("user_id", ASCENDING), ("created_at", ASCENDING)])
+        await self._messages.create_index([("user_id", ASCENDING), *_by("created_at")])
+        await self._goals.create_index([("user_id", ASCENDING), *_by("created_at")])
         await self._meetings.create_index([("status", ASCENDING), ("closes_at", ASCENDING)])
-        await self._meetings.create_index([("user_id", ASCENDING), ("start", ASCENDING)])
-        # MongoDB's TTL monitor removes expired dedupe keys; claim_event also reclaims them.
-        await self._events.create_index("expires_at", expireAfterSeconds=0)
+        await self._meetings.create_index([("user_id", ASCENDING), *_by("start")])
+        # Not a TTL index: expiry follows the caller's clock (claim_event's `now`), not the
+        # server's, or keys would vanish early or late whenever the two disagree.
+        await self._events.create_index("expires_at")
 
     async def close(self) -> None:
         await self._client.close()
 
     # Users
 
+    @_unavailable_on_error
     async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
         fresh = User(identity=identity, created_at=now)
         query = {
@@ -92,15 +124,15 @@ class MongoStore:
             )
         except DuplicateKeyError:  # a concurrent first message created it
             found = await self._users.find_one(query)
-        except PyMongoError as error:
-            raise StoreUnavailable(str(error)) from error
         assert found is not None
         return User.model_validate(_load(found)), found["_id"] == fresh.id
 
+    @_unavailable_on_error
     async def get_user(self, user_id: str) -> User | None:
         found = await self._users.find_one({"_id": user_id})
         return User.model_validate(_load(found)) if found else None
 
+    @_unavailable_on_error
     async def update_user(
         self,
         user_id: str,
@@ -118,9 +150,12 @@ class MongoStore:
         )
         return User.model_validate(_load(found)) if found else None
 
+    @_unavailable_on_error
     async def list_users(self) -> list[User]:
-        return [User.model_validate(_load(d)) async for d in self._users.find().sort("created_at")]
+        cursor = self._users.find().sort(_by("created_at"))
+        return [User.model_validate(_load(d)) async for d in cursor]
 
+    @_unavailable_on_error
     async def delete_user(self, user_id: str) -> None:
         for collection in (self._messages, self._goals, self._meetings):
             await collection.delete_many({"user_id": user_id})
@@ -128,33 +163,36 @@ class MongoStore:
 
     # Messages
 
+    @_unavailable_on_error
     async def add_message(self, message: Message) -> None:
-        try:
-            await self._messages.insert_one(_doc(message))
-        except PyMongoError as error:
-            raise StoreUnavailable(str(error)) from error
+        await self._messages.insert_one(_doc(message))
 
+    @_unavailable_on_error
     async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
         if limit <= 0:
             return []
         cursor = (
-            self._messages.find({"user_id": user_id}).sort("created_at", DESCENDING).limit(limit)
+            self._messages.find({"user_id": user_id})
+            .sort(_by("created_at", DESCENDING))
+            .limit(limit)
         )
         newest_first = [Message.model_validate(_load(d)) async for d in cursor]
         return newest_first[::-1]
 
+    @_unavailable_on_error
     async def history_page(
         self, user_id: str, page: int, page_size: int
     ) -> tuple[list[Message], int]:
         total = await self._messages.count_documents({"user_id": user_id})
         cursor = (
             self._messages.find({"user_id": user_id})
-            .sort("created_at", DESCENDING)
+            .sort(_by("created_at", DESCENDING))
             .skip((page - 1) * page_size)
             .limit(page_size)
         )
         return [Message.model_validate(_load(d)) async for d in cursor], total
 
+    @_unavailable_on_error
     async def messages_between(
         self, user_id: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[Message]:
@@ -162,25 +200,29 @@ class MongoStore:
         window = {**({"$gte": start} if start else {}), **({"$lt": end} if end else {})}
         if window:
             query["created_at"] = window
-        cursor = self._messages.find(query).sort("created_at", ASCENDING)
+        cursor = self._messages.find(query).sort(_by("created_at"))
         return [Message.model_validate(_load(d)) async for d in cursor]
 
+    @_unavailable_on_error
     async def clear_messages(self, user_id: str) -> int:
         result = await self._messages.delete_many({"user_id": user_id})
         return result.deleted_count
 
     # Goals
 
+    @_unavailable_on_error
     async def add_goal(self, goal: Goal) -> None:
         await self._goals.insert_one(_doc(goal))
 
+    @_unavailable_on_error
     async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]:
         query: dict[str, Any] = {"user_id": user_id}
         if status is not None:
             query["status"] = status.value
-        cursor = self._goals.find(query).sort("created_at", ASCENDING)
+        cursor = self._goals.find(query).sort(_by("created_at"))
         return [Goal.model_validate(_load(d)) async for d in cursor]
 
+    @_unavailable_on_error
     async def close_goal(
         self, user_id: str, goal_id: str, status: GoalStatus, now: datetime
     ) -> Goal | None:
@@ -193,29 +235,34 @@ class MongoStore:
 
     # Meetings
 
+    @_unavailable_on_error
     async def add_meetings(self, meetings: Sequence[Meeting]) -> None:
         if meetings:
             await self._meetings.insert_many([_doc(m) for m in meetings])
 
+    @_unavailable_on_error
     async def get_meeting(self, meeting_id: str) -> Meeting | None:
         found = await self._meetings.find_one({"_id": meeting_id})
         return Meeting.model_validate(_load(found)) if found else None
 
+    @_unavailable_on_error
     async def list_meetings(
         self, user_id: str, *, closing_after: datetime | None = None
     ) -> list[Meeting]:
         query: dict[str, Any] = {"user_id": user_id}
         if closing_after is not None:
             query["closes_at"] = {"$gt": closing_after}
-        cursor = self._meetings.find(query).sort("start", ASCENDING)
+        cursor = self._meetings.find(query).sort(_by("start"))
         return [Meeting.model_validate(_load(d)) async for d in cursor]
 
+    @_unavailable_on_error
     async def live_meetings(self, closing_after: datetime) -> list[Meeting]:
         cursor = self._meetings.find(
             {"status": {"$in": LIVE}, "closes_at": {"$gt": closing_after}}
-        ).sort("start", ASCENDING)
+        ).sort(_by("start"))
         return [Meeting.model_validate(_load(d)) async for d in cursor]
 
+    @_unavailable_on_error
     async def cancel_meetings(self, user_id: str, meeting_ids: Sequence[str]) -> int:
         result = await self._meetings.update_many(
             {"_id": {"$in": list(meeting_ids)}, "user_id": user_id, "status": {"$in": LIVE}},
@@ -223,6 +270,7 @@ class MongoStore:
         )
         return result.modified_count
 
+    @_unavailable_on_error
     async def claim_transition(
         self, meeting_id: str, from_status: MeetingStatus, to_status: MeetingStatus
     ) -> Meeting | None:
@@ -233,6 +281,7 @@ class MongoStore:
         )
         return Meeting.model_validate(_load(found)) if found else None
 
+    @_unavailable_on_error
     async def claim_flag(self, meeting_id: str, flag: MeetingFlag) -> Meeting | None:
         found = await self._meetings.find_one_and_update(
             {"_id": meeting_id, flag: {"$ne": True}},
@@ -241,20 +290,18 @@ class MongoStore:
         )
         return Meeting.model_validate(_load(found)) if found else None
 
+    @_unavailable_on_error
     async def set_recap(self, meeting_id: str, text: str) -> None:
         await self._meetings.update_one({"_id": meeting_id}, {"$set": {"recap": text}})
 
     # Dedupe
 
+    @_unavailable_on_error
     async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:
+        # Whoever purges an expired key first and then inserts it wins; the rest hit its _id.
+        await self._events.delete_many({"expires_at": {"$lte": now}})
         try:
             await self._events.insert_one({"_id": key, "expires_at": expires_at})
-            return True
         except DuplicateKeyError:
-            # Taken before; reclaim it only if it has expired (the TTL monitor runs once a minute).
-            reclaimed = await self._events.find_one_and_update(
-                {"_id": key, "expires_at": {"$lte": now}}, {"$set": {"expires_at": expires_at}}
-            )
-            return reclaimed is not None
-        except PyMongoError as error:
-            raise StoreUnavailable(str(error)) from error
+            return False
+        return True
