@@ -1,0 +1,84 @@
+"""Shared fixtures. Sections are independent; add new ones below their own heading."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from core.store import Store, open_store
+
+# --- Stores ------------------------------------------------------------------------------
+#
+# `store` is an opened Store, once per backend ("sqlite", "mongo"). For races between
+# processes, `store_target.open()` opens another independent instance on the same database.
+# Mongo runs against MONGODB_URI when set, else against the loopback mongoeco emulator.
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    """A MongoDB URI for the whole session: the real server in MONGODB_URI, or the emulator."""
+    if uri := os.environ.get("MONGODB_URI"):
+        yield uri
+        return
+    try:
+        from tests.fakes.mongo_server import MongoEmulator
+    except ImportError as error:
+        if sys.version_info >= (3, 13):
+            # mongoeco is a dev dependency here: the Mongo run must never be silently skipped.
+            pytest.fail(f"mongoeco is not importable ({error}); run `make dev` or set MONGODB_URI")
+        pytest.skip("MongoDB tests need MONGODB_URI or Python >= 3.13 with mongoeco")
+    with MongoEmulator() as uri:
+        yield uri
+
+
+class StoreTarget:
+    """One database for one test: open any number of Store instances on it."""
+
+    def __init__(self, backend: str, url: str, database: str = "momentum") -> None:
+        self.backend = backend
+        self.url = url
+        self.database = database
+        self._opened: list[Store] = []
+
+    async def open(self) -> Store:
+        store = await open_store(self.url, mongodb_database=self.database)
+        self._opened.append(store)
+        return store
+
+    async def close_all(self) -> None:
+        for store in self._opened:
+            with suppress(Exception):  # the test may have closed it already
+                await store.close()
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+async def store_target(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreTarget]:
+    """A fresh, empty database per test: a SQLite file, or a uniquely named Mongo database."""
+    if request.param == "sqlite":
+        target = StoreTarget("sqlite", f"sqlite:///{tmp_path / 'momentum.db'}")
+        yield target
+        await target.close_all()
+        return
+    uri = request.getfixturevalue("mongo_uri")
+    target = StoreTarget("mongo", uri, f"test_{uuid.uuid4().hex[:16]}")
+    yield target
+    await target.close_all()
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
+    try:
+        await client.drop_database(target.database)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def store(store_target: StoreTarget) -> Store:
+    return await store_target.open()

@@ -1,0 +1,535 @@
+"""The Store contract: every backend runs this same suite through the `store` fixture.
+
+A backend is done when it passes all of it. Times are fixed and timezone-aware; no test reads
+the clock. Races run many tasks at once, split over two independent Store instances on the
+same database, as two processes (bot and scheduler) would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from core.models import (
+    Goal,
+    GoalStatus,
+    Identity,
+    Meeting,
+    MeetingStatus,
+    Message,
+    MessageMeta,
+    Phase,
+    Platform,
+    Role,
+    Usage,
+)
+from core.store import Store, open_store
+from core.store.sqlite import MIGRATIONS
+from tests.conftest import StoreTarget
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+BERLIN_WINTER = timezone(timedelta(hours=1))
+RACERS = 20
+
+T = TypeVar("T")
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def identity(external_id: str = "U1", platform: Platform = Platform.SLACK) -> Identity:
+    return Identity(platform=platform, external_id=external_id, workspace_id="T1")
+
+
+def message(user_id: str, minutes: float, text: str = "hi", role: Role = Role.USER) -> Message:
+    return Message(
+        user_id=user_id,
+        role=role,
+        text=text,
+        created_at=at(minutes),
+        meta=MessageMeta(platform=Platform.SLACK),
+    )
+
+
+def meeting(user_id: str, start_minutes: float, duration: int = 30) -> Meeting:
+    start = at(start_minutes)
+    return Meeting(
+        user_id=user_id,
+        start=start,
+        duration_minutes=duration,
+        closes_at=start + timedelta(minutes=duration),
+    )
+
+
+async def new_user(store: Store, external_id: str = "U1") -> str:
+    user, _ = await store.get_or_create_user(identity(external_id), T0)
+    return user.id
+
+
+async def race(
+    store_target: StoreTarget, store: Store, attempt: Callable[[Store], Awaitable[T]]
+) -> list[T]:
+    """Run `attempt` RACERS times at once, alternating between two Store instances."""
+    other = await store_target.open()
+    stores = (store, other)
+    return await asyncio.gather(*(attempt(stores[i % 2]) for i in range(RACERS)))
+
+
+# Users
+
+
+async def test_get_or_create_user_creates_once(store: Store) -> None:
+    user, created = await store.get_or_create_user(identity(), T0)
+    assert created
+    assert user.identity == identity()
+    assert (user.phase, user.timezone, user.welcomed, user.created_at) == (
+        Phase.GOAL_SETTING,
+        None,
+        False,
+        T0,
+    )
+
+    again, created_again = await store.get_or_create_user(identity(), at(5))
+    assert not created_again
+    assert again == user  # created_at stays that of the first contact
+
+
+async def test_identity_is_unique_per_platform_and_external_id(store: Store) -> None:
+    slack, _ = await store.get_or_create_user(identity("U1", Platform.SLACK), T0)
+    discord, _ = await store.get_or_create_user(identity("U1", Platform.DISCORD), T0)
+    other, _ = await store.get_or_create_user(identity("U2", Platform.SLACK), T0)
+    assert len({slack.id, discord.id, other.id}) == 3
+    assert len(await store.list_users()) == 3
+
+
+async def test_concurrent_first_contact_creates_one_user(
+    store_target: StoreTarget, store: Store
+) -> None:
+    results = await race(store_target, store, lambda s: s.get_or_create_user(identity(), T0))
+    assert len({user.id for user, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert len(await store.list_users()) == 1
+
+
+async def test_get_update_and_list_users(store: Store) -> None:
+    assert await store.get_user("nobody") is None
+    assert await store.update_user("nobody", phase=Phase.TRACKING) is None
+    second, _ = await store.get_or_create_user(identity("U2"), at(1))
+    first, _ = await store.get_or_create_user(identity("U1"), T0)
+
+    updated = await store.update_user(
+        first.id, phase=Phase.TRACKING, timezone="Europe/Berlin", welcomed=True
+    )
+    assert updated is not None
+    assert (updated.phase, updated.timezone, updated.welcomed) == (
+        Phase.TRACKING,
+        "Europe/Berlin",
+        True,
+    )
+    assert await store.get_user(first.id) == updated
+    assert await store.update_user(first.id) == updated  # nothing to change
+    # Arguments left out are left alone.
+    assert await store.update_user(first.id, welcomed=False) == updated.model_copy(
+        update={"welcomed": False}
+    )
+    assert [user.id for user in await store.list_users()] == [first.id, second.id]
+
+
+async def test_delete_user_removes_only_their_data(store: Store) -> None:
+    gone, kept = await new_user(store, "U1"), await new_user(store, "U2")
+    for user_id in (gone, kept):
+        await store.add_message(message(user_id, 1))
+        await store.add_goal(Goal(user_id=user_id, text="run", created_at=T0))
+        await store.add_meetings([meeting(user_id, 60)])
+
+    await store.delete_user(gone)
+
+    assert await store.get_user(gone) is None
+    assert await store.recent_messages(gone, 10) == []
+    assert await store.list_goals(gone) == []
+    assert await store.list_meetings(gone) == []
+    assert await store.live_meetings(T0) == await store.list_meetings(kept)
+    assert [u.id for u in await store.list_users()] == [kept]
+    assert len(await store.recent_messages(kept, 10)) == 1
+    assert len(await store.list_goals(kept)) == 1
+    assert len(await store.list_meetings(kept)) == 1
+
+
+# Messages
+
+
+async def test_recent_messages_are_the_last_ones_oldest_first(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    sent = [message(user_id, minute, f"m{minute}") for minute in range(5)]
+    for item in reversed(sent):  # insertion order must not matter, created_at does
+        await store.add_message(item)
+    await store.add_message(message(other, 10, "not yours"))
+
+    assert await store.recent_messages(user_id, 3) == sent[2:]
+    assert await store.recent_messages(user_id, 50) == sent
+    assert await store.recent_messages(user_id, 0) == []
+    assert await store.recent_messages("nobody", 3) == []
+
+
+async def test_messages_at_the_same_instant_keep_insertion_order(store: Store) -> None:
+    user_id = await new_user(store)
+    sent = [message(user_id, 1, f"m{i}", Role.USER if i % 2 else Role.ASSISTANT) for i in range(6)]
+    for item in sent:
+        await store.add_message(item)
+
+    assert await store.recent_messages(user_id, 4) == sent[2:]
+    assert await store.messages_between(user_id) == sent
+    page, _ = await store.history_page(user_id, 1, 6)
+    assert page == sent[::-1]
+
+
+async def test_history_pages_newest_first_with_total(store: Store) -> None:
+    user_id = await new_user(store)
+    sent = [message(user_id, minute, f"m{minute}") for minute in range(5)]
+    for item in sent:
+        await store.add_message(item)
+
+    assert await store.history_page(user_id, 1, 2) == ([sent[4], sent[3]], 5)
+    assert await store.history_page(user_id, 2, 2) == ([sent[2], sent[1]], 5)
+    assert await store.history_page(user_id, 3, 2) == ([sent[0]], 5)
+    assert await store.history_page(user_id, 4, 2) == ([], 5)
+    assert await store.history_page("nobody", 1, 2) == ([], 0)
+
+
+async def test_messages_between_includes_start_and_excludes_end(store: Store) -> None:
+    user_id = await new_user(store)
+    sent = [message(user_id, minute) for minute in range(5)]
+    for item in sent:
+        await store.add_message(item)
+
+    assert await store.messages_between(user_id, at(1), at(3)) == sent[1:3]
+    assert await store.messages_between(user_id, start=at(3)) == sent[3:]
+    assert await store.messages_between(user_id, end=at(1)) == sent[:1]
+    assert await store.messages_between(user_id) == sent
+    assert await store.messages_between(user_id, at(2), at(2)) == []
+
+
+async def test_clear_messages_counts_and_spares_others(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    for minute in range(3):
+        await store.add_message(message(user_id, minute))
+    await store.add_message(message(other, 0))
+
+    assert await store.clear_messages(user_id) == 3
+    assert await store.clear_messages(user_id) == 0
+    assert await store.recent_messages(user_id, 10) == []
+    assert len(await store.recent_messages(other, 10)) == 1
+
+
+async def test_message_round_trips_with_its_metadata(store: Store) -> None:
+    user_id = await new_user(store)
+    sent = Message(
+        user_id=user_id,
+        role=Role.ASSISTANT,
+        text="Let's look at your week. ✨",
+        created_at=T0,
+        complete=False,
+        meta=MessageMeta(
+            platform=Platform.DISCORD,
+            model="claude-x",
+            usage=Usage(input_tokens=12, output_tokens=34, cache_read_input_tokens=5),
+            latency_ms=900,
+            first_token_ms=120,
+            stop_reason="max_tokens",
+            meeting_id="m1",
+            error="overloaded",
+            kind="recap",
+        ),
+    )
+    await store.add_message(sent)
+    assert await store.recent_messages(user_id, 1) == [sent]
+
+
+# Goals
+
+
+async def test_goals_list_in_order_and_by_status(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    goals = [Goal(user_id=user_id, text=f"goal {i}", created_at=T0) for i in range(3)]
+    done = Goal(
+        user_id=user_id, text="old", status=GoalStatus.DONE, created_at=at(-60), closed_at=at(-1)
+    )
+    for goal in [*goals, done]:
+        await store.add_goal(goal)
+    await store.add_goal(Goal(user_id=other, text="theirs", created_at=T0))
+
+    assert await store.list_goals(user_id) == [done, *goals]
+    assert await store.list_goals(user_id, GoalStatus.ACTIVE) == goals
+    assert await store.list_goals(user_id, GoalStatus.DONE) == [done]
+    assert await store.list_goals(user_id, GoalStatus.DROPPED) == []
+
+
+async def test_close_goal_only_from_active_and_only_by_its_user(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    goal = Goal(user_id=user_id, text="run 5k", created_at=T0)
+    await store.add_goal(goal)
+
+    assert await store.close_goal(other, goal.id, GoalStatus.DONE, at(1)) is None
+    assert await store.close_goal(user_id, "no-such-goal", GoalStatus.DONE, at(1)) is None
+    closed = await store.close_goal(user_id, goal.id, GoalStatus.DONE, at(1))
+    assert closed == goal.model_copy(update={"status": GoalStatus.DONE, "closed_at": at(1)})
+    assert await store.close_goal(user_id, goal.id, GoalStatus.DROPPED, at(2)) is None
+    assert await store.list_goals(user_id) == [closed]
+
+
+# Meetings
+
+
+async def test_meetings_get_and_list_by_start(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    later, sooner, past = meeting(user_id, 120), meeting(user_id, 60), meeting(user_id, -60)
+    await store.add_meetings([later, sooner, past])
+    await store.add_meetings([meeting(other, 30)])
+    await store.add_meetings([])
+
+    assert await store.get_meeting(sooner.id) == sooner
+    assert await store.get_meeting("no-such-meeting") is None
+    assert await store.list_meetings(user_id) == [past, sooner, later]
+    # Strictly later: a window closing exactly now is over.
+    assert await store.list_meetings(user_id, closing_after=past.closes_at) == [sooner, later]
+    assert await store.list_meetings(user_id, closing_after=at(100)) == [later]
+
+
+async def test_meeting_round_trips_every_field(store: Store) -> None:
+    user_id = await new_user(store)
+    sent = meeting(user_id, 60).model_copy(
+        update={
+            "series_id": "weekly",
+            "status": MeetingStatus.OPEN,
+            "reminder_sent": True,
+            "recap_sent": True,
+            "recap": "Good week.",
+        }
+    )
+    await store.add_meetings([sent])
+    assert await store.get_meeting(sent.id) == sent
+
+
+async def test_live_meetings_span_users_and_skip_ended_ones(store: Store) -> None:
+    first, second = await new_user(store, "U1"), await new_user(store, "U2")
+    open_now = meeting(second, -10)
+    scheduled = meeting(first, 60)
+    cancelled, closed, over = meeting(first, 30), meeting(second, 90), meeting(first, -120)
+    await store.add_meetings([scheduled, cancelled, over])
+    await store.add_meetings([open_now, closed])
+    await store.claim_transition(open_now.id, MeetingStatus.SCHEDULED, MeetingStatus.OPEN)
+    await store.cancel_meetings(first, [cancelled.id])
+    await store.claim_transition(closed.id, MeetingStatus.SCHEDULED, MeetingStatus.CLOSED)
+
+    live = await store.live_meetings(T0)
+    assert [m.id for m in live] == [open_now.id, scheduled.id]
+    assert live[0].status == MeetingStatus.OPEN
+    assert await store.live_meetings(scheduled.closes_at) == []
+
+
+async def test_cancel_meetings_only_own_and_not_closed(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    scheduled, opened, closed = meeting(user_id, 60), meeting(user_id, -5), meeting(user_id, -90)
+    theirs = meeting(other, 60)
+    await store.add_meetings([scheduled, opened, closed, theirs])
+    await store.claim_transition(opened.id, MeetingStatus.SCHEDULED, MeetingStatus.OPEN)
+    await store.claim_transition(closed.id, MeetingStatus.SCHEDULED, MeetingStatus.CLOSED)
+
+    ids = [scheduled.id, opened.id, closed.id, theirs.id, "no-such-meeting"]
+    assert await store.cancel_meetings(user_id, ids) == 2
+    assert await store.cancel_meetings(user_id, ids) == 0  # already cancelled
+    assert await store.cancel_meetings(user_id, []) == 0
+
+    status = {m.id: m.status for m in await store.list_meetings(user_id)}
+    assert status == {
+        scheduled.id: MeetingStatus.CANCELLED,
+        opened.id: MeetingStatus.CANCELLED,
+        closed.id: MeetingStatus.CLOSED,
+    }
+    assert (await store.list_meetings(other))[0].status == MeetingStatus.SCHEDULED
+
+
+async def test_claim_transition_moves_once(store: Store) -> None:
+    scheduled, opened, closed = MeetingStatus.SCHEDULED, MeetingStatus.OPEN, MeetingStatus.CLOSED
+    user_id = await new_user(store)
+    item = meeting(user_id, 0)
+    await store.add_meetings([item])
+
+    claimed = await store.claim_transition(item.id, scheduled, opened)
+    assert claimed == item.model_copy(update={"status": opened})
+    assert await store.claim_transition(item.id, scheduled, opened) is None
+    assert await store.claim_transition(item.id, closed, opened) is None
+    assert await store.claim_transition("no-such-meeting", scheduled, opened) is None
+    ended = await store.claim_transition(item.id, opened, closed)
+    assert ended is not None and ended.status == closed
+    assert await store.get_meeting(item.id) == ended
+
+
+async def test_concurrent_claim_transition_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    item = meeting(user_id, 0)
+    await store.add_meetings([item])
+
+    results = await race(
+        store_target,
+        store,
+        lambda s: s.claim_transition(item.id, MeetingStatus.SCHEDULED, MeetingStatus.OPEN),
+    )
+    assert [r.status for r in results if r is not None] == [MeetingStatus.OPEN]
+
+
+async def test_claim_flag_once_per_flag(store: Store) -> None:
+    user_id = await new_user(store)
+    item = meeting(user_id, 0)
+    await store.add_meetings([item])
+
+    reminded = await store.claim_flag(item.id, "reminder_sent")
+    assert reminded == item.model_copy(update={"reminder_sent": True})
+    assert await store.claim_flag(item.id, "reminder_sent") is None
+    recapped = await store.claim_flag(item.id, "recap_sent")
+    assert recapped is not None and recapped.reminder_sent and recapped.recap_sent
+    assert await store.claim_flag("no-such-meeting", "recap_sent") is None
+
+
+async def test_concurrent_claim_flag_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    item = meeting(user_id, 0)
+    await store.add_meetings([item])
+
+    results = await race(store_target, store, lambda s: s.claim_flag(item.id, "recap_sent"))
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_set_recap(store: Store) -> None:
+    user_id = await new_user(store)
+    item = meeting(user_id, 0)
+    await store.add_meetings([item])
+
+    await store.set_recap(item.id, "You ran twice.")
+    assert await store.get_meeting(item.id) == item.model_copy(update={"recap": "You ran twice."})
+    await store.set_recap("no-such-meeting", "ignored")  # nothing to do, no error
+
+
+# Dedupe
+
+
+async def test_claim_event_once_until_it_expires(store: Store) -> None:
+    expires = at(10)
+    assert await store.claim_event("evt-1", T0, expires)
+    assert not await store.claim_event("evt-1", at(1), at(11))
+    assert await store.claim_event("evt-2", at(1), at(11))  # keys are independent
+    assert not await store.claim_event("evt-1", at(9.99), at(20))
+    assert await store.claim_event("evt-1", expires, at(20))  # expired: fresh again
+    assert not await store.claim_event("evt-1", at(15), at(25))
+
+
+async def test_concurrent_claim_event_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    results = await race(store_target, store, lambda s: s.claim_event("evt", T0, at(10)))
+    assert sum(results) == 1
+    # The same after expiry: exactly one racer reclaims the key.
+    results = await race(store_target, store, lambda s: s.claim_event("evt", at(10), at(20)))
+    assert sum(results) == 1
+
+
+# Datetimes
+
+
+async def test_datetimes_come_back_as_equal_aware_utc(store: Store) -> None:
+    """Any aware input zone and microseconds: the store gives back UTC at ms precision."""
+    local = datetime(2026, 3, 2, 10, 0, 0, 123_456, tzinfo=BERLIN_WINTER)  # 09:00:00.123 UTC
+    expected = datetime(2026, 3, 2, 9, 0, 0, 123_000, tzinfo=UTC)
+    user, _ = await store.get_or_create_user(identity(), local)
+    await store.add_message(message(user.id, 0).model_copy(update={"created_at": local}))
+    goal = Goal(user_id=user.id, text="run", created_at=local)
+    await store.add_goal(goal)
+    closed = await store.close_goal(user.id, goal.id, GoalStatus.DONE, local)
+    item = Meeting(
+        user_id=user.id, start=local, duration_minutes=30, closes_at=local + timedelta(minutes=30)
+    )
+    await store.add_meetings([item])
+
+    stored_user = await store.get_user(user.id)
+    stored_message = (await store.recent_messages(user.id, 1))[0]
+    stored_meeting = await store.get_meeting(item.id)
+    assert stored_user is not None and stored_meeting is not None and closed is not None
+    for value in (
+        stored_user.created_at,
+        stored_message.created_at,
+        (await store.list_goals(user.id))[0].created_at,
+        closed.closed_at,
+        stored_meeting.start,
+    ):
+        assert value == expected
+        assert value is not None and value.utcoffset() == timedelta(0)
+
+
+async def test_query_bounds_may_be_in_any_zone(store: Store) -> None:
+    """Bounds are instants: a non-UTC bound must compare by time, not by its text."""
+    user_id = await new_user(store)
+    sent = [message(user_id, minute) for minute in (0, 30, 90)]
+    for item in sent:
+        await store.add_message(item)
+    early, late = meeting(user_id, 0, 30), meeting(user_id, 120, 30)
+    await store.add_meetings([early, late])
+    ahead = timezone(timedelta(hours=5))
+
+    assert (
+        await store.messages_between(user_id, at(15).astimezone(ahead), at(60).astimezone(ahead))
+        == sent[1:2]
+    )
+    assert await store.list_meetings(user_id, closing_after=at(60).astimezone(ahead)) == [late]
+    assert await store.live_meetings(at(60).astimezone(ahead)) == [late]
+    assert await store.claim_event("k", T0, at(10).astimezone(ahead))
+    assert await store.claim_event("k", at(15), at(30))  # expired, whatever the zones
+
+
+# Backend-specific: the SQLite file
+
+
+async def test_sqlite_file_is_created_versioned_and_reopened(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "momentum.db"
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        user, _ = await store.get_or_create_user(identity(), T0)
+    finally:
+        await store.close()
+    assert path.exists()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    reopened = await open_store(f"sqlite:///{path}")
+    try:
+        assert await reopened.get_user(user.id) == user
+    finally:
+        await reopened.close()
+
+
+async def test_sqlite_fresh_file_opened_by_several_processes_at_once(tmp_path: Path) -> None:
+    """Bot and scheduler may start together on a new file: exactly one of them migrates."""
+    url = f"sqlite:///{tmp_path / 'momentum.db'}"
+    stores = await asyncio.gather(*(open_store(url) for _ in range(4)))
+    try:
+        users = await asyncio.gather(*(s.get_or_create_user(identity(), T0) for s in stores))
+        assert len({user.id for user, _ in users}) == 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_unknown_database_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        await open_store("postgres://localhost/momentum")
