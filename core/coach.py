@@ -106,6 +106,22 @@ ReplyEvent = Welcome | Chunk | Done | SafetyReply | Denied | Failed
 
 
 @dataclass(frozen=True)
+class MeetingsChanged:
+    """Meetings this Coach just scheduled or cancelled, or a user it forgot.
+
+    The scheduler observes these to re-plan its jobs at once instead of at its next refresh.
+    """
+
+    user_id: str
+    added: tuple[Meeting, ...] = ()
+    cancelled: tuple[Meeting, ...] = ()
+    forgotten: bool = False
+
+
+MeetingsObserver = Callable[[MeetingsChanged], None]
+
+
+@dataclass(frozen=True)
 class HistoryPage:
     messages: list[Message]  # newest first
     page: int
@@ -142,6 +158,7 @@ class Coach:
         settings: Settings,
         *,
         clock: Clock = utc_now,
+        on_meetings_changed: MeetingsObserver | None = None,
     ) -> None:
         self.store = store
         self.llm: LLM = llm or UnconfiguredLLM()
@@ -150,6 +167,10 @@ class Coach:
         self.policy = WindowPolicy(settings.window_before, settings.window_after)
         self.clock = clock
         self._turns = UserLocks()
+        # Called after meetings change; the scheduler appends itself when it runs in-process.
+        self.meeting_observers: list[MeetingsObserver] = (
+            [on_meetings_changed] if on_meetings_changed else []
+        )
 
     @property
     def chat_configured(self) -> bool:
@@ -418,6 +439,7 @@ class Coach:
                     "Pick another time or cancel that one first."
                 )
         await self.store.add_meetings(new)
+        self._meetings_changed(MeetingsChanged(user.id, added=tuple(new)))
         return new
 
     async def cancel(self, identity: Identity, ref: str, *, series: bool = False) -> list[Meeting]:
@@ -429,6 +451,7 @@ class Coach:
             raise CoachError("That meeting is not part of a weekly series.")
         targets = [m for m in upcoming if series and m.series_id == meeting.series_id] or [meeting]
         await self.store.cancel_meetings(user.id, [m.id for m in targets])
+        self._meetings_changed(MeetingsChanged(user.id, cancelled=tuple(targets)))
         return targets
 
     # Phase and settings
@@ -492,6 +515,15 @@ class Coach:
         user = await self.user(identity)
         async with self._turns.hold(user.id):
             await self.store.delete_user(user.id)
+        self._meetings_changed(MeetingsChanged(user.id, forgotten=True))
+
+    def _meetings_changed(self, change: MeetingsChanged) -> None:
+        """Tell observers; their failure is logged, never the user's problem."""
+        for observer in self.meeting_observers:
+            try:
+                observer(change)
+            except Exception:
+                log.exception("meetings observer %r failed", observer)
 
     # Window hooks for the scheduler
 
