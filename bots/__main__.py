@@ -95,12 +95,10 @@ async def open_coach(settings: Settings) -> AsyncIterator[Coach]:
 
 async def chat(settings: Settings) -> None:
     async with open_coach(settings) as coach:
-        console = Console(coach)
-        if console.interactive:
-            print(platform_status(settings), file=sys.stderr)
-            if not settings.llm_configured:
-                print("\nSet ANTHROPIC_API_KEY to chat; commands work without it.", file=sys.stderr)
-        await console.run()
+        print(platform_status(settings), file=sys.stderr)
+        if not settings.llm_configured:
+            print("Set ANTHROPIC_API_KEY to chat; commands work without it.\n", file=sys.stderr)
+        await Console(coach).run()
 
 
 Service = Callable[[Coach, Settings], Awaitable[None]]

@@ -52,6 +52,8 @@ async def test_bare_machine_chat_creates_database_and_explains_missing_key(tmp_p
         "chat", cwd=tmp_path, stdin="/goal add Run 5k\nhello coach\n/goals\n"
     )
     assert code == 0, err
+    assert "Slack     off: set SLACK_BOT_TOKEN" in err
+    assert "Discord   off: set DISCORD_BOT_TOKEN" in err
     assert (tmp_path / "momentum.db").exists()
     assert "Saved: Run 5k" in out
     assert out.count("ANTHROPIC_API_KEY") == 1  # one clear line for the chat message
