@@ -175,7 +175,14 @@ async def _cancel(coach: Coach, identity: Identity, args: str) -> Result:
         if series
         else format_local(cancelled[0].start, coach.zone(user))
     )
-    return MeetingsView(await coach.meetings(identity), user, note=f"Cancelled: {what}.")
+    note = f"Cancelled: {what}."
+    now = coach.clock()
+    if user.phase is Phase.TRACKING and any(coach.policy.is_open(m, now) for m in cancelled):
+        # Said here, where the user is, rather than by the scheduler: no window message follows.
+        access, text = await coach.access(identity)
+        if not access.allowed:
+            note += f" That was your open window, so your coaching window is closed now. {text}"
+    return MeetingsView(await coach.meetings(identity), user, note=note)
 
 
 async def _track(coach: Coach, identity: Identity, args: str) -> Result:

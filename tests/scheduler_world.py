@@ -1,0 +1,95 @@
+"""A small world for the scheduler tests: a real store, the real LLM SDK against FakeAnthropic,
+a Coach on a hand-moved clock, a WindowKeeper and a recording Notifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from core.coach import Coach
+from core.config import Settings
+from core.llm import LLM, AnthropicLLM
+from core.models import Identity, Meeting, Platform, User
+from core.persona import Persona
+from core.store import Store
+from scheduler.notify import Delivery, Notifiers
+from scheduler.windows import WindowKeeper
+from tests.fakes.notifier import RecordingNotifier
+
+PARIS = "Europe/Paris"
+ALICE = Identity(platform=Platform.SLACK, external_id="U_ALICE", workspace_id="T1")
+BOB = Identity(platform=Platform.DISCORD, external_id="1001")
+LATE_GRACE = timedelta(hours=1)
+
+
+class Clock:
+    """The time the code under test sees; tests move it by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_settings(**overrides: object) -> Settings:
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+def anthropic_llm(base_url: str) -> AnthropicLLM:
+    return AnthropicLLM(
+        api_key="test-key", model="claude-sonnet-5-5", max_tokens=512, base_url=base_url,
+        max_retries=0,
+    )
+
+
+@dataclass
+class World:
+    store: Store
+    clock: Clock
+    llm: LLM | None = None
+    notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
+    sleeps: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.settings = make_settings()
+        self.coach = Coach(self.store, self.llm, Persona.load(), self.settings, clock=self.clock)
+        self.delivery = Delivery(
+            Notifiers({Platform.SLACK: self.notifier, Platform.DISCORD: self.notifier}),
+            sleep=self._sleep,
+        )
+        self.keeper = WindowKeeper(self.coach, self.delivery, late_grace=LATE_GRACE)
+
+    async def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    async def tracking_user(self, identity: Identity = ALICE, when: str = "tomorrow 9am") -> User:
+        """A user in Paris with a goal, a meeting at `when`, in the tracking phase."""
+        await self.coach.set_timezone(identity, PARIS)
+        await self.coach.add_goal(identity, "Run 5 km three times a week")
+        await self.coach.schedule(identity, when)
+        return await self.coach.start_tracking(identity)
+
+    async def meetings(self, identity: Identity = ALICE) -> list[Meeting]:
+        user = await self.coach.user(identity)
+        return await self.store.list_meetings(user.id)
+
+    async def at(self, when: datetime, *meetings: Meeting) -> None:
+        """Set the clock and run every given meeting's due steps, as the jobs would."""
+        self.clock.now = when
+        for meeting in meetings:
+            await self.keeper.advance(meeting.id, when)
+
+    async def chat(self, text: str, identity: Identity = ALICE) -> str:
+        """One conversation turn through the Coach, at the clock's time."""
+        from core.coach import Done, Failed
+
+        async for event in self.coach.reply(identity, text):
+            assert not isinstance(event, Failed), event
+            if isinstance(event, Done):
+                return event.text
+        raise AssertionError("the coach did not answer")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]

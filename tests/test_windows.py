@@ -1,0 +1,382 @@
+"""Meeting-window transitions (scheduler.windows), driven by a hand-moved clock.
+
+The store is real (both backends), the recap goes through the real Anthropic SDK against the
+loopback FakeAnthropic, and users are reached through a recording Notifier.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from core.models import MeetingStatus, Role
+from core.recap import RECAP_INSTRUCTIONS
+from core.store import Store
+from scheduler.notify import Delivery, Notifiers
+from scheduler.windows import WindowKeeper, reminder_at
+from tests.conftest import StoreTarget
+from tests.fakes.anthropic_api import FakeAnthropic, HttpError, Reply
+from tests.fakes.notifier import RecordingNotifier
+from tests.scheduler_world import ALICE, BOB, LATE_GRACE, Clock, World, anthropic_llm, utc
+
+MONDAY = utc(2026, 6, 1, 8, 0)  # 10:00 in Paris; "tomorrow 9am" is Tue 2 Jun, 07:00 UTC
+SECOND = timedelta(seconds=1)
+RECAP = "Great session!\nCommitted to:\n- Run Wednesday 7am\nNext steps:\n- Lay out shoes tonight"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic() as server:
+        yield server
+
+
+@pytest.fixture
+async def world(store: Store, fake: FakeAnthropic) -> AsyncIterator[World]:
+    llm = anthropic_llm(fake.base_url)
+    yield World(store, Clock(MONDAY), llm)
+    await llm.aclose()
+
+
+async def test_one_off_meeting_opens_reminds_closes_and_recaps(
+    world: World, fake: FakeAnthropic
+) -> None:
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    opens, closes = world.coach.policy.opens_at(meeting), world.coach.policy.closes_at(meeting)
+    remind = reminder_at(meeting, world.coach.policy)
+    assert (opens, remind, closes) == (
+        utc(2026, 6, 2, 6, 30),
+        utc(2026, 6, 2, 8, 35),
+        utc(2026, 6, 2, 8, 45),
+    )
+
+    await world.at(opens - SECOND, meeting)
+    assert world.notifier.sent == []
+
+    await world.at(opens, meeting)
+    assert world.notifier.texts() == [
+        "🟢 Your coaching window is open: I'm available until 10:45 (Europe/Paris). "
+        "What's on your mind?"
+    ]
+    world.clock.now = opens + timedelta(minutes=40)
+    assert await world.chat("I ran twice this week. I will run Wednesday at 7am.")
+
+    await world.at(remind, meeting)
+    assert world.notifier.texts()[-1].startswith(
+        "⏳ Heads-up: your coaching window closes at 10:45 (Europe/Paris)."
+    )
+
+    fake.enqueue(Reply(RECAP))
+    await world.at(closes, meeting)
+    texts = world.notifier.texts()
+    assert texts[2] == (
+        "🔴 Your coaching window closed at 10:45 (Europe/Paris). "
+        "No meeting is scheduled yet. Book one with `/schedule tomorrow 9am`."
+    )
+    assert texts[3] == (
+        "📝 Recap of your coaching meeting on Tue 2 Jun 2026, 09:00 (Europe/Paris):\n\n" + RECAP
+    )
+    request = fake.last_request
+    assert RECAP_INSTRUCTIONS in request.system_text
+    assert "[09:10] User: I ran twice this week. I will run Wednesday at 7am." in (
+        request.last_user_text
+    )
+    stored = await world.store.get_meeting(meeting.id)
+    assert stored is not None
+    assert stored.status is MeetingStatus.CLOSED
+    assert (stored.reminder_sent, stored.recap_sent, stored.recap) == (True, True, RECAP)
+    history = await world.store.recent_messages(stored.user_id, 10)
+    assert history[-1].role is Role.ASSISTANT and history[-1].meta.kind == "recap"
+
+    # Jobs that fire again (a retry, a second process, a refresh) change nothing.
+    for when in (opens, remind, closes, closes + timedelta(minutes=5)):
+        await world.at(when, meeting)
+    assert len(world.notifier.sent) == 4
+    assert len([r for r in fake.requests if RECAP_INSTRUCTIONS in r.system_text]) == 1
+
+
+async def test_weekly_meeting_closes_with_the_next_opening(world: World) -> None:
+    await world.tracking_user(when="tue 9am for 30m weekly")
+    meetings = await world.meetings()
+    assert len(meetings) == world.settings.weekly_occurrences
+    first = meetings[0]
+    policy = world.coach.policy
+    for step in (policy.opens_at(first), reminder_at(first, policy), policy.closes_at(first)):
+        assert step is not None
+        await world.at(step, *meetings)
+    assert world.notifier.texts() == [
+        "🟢 Your coaching window is open: I'm available until 10:30 (Europe/Paris). "
+        "What's on your mind?",
+        "⏳ Heads-up: your coaching window closes at 10:30 (Europe/Paris). "
+        "Anything to wrap up or commit to before then?",
+        "🔴 Your coaching window closed at 10:30 (Europe/Paris). "
+        "Your next window opens Tue 9 Jun 2026, 08:30 (Europe/Paris).",
+    ]  # no conversation, so no recap
+    statuses = [m.status for m in await world.meetings()]
+    assert statuses == [MeetingStatus.CLOSED] + [MeetingStatus.SCHEDULED] * 7
+
+    second = meetings[1]
+    await world.at(policy.opens_at(second), *meetings)
+    assert world.notifier.texts()[-1].startswith("🟢")
+    assert "10:30 (Europe/Paris)" in world.notifier.texts()[-1]
+
+
+async def test_cancel_before_open_sends_nothing(world: World) -> None:
+    from bots.commands import run_command
+
+    await world.tracking_user()
+    await world.coach.schedule(ALICE, "wed 9am")
+    [tuesday, _] = await world.meetings()
+    await run_command(world.coach, ALICE, "/cancel 1")
+
+    policy = world.coach.policy
+    for when in (policy.opens_at(tuesday), policy.closes_at(tuesday)):
+        await world.at(when, tuesday)
+    assert world.notifier.sent == []
+    stored = await world.store.get_meeting(tuesday.id)
+    assert stored is not None and stored.status is MeetingStatus.CANCELLED
+
+
+async def test_cancel_while_open_says_the_window_closed_and_ends_the_jobs(
+    world: World, fake: FakeAnthropic
+) -> None:
+    from bots.commands import as_text, run_command
+
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    policy = world.coach.policy
+    await world.at(policy.opens_at(meeting), meeting)
+    world.clock.now = meeting.start
+    await world.chat("Quick check-in")
+
+    reply = as_text(await run_command(world.coach, ALICE, "/cancel 1"))
+    assert "Cancelled: Tue 2 Jun 2026, 09:00 (Europe/Paris)." in reply
+    assert "your coaching window is closed now" in reply
+    assert "you have no meeting scheduled" in reply
+
+    requests = len(fake.requests)
+    await world.at(policy.closes_at(meeting), meeting)
+    assert len(world.notifier.sent) == 1  # only the opening; no close, no recap
+    assert len(fake.requests) == requests
+
+
+async def test_restart_inside_a_window_announces_it_once(store: Store) -> None:
+    first = World(store, Clock(MONDAY))
+    await first.tracking_user()
+    [meeting] = await first.meetings()
+    inside = first.coach.policy.opens_at(meeting) + timedelta(minutes=20)
+
+    # The scheduler was down at the opening; each restart runs the catch-up.
+    for _ in range(2):
+        restarted = World(store, Clock(inside), notifier=first.notifier)
+        await restarted.at(inside, meeting)
+    assert first.notifier.texts() == [
+        "🟢 Your coaching window is open: I'm available until 10:45 (Europe/Paris). "
+        "What's on your mind?"
+    ]
+
+
+async def test_restart_after_the_reminder_time_does_not_remind_on_top(store: Store) -> None:
+    world = World(store, Clock(MONDAY))
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    remind = reminder_at(meeting, world.coach.policy)
+    assert remind is not None
+    await world.at(remind + timedelta(minutes=2), meeting)
+    assert len(world.notifier.sent) == 1 and "until 10:45" in world.notifier.texts()[0]
+    stored = await store.get_meeting(meeting.id)
+    assert stored is not None and stored.reminder_sent
+
+
+async def test_restart_after_a_missed_window_sends_one_message_and_the_recap(
+    world: World, fake: FakeAnthropic
+) -> None:
+    await world.tracking_user()
+    await world.coach.schedule(ALICE, "2026-06-09 09:00")
+    [meeting, _] = await world.meetings()
+    policy = world.coach.policy
+    # Nobody ran the scheduler, but the gate let Alice talk in her window.
+    world.clock.now = meeting.start
+    await world.chat("Done: three runs. Next: a 6 km run on Saturday.")
+
+    fake.enqueue(Reply(RECAP))
+    await world.at(policy.closes_at(meeting) + timedelta(minutes=20), meeting)
+    assert world.notifier.texts() == [
+        "Sorry, I couldn't ping you: your coaching window ran from 08:30 (Europe/Paris) to "
+        "10:45 (Europe/Paris) while my scheduler was offline. "
+        "Your next window opens Tue 9 Jun 2026, 08:30 (Europe/Paris).",
+        "📝 Recap of your coaching meeting on Tue 2 Jun 2026, 09:00 (Europe/Paris):\n\n" + RECAP,
+    ]
+    stored = await world.store.get_meeting(meeting.id)
+    assert stored is not None and stored.status is MeetingStatus.CLOSED
+
+
+async def test_a_window_missed_long_ago_closes_silently(world: World) -> None:
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    late = world.coach.policy.closes_at(meeting) + LATE_GRACE + SECOND
+    await world.at(late, meeting)
+    assert world.notifier.sent == []
+    stored = await world.store.get_meeting(meeting.id)
+    assert stored is not None and stored.status is MeetingStatus.CLOSED
+
+
+async def test_two_schedulers_on_one_store_notify_exactly_once(
+    store_target: StoreTarget, fake: FakeAnthropic
+) -> None:
+    import asyncio
+
+    notifier = RecordingNotifier()
+    llm = anthropic_llm(fake.base_url)
+    try:
+        worlds = [
+            World(await store_target.open(), Clock(MONDAY), llm, notifier=notifier)
+            for _ in range(2)
+        ]
+        await worlds[0].tracking_user()
+        [meeting] = await worlds[0].meetings()
+        policy = worlds[0].coach.policy
+        worlds[0].clock.now = meeting.start
+        await worlds[0].chat("I will swim on Friday.")
+        remind = reminder_at(meeting, policy)
+        assert remind is not None
+        fake.enqueue(Reply(RECAP))
+        for when in (policy.opens_at(meeting), remind, policy.closes_at(meeting)):
+            await asyncio.gather(*(w.at(when, meeting) for w in worlds for _ in range(3)))
+    finally:
+        await llm.aclose()
+    kinds = [text[:1] for text in notifier.texts()]
+    assert kinds == ["🟢", "⏳", "🔴", "📝"]
+    assert len([r for r in fake.requests if RECAP_INSTRUCTIONS in r.system_text]) == 1
+
+
+async def test_a_notifier_that_fails_twice_then_succeeds(world: World) -> None:
+    world.notifier.failures = 2
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    await world.at(world.coach.policy.opens_at(meeting), meeting)
+    assert world.notifier.attempts == 3
+    assert world.sleeps == [1.0, 5.0]
+    assert len(world.notifier.sent) == 1
+
+
+async def test_a_notifier_that_keeps_failing_is_given_up_and_logged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.notifier.failures = 99
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    with caplog.at_level(logging.WARNING, logger="scheduler"):
+        await world.at(world.coach.policy.opens_at(meeting), meeting)
+    assert world.notifier.attempts == 4 and world.sleeps == [1.0, 5.0, 30.0]
+    assert "failed 4 times, giving up" in caplog.text
+    # The transition stays claimed: a later job does not notify a second time.
+    world.notifier.failures = 0
+    await world.at(world.coach.policy.opens_at(meeting), meeting)
+    assert world.notifier.sent == []
+
+
+async def test_users_on_a_platform_without_notifier_are_skipped_with_a_log_line(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = World(store, Clock(MONDAY))
+    world.keeper = WindowKeeper(
+        world.coach, Delivery(Notifiers({})), late_grace=LATE_GRACE
+    )
+    await world.tracking_user(BOB)
+    [meeting] = await world.meetings(BOB)
+    with caplog.at_level(logging.INFO, logger="scheduler"):
+        await world.at(world.coach.policy.opens_at(meeting), meeting)
+    assert "no discord notifier: user" in caplog.text
+    stored = await store.get_meeting(meeting.id)
+    assert stored is not None and stored.status is MeetingStatus.OPEN
+
+
+async def test_recap_is_retried_and_the_flag_waits_for_a_recap(
+    world: World, fake: FakeAnthropic
+) -> None:
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    world.clock.now = meeting.start
+    await world.chat("I'll stretch every morning.")
+    fake.enqueue(HttpError(529), HttpError(529), Reply(RECAP))
+    await world.at(world.coach.policy.closes_at(meeting), meeting)
+    assert world.sleeps == [60.0, 300.0]
+    assert world.notifier.texts()[-1].endswith(RECAP)
+    stored = await world.store.get_meeting(meeting.id)
+    assert stored is not None and stored.recap_sent and stored.recap == RECAP
+
+
+async def test_when_every_recap_try_fails_nothing_is_sent_and_the_flag_stays_unset(
+    world: World, fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    world.clock.now = meeting.start
+    await world.chat("I'll stretch every morning.")
+    await world.at(world.coach.policy.opens_at(meeting), meeting)
+    fake.enqueue(*[HttpError(529)] * 4)
+    with caplog.at_level(logging.ERROR, logger="scheduler"):
+        await world.at(world.coach.policy.closes_at(meeting), meeting)
+    assert "recap_sent stays unset" in caplog.text
+    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "🔴"]
+    stored = await world.store.get_meeting(meeting.id)
+    assert stored is not None
+    assert (stored.status, stored.recap_sent, stored.recap) == (MeetingStatus.CLOSED, False, None)
+    # The flag is free, so a later try can still deliver the one recap.
+    fake.enqueue(Reply(RECAP))
+    user = await world.coach.user(ALICE)
+    assert await world.keeper.recap(stored, user)
+    assert world.notifier.texts()[-1].endswith(RECAP)
+
+
+async def test_goal_setting_users_get_a_nudge_and_the_recap_only(
+    world: World, fake: FakeAnthropic
+) -> None:
+    await world.coach.set_timezone(ALICE, "Europe/Paris")
+    await world.coach.schedule(ALICE, "tomorrow 9am")
+    [meeting] = await world.meetings()
+    policy = world.coach.policy
+    await world.at(policy.opens_at(meeting), meeting)
+    world.clock.now = meeting.start
+    await world.chat("Let's shape my running goal.")
+    fake.enqueue(Reply(RECAP))
+    remind = reminder_at(meeting, policy)
+    assert remind is not None
+    await world.at(remind, meeting)
+    await world.at(policy.closes_at(meeting), meeting)
+    assert [t[:1] for t in world.notifier.texts()] == ["📅", "📝"]
+    assert world.notifier.texts()[0] == (
+        "📅 Your coaching meeting is at 09:00 (Europe/Paris). I'm here whenever you're ready."
+    )
+
+
+async def test_touching_windows_stay_open_through_the_seam(world: World) -> None:
+    await world.tracking_user(when="tomorrow 9am for 30m")
+    # 9:00-9:30 closes at 10:30; 11:00 opens at 10:30: one window from 08:30 to 12:45.
+    await world.coach.schedule(ALICE, "tomorrow 11:00 for 45m")
+    first, second = await world.meetings()
+    policy = world.coach.policy
+    steps = sorted(
+        {
+            when
+            for m in (first, second)
+            for when in (policy.opens_at(m), reminder_at(m, policy), policy.closes_at(m))
+            if when is not None
+        }
+    )
+    for when in steps:
+        await world.at(when, first, second)
+    assert world.notifier.texts() == [
+        "🟢 Your coaching window is open: I'm available until 12:45 (Europe/Paris). "
+        "What's on your mind?",
+        "Your meeting at 11:00 (Europe/Paris) is next, so I stay available until "
+        "12:45 (Europe/Paris).",
+        "⏳ Heads-up: your coaching window closes at 12:45 (Europe/Paris). "
+        "Anything to wrap up or commit to before then?",
+        "🔴 Your coaching window closed at 12:45 (Europe/Paris). "
+        "No meeting is scheduled yet. Book one with `/schedule tomorrow 9am`.",
+    ]
