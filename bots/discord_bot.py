@@ -1,0 +1,265 @@
+"""The Discord adapter: messages in, Coach replies streamed out as edits; `/coach` commands.
+
+Who the coach answers (`text_for_coach`): in a coaching channel (DISCORD_CHANNEL_IDS, and the
+threads inside them) every user's message; elsewhere in a guild only messages that mention
+the bot (the mention is stripped); DMs when DISCORD_ALLOW_DMS is on. Never bots, never itself.
+Each Discord user is their own Momentum user, so two people in one channel never share a
+conversation; the coach answers each as a reply to their message.
+
+Replies stream through bots/stream.py: typing at once, the first text as soon as the model
+writes it, then coalesced edits paced by one bucket per channel that every conversation in
+that channel shares (Discord limits message writes per channel), and a final edit. Past
+2,000 characters a reply continues in a new message, with code blocks closed and reopened.
+Everything is sent silent and with no mentions, except that the reply reference may ping
+the person being answered. The message id is the event id, so a replayed event is answered
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import discord
+
+from bots.discord_commands import CoachCommands, CoachTree
+from bots.discord_connect import QUIET, discord_identity, intents_for, use_discord_urls
+from bots.discord_render import (
+    MESSAGE_LIMIT,
+    access_text,
+    discord_commands,
+    failure_note,
+    when_for,
+)
+from bots.stream import Buckets, Failure, RateLimited, render
+from core.coach import (
+    INTERNAL_ERROR_TEXT,
+    Chunk,
+    Coach,
+    Denied,
+    Done,
+    Failed,
+    SafetyReply,
+    Welcome,
+)
+from core.config import Settings
+from core.models import Access, Identity
+
+log = logging.getLogger(__name__)
+
+# Discord publishes no per-route numbers; about 5 message writes per 5 s per channel is the
+# observed limit, so every reply in a channel shares that budget.
+EDITS_PER_WINDOW = 5
+EDIT_WINDOW_SECONDS = 5.0
+TYPING_REFRESH_SECONDS = 8.0  # Discord shows "typing…" for 10 s after each trigger
+CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+# The reply reference may notify the person answered; nothing in the text pings anyone.
+REPLY_MENTIONS = discord.AllowedMentions(
+    everyone=False, users=False, roles=False, replied_user=True
+)
+
+
+def in_coaching_channel(channel_id: int, parent_id: int | None, coaching: frozenset[int]) -> bool:
+    """A coaching channel, or a thread inside one."""
+    return channel_id in coaching or (parent_id is not None and parent_id in coaching)
+
+
+def strip_mention(content: str, user_id: int) -> str:
+    return re.sub(rf"<@!?{user_id}>", " ", content).strip()
+
+
+class ChannelReply:
+    """One streamed reply (a `bots.stream.Surface`): the first message answers the user's
+    (in a guild, as a reply to it), the rest follow it in the same channel."""
+
+    limit = MESSAGE_LIMIT
+
+    def __init__(self, message: discord.Message) -> None:
+        self.channel = message.channel
+        self.reference = (
+            message.to_reference(fail_if_not_exists=False) if message.guild is not None else None
+        )
+        self._typing: asyncio.Task[None] | None = None
+        self._posted = False
+
+    async def indicate(self) -> None:
+        await self.channel.typing()
+        self._typing = asyncio.create_task(self._keep_typing())
+
+    async def _keep_typing(self) -> None:
+        """Until the first text shows: a slow first token must not look like a dead bot."""
+        while True:
+            await asyncio.sleep(TYPING_REFRESH_SECONDS)
+            with contextlib.suppress(discord.HTTPException):
+                await self.channel.typing()
+
+    def stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
+
+    async def post(self, text: str) -> discord.Message:
+        self.stop_typing()
+        try:
+            if not self._posted and self.reference is not None:
+                sent = await self.channel.send(
+                    text, reference=self.reference, silent=True, allowed_mentions=REPLY_MENTIONS
+                )
+            else:
+                sent = await self.channel.send(text, silent=True, allowed_mentions=QUIET)
+        except discord.RateLimited as limited:
+            raise RateLimited(limited.retry_after) from limited
+        self._posted = True
+        return sent
+
+    async def edit(self, handle: discord.Message, text: str) -> None:
+        try:
+            await handle.edit(content=text, allowed_mentions=QUIET)
+        except discord.RateLimited as limited:
+            raise RateLimited(limited.retry_after) from limited
+
+
+class DiscordCoach(discord.Client):
+    """The bot: a gateway client with the `/coach` command tree. Sync commands with
+    `momentum discord-sync`, never here: on_ready fires on every reconnect."""
+
+    def __init__(
+        self,
+        coach: Coach,
+        settings: Settings,
+        *,
+        edit_rate: tuple[int, float] = (EDITS_PER_WINDOW, EDIT_WINDOW_SECONDS),
+        **options: object,
+    ) -> None:
+        super().__init__(intents=intents_for(settings), allowed_mentions=QUIET, **options)
+        self.coach = coach
+        self.settings = settings
+        self.coaching_channels = frozenset(settings.discord_channel_ids)
+        self.buckets = Buckets(*edit_rate)  # by channel id: Discord's message-write bucket
+        self.tree = CoachTree(self)
+        self.commands = CoachCommands(coach, allow_dms=settings.discord_allow_dms)
+        self.tree.add_command(self.commands)
+        self._told_about_intent = False
+
+    async def on_ready(self) -> None:
+        log.info(
+            "Discord: logged in as %s; coaching channels %s; DMs %s",
+            self.user,
+            sorted(self.coaching_channels) or "none",
+            "on" if self.settings.discord_allow_dms else "off",
+        )
+
+    async def on_message(self, message: discord.Message) -> None:
+        text = self.text_for_coach(message)
+        if text is not None:
+            await self.converse(message, text)
+
+    def text_for_coach(self, message: discord.Message) -> str | None:
+        """What `message` says to the coach, or None when it is not for the coach."""
+        me = self.user
+        if me is None or message.author.bot or message.author.id == me.id:
+            return None
+        if message.type not in CONVERSATION_TYPES:
+            return None
+        mentioned = any(user.id == me.id for user in message.mentions)
+        if message.guild is None:
+            addressed = self.settings.discord_allow_dms
+        else:
+            parent_id = getattr(message.channel, "parent_id", None)
+            coaching = in_coaching_channel(message.channel.id, parent_id, self.coaching_channels)
+            addressed = mentioned or coaching
+            if coaching and not mentioned and not message.content:
+                self._explain_missing_intent()
+                return None
+        if not addressed:
+            return None
+        return strip_mention(message.content, me.id) if mentioned else message.content
+
+    def _explain_missing_intent(self) -> None:
+        """An empty message in a coaching channel: without the intent, Discord blanks them."""
+        if self.settings.discord_message_content_intent or self._told_about_intent:
+            return
+        self._told_about_intent = True
+        log.warning(
+            "Discord sends empty content for coaching-channel messages that do not mention the "
+            "bot: enable the Message Content intent in the Developer Portal and set "
+            "DISCORD_MESSAGE_CONTENT_INTENT=true (until then only mentions and DMs work)"
+        )
+
+    async def converse(self, message: discord.Message, text: str) -> None:
+        """Answer one user message, streamed; delivery problems are logged with context."""
+        identity = discord_identity(message.author, message.guild.id if message.guild else None)
+        surface = ChannelReply(message)
+        try:
+            await render(
+                self.deltas(identity, text, str(message.id)),
+                surface,
+                self.buckets.get(message.channel.id),
+                fail_note=failure_note(INTERNAL_ERROR_TEXT),
+            )
+        except discord.HTTPException as error:
+            log.error(
+                "Discord refused the reply to message %s in channel %s (user %s): %s",
+                message.id,
+                message.channel.id,
+                message.author.id,
+                error,
+            )
+        finally:
+            surface.stop_typing()
+
+    async def deltas(
+        self, identity: Identity, text: str, event_id: str
+    ) -> AsyncIterator[str | Failure]:
+        """The Coach's events as the renderer's text deltas."""
+        async with aclosing(self.coach.reply(identity, text, event_id=event_id)) as events:
+            async for event in events:
+                match event:
+                    case Welcome(text=welcome):
+                        yield discord_commands(welcome) + "\n\n"
+                    case Chunk(text=chunk):
+                        yield chunk
+                    case SafetyReply(text=safety):
+                        yield safety
+                    case Denied(access=access):
+                        yield await self.denied_text(identity, access)
+                    case Failed(kind="duplicate"):
+                        log.info("Discord message %s was already answered", event_id)
+                        return
+                    case Failed(user_text=problem):
+                        yield Failure(failure_note(problem))
+                    case Done():
+                        return
+
+    async def denied_text(self, identity: Identity, access: Access) -> str:
+        """The next window in the user's zone, or as `<t:…:F>` until they have set one."""
+        user = await self.coach.user(identity)
+        return access_text(access, when_for(self.coach, user), self.coach.policy)
+
+
+async def run_discord(coach: Coach, settings: Settings) -> None:
+    """The `momentum run` service: connect to the gateway and serve until cancelled."""
+    if settings.discord_bot_token is None:
+        raise ValueError("DISCORD_BOT_TOKEN is not set")
+    use_discord_urls(settings)
+    async with DiscordCoach(coach, settings) as bot:
+        await bot.start(settings.discord_bot_token.get_secret_value())
+
+
+async def sync_commands(coach: Coach, settings: Settings, guild_id: int | None) -> list[str]:
+    """Register `/coach` with Discord over REST: globally, or in one guild (instant, for
+    testing). Discord caps command creation per day, hence an explicit CLI step."""
+    if settings.discord_bot_token is None:
+        raise ValueError("DISCORD_BOT_TOKEN is not set")
+    use_discord_urls(settings)
+    async with DiscordCoach(coach, settings) as bot:
+        await bot.login(settings.discord_bot_token.get_secret_value())
+        guild = discord.Object(guild_id) if guild_id is not None else None
+        if guild is not None:
+            bot.tree.copy_global_to(guild=guild)
+        synced = await bot.tree.sync(guild=guild)
+    return [command.name for command in synced]

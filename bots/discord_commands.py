@@ -1,0 +1,305 @@
+"""The `/coach` app command group: typed options in, one line of the shared grammar out.
+
+Every subcommand builds the same text a console user would type (`goal done 2`) and hands
+it to `bots.commands.run_command`, so the rules live in one place. Answers are ephemeral.
+Work that may outlast Discord's 3-second answer deadline is deferred: always for export and
+history, and for any other command that has not finished after `DEFER_AFTER_SECONDS`.
+Clear and forget ask first, with buttons that run the grammar's `Confirm.command`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from zoneinfo import available_timezones
+
+import discord
+from discord import app_commands
+
+from bots.commands import Confirm, Result, run_command
+from bots.discord_connect import QUIET, discord_identity
+from bots.discord_render import Answer, answer_for, clip, when_for
+from core.coach import MAX_GOAL_CHARS, Coach
+from core.models import Identity
+
+log = logging.getLogger(__name__)
+
+DEFER_AFTER_SECONDS = 2.0  # answer directly when we can; defer before the 3 s deadline
+CONFIRM_TIMEOUT_SECONDS = 120.0
+MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
+CHOICE_NAME_LIMIT = 100
+CONFIRM_ID = "momentum:confirm"
+KEEP_ID = "momentum:keep"
+NOTHING_DELETED = "Okay, nothing was deleted."
+NO_ANSWER = "No answer, so nothing was deleted."
+SOMETHING_WENT_WRONG = "⚠️ Something went wrong on my side. It has been logged; please try again."
+_TIMEZONES = sorted(available_timezones())
+
+
+async def send_answer(
+    interaction: discord.Interaction, answer: Answer, view: discord.ui.View | None = None
+) -> None:
+    """Send an ephemeral answer, as the first response or as the follow-up after a defer."""
+    fields: dict[str, Any] = {"ephemeral": True, "allowed_mentions": QUIET}
+    if answer.content:
+        fields["content"] = answer.content
+    if answer.embed is not None:
+        fields["embed"] = answer.embed
+    if (file := answer.file()) is not None:
+        fields["file"] = file
+    if view is not None:
+        fields["view"] = view
+    if interaction.response.is_done():
+        await interaction.followup.send(**fields)
+    else:
+        await interaction.response.send_message(**fields)
+
+
+class ConfirmView(discord.ui.View):
+    """Two buttons under a destructive command's question; only the asker can press them."""
+
+    def __init__(self, coach: Coach, identity: Identity, confirm: Confirm) -> None:
+        super().__init__(timeout=CONFIRM_TIMEOUT_SECONDS)
+        self.coach = coach
+        self.identity = identity
+        self.confirm = confirm
+        self.asked: discord.Interaction | None = None  # set once the question is sent
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return str(interaction.user.id) == self.identity.external_id
+
+    @discord.ui.button(label="Yes, delete", style=discord.ButtonStyle.danger, custom_id=CONFIRM_ID)
+    async def go_ahead(
+        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmView]
+    ) -> None:
+        self.stop()
+        result = await run_command(self.coach, self.identity, self.confirm.command)
+        answer = await render(self.coach, self.identity, result)
+        await interaction.response.edit_message(content=answer.content, embed=None, view=None)
+
+    @discord.ui.button(label="Keep everything", style=discord.ButtonStyle.secondary,
+                       custom_id=KEEP_ID)
+    async def keep(
+        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmView]
+    ) -> None:
+        self.stop()
+        await interaction.response.edit_message(content=NOTHING_DELETED, view=None)
+
+    async def on_error(
+        self,
+        interaction: discord.Interaction,
+        error: Exception,
+        item: discord.ui.Item[ConfirmView],
+    ) -> None:
+        log.error("confirmation failed for Discord user %s", interaction.user.id, exc_info=error)
+        await tell_something_went_wrong(interaction)
+
+    async def on_timeout(self) -> None:
+        if self.asked is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self.asked.edit_original_response(content=NO_ANSWER, view=None)
+
+
+async def render(coach: Coach, identity: Identity, result: Result) -> Answer:
+    user = await coach.user(identity)
+    return answer_for(result, when_for(coach, user), coach.policy)
+
+
+def _choice_name(number: int, text: str) -> str:
+    return clip(f"{number}. {' '.join(text.split())}", CHOICE_NAME_LIMIT)
+
+
+def _matching(choices: list[app_commands.Choice[int]], current: str) -> list[
+    app_commands.Choice[int]
+]:
+    wanted = current.strip().lower()
+    return [c for c in choices if wanted in c.name.lower()][:MAX_CHOICES]
+
+
+class CoachCommands(app_commands.Group):
+    """`/coach <subcommand>`: thin wrappers over the shared grammar."""
+
+    goal = app_commands.Group(name="goal", description="Add a goal, or finish or drop one")
+
+    def __init__(self, coach: Coach, *, allow_dms: bool) -> None:
+        super().__init__(
+            name="coach",
+            description="Your Momentum coach",
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=allow_dms, private_channel=False
+            ),
+        )
+        self.coach = coach
+        self.defer_after = DEFER_AFTER_SECONDS
+
+    async def answer(
+        self, interaction: discord.Interaction, line: str, *, defer: bool = False
+    ) -> None:
+        """Run `line` for the user who asked, deferring first when told or when it is slow."""
+        identity = discord_identity(interaction.user, interaction.guild_id)
+        if defer:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        work = asyncio.ensure_future(self._run(identity, line))
+        if not defer:
+            done, _ = await asyncio.wait({work}, timeout=self.defer_after)
+            if not done:
+                await interaction.response.defer(ephemeral=True, thinking=True)
+        result, answer = await work
+        view = None
+        if isinstance(result, Confirm):
+            view = ConfirmView(self.coach, identity, result)
+            view.asked = interaction
+        await send_answer(interaction, answer, view)
+
+    async def _run(self, identity: Identity, line: str) -> tuple[Result, Answer]:
+        result = await run_command(self.coach, identity, line)
+        return result, await render(self.coach, identity, result)
+
+    # --- subcommands, in the order /coach help lists them ---------------------------------
+
+    @app_commands.command(name="help", description="What I can do")
+    async def help_(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "help")
+
+    @app_commands.command(description="Can you reach me now, and when next")
+    async def access(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "access")
+
+    @app_commands.command(description="Our conversation, newest first")
+    @app_commands.describe(page="Page number (1 is the newest)")
+    async def history(
+        self, interaction: discord.Interaction, page: app_commands.Range[int, 1] = 1
+    ) -> None:
+        await self.answer(interaction, f"history {page}", defer=True)
+
+    @app_commands.command(description="Delete our conversation history (asks first)")
+    async def clear(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "clear")
+
+    @app_commands.command(description="Your active goals")
+    async def goals(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "goals")
+
+    @goal.command(name="add", description="Add a goal")
+    @app_commands.describe(goal="The goal, e.g. Run 5 km by March")
+    async def goal_add(
+        self, interaction: discord.Interaction, goal: app_commands.Range[str, 1, MAX_GOAL_CHARS]
+    ) -> None:
+        await self.answer(interaction, f"goal add {goal}")
+
+    @goal.command(name="done", description="Mark a goal done")
+    @app_commands.describe(number="The goal's number in /coach goals")
+    async def goal_done(self, interaction: discord.Interaction, number: int) -> None:
+        await self.answer(interaction, f"goal done {number}")
+
+    @goal.command(name="drop", description="Drop a goal")
+    @app_commands.describe(number="The goal's number in /coach goals")
+    async def goal_drop(self, interaction: discord.Interaction, number: int) -> None:
+        await self.answer(interaction, f"goal drop {number}")
+
+    @goal_done.autocomplete("number")
+    @goal_drop.autocomplete("number")
+    async def goal_numbers(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        identity = discord_identity(interaction.user, interaction.guild_id)
+        goals = await self.coach.goals(identity)
+        choices = [
+            app_commands.Choice(name=_choice_name(n, goal.text), value=n)
+            for n, goal in enumerate(goals, 1)
+        ]
+        return _matching(choices, current)
+
+    @app_commands.command(description="Book a coaching meeting")
+    @app_commands.describe(
+        when="e.g. tomorrow 9am, fri 18:30, next monday 7:00",
+        minutes="How long it lasts, in minutes",
+        weekly="Repeat every week at the same time",
+    )
+    async def schedule(
+        self,
+        interaction: discord.Interaction,
+        when: str,
+        minutes: app_commands.Range[int, 1, 24 * 60] | None = None,
+        weekly: bool = False,
+    ) -> None:
+        line = f"schedule {when}" + (f" for {minutes}m" if minutes else "")
+        await self.answer(interaction, line + (" weekly" if weekly else ""))
+
+    @app_commands.command(description="Your upcoming meetings")
+    async def meetings(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "meetings")
+
+    @app_commands.command(description="Cancel a meeting, or its whole weekly series")
+    @app_commands.describe(
+        number="The meeting's number in /coach meetings", series="Cancel the whole weekly series"
+    )
+    async def cancel(
+        self, interaction: discord.Interaction, number: int, series: bool = False
+    ) -> None:
+        await self.answer(interaction, f"cancel {number}" + (" series" if series else ""))
+
+    @cancel.autocomplete("number")
+    async def meeting_numbers(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        identity = discord_identity(interaction.user, interaction.guild_id)
+        user = await self.coach.user(identity)
+        meetings = await self.coach.meetings(identity)
+        choices = [
+            app_commands.Choice(
+                name=_choice_name(n, self.coach.local(user, meeting.start)), value=n
+            )
+            for n, meeting in enumerate(meetings, 1)
+        ]
+        return _matching(choices, current)
+
+    @app_commands.command(description="Start tracking (needs a goal and a meeting)")
+    async def track(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "track")
+
+    @app_commands.command(description="Back to goal setting: talk to me any time")
+    async def goalsetting(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "goalsetting")
+
+    @app_commands.command(description="Show or set your timezone")
+    @app_commands.describe(name="An IANA name such as Europe/Paris; leave out to see yours")
+    async def timezone(self, interaction: discord.Interaction, name: str | None = None) -> None:
+        await self.answer(interaction, f"timezone {name or ''}".strip())
+
+    @timezone.autocomplete("name")
+    async def timezone_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        wanted = "_".join(current.split()).lower()
+        names = [name for name in _TIMEZONES if wanted in name.lower()]
+        return [app_commands.Choice(name=name, value=name) for name in names[:MAX_CHOICES]]
+
+    @app_commands.command(description="All your data, as a JSON file")
+    async def export(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "export", defer=True)
+
+    @app_commands.command(description="Delete all your data (asks first)")
+    async def forget(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "forget")
+
+
+class CoachTree(app_commands.CommandTree[discord.Client]):
+    """A command tree whose failures end in a friendly ephemeral line and a log entry."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        command = interaction.command.qualified_name if interaction.command else "?"
+        log.error("/%s failed for Discord user %s", command, interaction.user.id, exc_info=error)
+        await tell_something_went_wrong(interaction)
+
+
+async def tell_something_went_wrong(interaction: discord.Interaction) -> None:
+    with contextlib.suppress(discord.HTTPException):
+        if interaction.response.is_done():
+            await interaction.followup.send(SOMETHING_WENT_WRONG, ephemeral=True)
+        else:
+            await interaction.response.send_message(SOMETHING_WENT_WRONG, ephemeral=True)

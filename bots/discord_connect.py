@@ -1,0 +1,52 @@
+"""How Momentum connects to Discord: where (API and gateway URLs), what it asks to hear
+(intents), and the rule that nothing it sends pings anyone unless a caller says so."""
+
+from __future__ import annotations
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from core.config import Settings
+from core.models import Identity, Platform
+
+# Model output may contain `@everyone` or `<@id>`: by default nothing we send pings anyone.
+QUIET = discord.AllowedMentions.none()
+
+
+def use_discord_urls(settings: Settings) -> None:
+    """Point discord.py at DISCORD_API_URL / DISCORD_GATEWAY_URL (proxies, loopback fakes).
+
+    discord.py reads both class attributes whenever it builds a request or connects, so this
+    is process-wide; unset settings leave Discord's own URLs alone.
+    """
+    if settings.discord_api_url:
+        Route.BASE = settings.discord_api_url.rstrip("/")
+    if settings.discord_gateway_url:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+def intents_for(settings: Settings) -> discord.Intents:
+    """Guild messages, DMs when allowed, and message content only when asked for.
+
+    Without the privileged message-content intent the bot still reads DMs and messages that
+    mention it, so it works out of the box; coaching channels need the intent to hear
+    messages that do not mention it.
+    """
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = settings.discord_allow_dms
+    intents.message_content = settings.discord_message_content_intent
+    return intents
+
+
+def discord_identity(user: discord.abc.User, guild_id: int | None) -> Identity:
+    """Each Discord user is one Momentum user, whichever guild or DM they write from."""
+    return Identity(
+        platform=Platform.DISCORD,
+        external_id=str(user.id),
+        workspace_id=str(guild_id) if guild_id is not None else None,
+        display_name=user.display_name,
+    )

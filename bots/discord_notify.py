@@ -1,0 +1,97 @@
+"""Reaching a Discord user outside a conversation: the scheduler's Notifier.
+
+It needs REST only (a login, no gateway connection), so a separate `momentum scheduler`
+process can tell users that a meeting window opened or closed. Users who closed their DMs
+(error 50007) are told in the first coaching channel instead, with a mention that pings them
+and nobody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import discord
+
+from bots.discord_connect import QUIET, use_discord_urls
+from bots.discord_render import MESSAGE_LIMIT, clip, discord_commands
+from core.config import Settings
+from core.models import Platform, User
+
+log = logging.getLogger(__name__)
+
+DMS_CLOSED = 50007  # "Cannot send messages to this user"
+
+
+def only_mention(user_id: int) -> discord.AllowedMentions:
+    """Ping exactly this user: never @everyone, roles or anyone named in the text."""
+    return discord.AllowedMentions(
+        everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)]
+    )
+
+
+class DiscordNotifier:
+    """DMs a user; falls back to a mention in a coaching channel when their DMs are closed.
+
+    Errors other than closed DMs propagate, so the scheduler's delivery can retry them.
+    """
+
+    def __init__(
+        self, client: discord.Client, channel_ids: Sequence[int], token: str | None = None
+    ) -> None:
+        self.client = client
+        self.channel_ids = list(channel_ids)
+        self._token = token  # None: the client is logged in by its owner (the gateway bot)
+        self._login = asyncio.Lock()
+
+    async def notify(self, user: User, text: str) -> None:
+        if user.identity.platform is not Platform.DISCORD:
+            raise ValueError(f"not a Discord user: {user.identity.platform}")
+        await self._logged_in()
+        user_id = int(user.identity.external_id)
+        content = clip(discord_commands(text), MESSAGE_LIMIT)
+        try:
+            dm = await self.client.create_dm(discord.Object(user_id))
+            await dm.send(content, allowed_mentions=QUIET)
+        except discord.Forbidden as error:
+            if error.code != DMS_CLOSED or not self.channel_ids:
+                raise
+            await self._mention_in_channel(user_id, content)
+            return
+        log.info("notified Discord user %s by DM", user_id)
+
+    async def _mention_in_channel(self, user_id: int, content: str) -> None:
+        channel_id = self.channel_ids[0]
+        log.warning(
+            "Discord user %s has DMs closed (50007): notifying them in channel %s instead",
+            user_id,
+            channel_id,
+        )
+        mention = f"<@{user_id}> "
+        channel = self.client.get_partial_messageable(channel_id)
+        await channel.send(
+            mention + clip(content, MESSAGE_LIMIT - len(mention)),
+            allowed_mentions=only_mention(user_id),
+        )
+
+    async def _logged_in(self) -> None:
+        async with self._login:
+            if self._token is not None and self.client.http.token is None:
+                await self.client.login(self._token)
+
+    async def aclose(self) -> None:
+        if self._token is not None:  # ours to close; a gateway bot's client is not
+            await self.client.close()
+
+
+def discord_notifier(settings: Settings) -> DiscordNotifier | None:
+    """A REST-only notifier for these settings, or None when Discord is not configured."""
+    if settings.discord_bot_token is None:
+        return None
+    use_discord_urls(settings)
+    return DiscordNotifier(
+        discord.Client(intents=discord.Intents.none(), allowed_mentions=QUIET),
+        settings.discord_channel_ids,
+        settings.discord_bot_token.get_secret_value(),
+    )

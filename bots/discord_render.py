@@ -1,0 +1,186 @@
+"""Discord text and embeds for the coach's answers. Pure: data in, discord.py objects out.
+
+- Times: Discord tells a bot nothing about a user's timezone, so until the user sets one we
+  show `<t:UNIX:F>`, which every Discord client renders in its reader's local time. Once the
+  user has a timezone, we show that zone's wall time, as every other platform does.
+- The shared grammar speaks of `/goal add …`; in Discord every command lives under `/coach`,
+  so our own texts are rewritten to `/coach goal add …`. The model's words are not rewritten.
+- Nothing here can ping anyone: the adapter sends everything with `AllowedMentions.none()`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import discord
+
+from bots.commands import (
+    COMMANDS,
+    AccessView,
+    Confirm,
+    Export,
+    GoalsView,
+    Help,
+    HistoryView,
+    MeetingsView,
+    Reply,
+    Result,
+    phase_label,
+)
+from core.access import WindowPolicy, describe_access
+from core.coach import Coach
+from core.models import Access, Meeting, Role, User
+
+When = Callable[[datetime], str]
+
+SLASH_COMMAND = "/coach"
+MESSAGE_LIMIT = 2000  # characters of content in one message
+EMBED_DESCRIPTION_LIMIT = 4096
+HISTORY_ENTRY_CHARS = 300  # a long reply is cut in the history view; /coach export has it all
+EXPORT_FILENAME = "momentum-export.json"
+WARNING = "⚠️"
+COLOUR_COACH = discord.Colour.orange()
+COLOUR_OPEN = discord.Colour.green()
+COLOUR_CLOSED = discord.Colour.light_grey()
+COLOUR_ERROR = discord.Colour.red()
+
+_COMMAND_REFERENCE = re.compile(
+    r"(?<![\w/.:-])/("
+    + "|".join(sorted(map(re.escape, COMMANDS), key=len, reverse=True))
+    + r")\b"
+)
+
+
+def discord_commands(text: str) -> str:
+    """`/goal add x` -> `/coach goal add x`, for the grammar's texts shown in Discord."""
+    return _COMMAND_REFERENCE.sub(rf"{SLASH_COMMAND} \1", text)
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def discord_time(moment: datetime) -> str:
+    """`<t:UNIX:F>`: each reader's client shows it in their own local time."""
+    return discord.utils.format_dt(moment, "F")
+
+
+def when_for(coach: Coach, user: User) -> When:
+    """The user's own zone once they set one; until then Discord's local-time timestamp."""
+    if user.timezone is None:
+        return discord_time
+    return lambda moment: coach.local(user, moment)
+
+
+def access_text(access: Access, when: When, policy: WindowPolicy) -> str:
+    """The access sentence with Discord times (the Coach's own text uses the default zone)."""
+    return discord_commands(describe_access(access, when, policy))
+
+
+def failure_note(user_text: str) -> str:
+    """The line that ends a reply the coach could not finish: never a frozen half-sentence."""
+    return f"{WARNING} *{discord_commands(user_text)}*"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one ephemeral response carries; `file` only for exports."""
+
+    content: str | None = None
+    embed: discord.Embed | None = None
+    export_json: str | None = None
+
+    def file(self) -> discord.File | None:
+        """A fresh File each time: discord.py consumes the buffer when it sends it."""
+        if self.export_json is None:
+            return None
+        return discord.File(io.BytesIO(self.export_json.encode()), filename=EXPORT_FILENAME)
+
+
+def answer_for(result: Result, when: When, policy: WindowPolicy) -> Answer:
+    """Render a command result. A `Confirm` renders its question; the caller adds the buttons."""
+    match result:
+        case Reply(text=text, error=error):
+            body = discord_commands(text)
+            return Answer(content=f"{WARNING} {body}" if error else body)
+        case Help(commands=commands):
+            return Answer(embed=help_embed(commands))
+        case AccessView(access=access):
+            icon = "🟢" if access.allowed else "⏸️"
+            return Answer(content=f"{icon} {access_text(access, when, policy)}")
+        case HistoryView():
+            return history_answer(result, when)
+        case GoalsView(goals=goals, note=note):
+            return goals_answer([goal.text for goal in goals], note)
+        case MeetingsView(meetings=meetings, note=note):
+            return meetings_answer(meetings, note, when)
+        case Confirm(prompt=prompt):
+            return Answer(content=f"{WARNING} {discord_commands(prompt)}")
+        case Export():
+            return Answer(content="Here is everything I keep about you.", export_json=result.json)
+    raise TypeError(f"unknown result {result!r}")
+
+
+def _embed(title: str, lines: list[str], colour: discord.Colour = COLOUR_COACH) -> discord.Embed:
+    return discord.Embed(
+        title=title, description=clip("\n".join(lines), EMBED_DESCRIPTION_LIMIT), colour=colour
+    )
+
+
+def help_embed(commands: list[tuple[str, str]]) -> discord.Embed:
+    lines = [f"`{discord_commands(usage)}`: {summary}" for usage, summary in commands]
+    embed = _embed("Momentum commands", lines)
+    embed.set_footer(text="In a coaching channel or our DM, anything you write goes to your coach.")
+    return embed
+
+
+def history_answer(view: HistoryView, when: When) -> Answer:
+    page = view.page
+    if not page.total:
+        return Answer(content="No conversation yet. Say hi!")
+    lines = []
+    for message in page.messages:
+        who = "You" if message.role is Role.USER else "Coach"
+        cut = " *(incomplete)*" if not message.complete else ""
+        text = clip(message.text, HISTORY_ENTRY_CHARS) or "*(empty)*"
+        lines.append(f"**{who}** · {when(message.created_at)}{cut}\n{text}")
+    embed = discord.Embed(
+        title=f"History, page {page.page} of {page.pages} (newest first)",
+        description=clip("\n\n".join(lines), EMBED_DESCRIPTION_LIMIT),
+        colour=COLOUR_COACH,
+    )
+    if page.page < page.pages:
+        embed.set_footer(text=f"Older: {SLASH_COMMAND} history page:{page.page + 1}")
+    embed.add_field(name="Phase", value=phase_label(view.user.phase))
+    return Answer(embed=embed)
+
+
+def goals_answer(goals: list[str], note: str) -> Answer:
+    note = discord_commands(note)
+    if not goals:
+        empty = discord_commands("No active goals yet. Add one: /goal add <goal>")
+        return Answer(content=f"{note}\n{empty}".strip())
+    embed = _embed("Your goals", [f"{n}. {text}" for n, text in enumerate(goals, 1)])
+    embed.set_footer(text=f"Finished one? {SLASH_COMMAND} goal done. New one? {SLASH_COMMAND} "
+                     "goal add.")
+    return Answer(content=note or None, embed=embed)
+
+
+def meeting_line(meeting: Meeting, when: When) -> str:
+    weekly = " (weekly)" if meeting.series_id else ""
+    return f"{when(meeting.start)}, {meeting.duration_minutes} min{weekly}"
+
+
+def meetings_answer(meetings: list[Meeting], note: str, when: When) -> Answer:
+    note = discord_commands(note)
+    if not meetings:
+        empty = discord_commands("No upcoming meetings. Book one: /schedule tomorrow 9am")
+        return Answer(content=f"{note}\n{empty}".strip())
+    lines = [f"{n}. {meeting_line(m, when)}" for n, m in enumerate(meetings, 1)]
+    embed = _embed("Your meetings", lines)
+    embed.set_footer(text=f"Cancel one: {SLASH_COMMAND} cancel (series: True for all of a series)")
+    return Answer(content=note or None, embed=embed)

@@ -1,0 +1,304 @@
+"""The Discord adapter's conversations end to end: stock discord.py against the loopback fake
+Discord, the real Coach and anthropic SDK against the fake Anthropic (tests/discord_world.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bots.commands import run_command
+from bots.discord_bot import in_coaching_channel, strip_mention
+from bots.discord_render import MESSAGE_LIMIT
+from bots.stream import STREAMING_INDICATOR
+from core.models import Role
+from core.safety import SAFETY_REPLY
+from tests.discord_world import FAST_EDITS, World, discord_world
+from tests.fakes.anthropic_api import HttpError, StreamError
+from tests.support import T0
+
+WRITE_GAP = FAST_EDITS[1] / FAST_EDITS[0]
+WRITE_GAP_SLACK = 0.01  # arrival jitter at the fake
+
+
+def words(count: int, stem: str = "word") -> str:
+    return " ".join(f"{stem}{i}" for i in range(count))
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    content = body["messages"][-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content)
+
+
+def echo_then_words(count: int) -> Any:
+    """A reply naming what the user said, then `count` words: long enough to stream."""
+    return lambda body: f"Coach: {last_user_text(body)}. " + words(count)
+
+
+def channel_writes(world: World, channel_id: int) -> list[float]:
+    """Arrival times of message creates and edits in one channel (its rate-limit bucket)."""
+    prefix = f"/channels/{channel_id}/messages"
+    return [
+        c.time
+        for c in world.discord.calls
+        if c.path.startswith(prefix) and c.method in ("POST", "PATCH") and c.status == 200
+    ]
+
+
+def writes_are_spaced(times: list[float]) -> bool:
+    return all(b - a >= WRITE_GAP - WRITE_GAP_SLACK for a, b in itertools.pairwise(times))
+
+
+async def stored(world: World, user_id: int) -> list[tuple[Role, str, bool]]:
+    user = await world.coach.user(world.identity(user_id))
+    messages = await world.coach.store.messages_between(user.id)
+    return [(m.role, m.text, m.complete) for m in messages]
+
+
+# --- A conversation in a coaching channel -------------------------------------------------
+
+
+async def test_channel_message_is_streamed_as_a_silent_reply(tmp_path: Path) -> None:
+    reply = words(40)
+    async with discord_world(tmp_path, llm_options={"reply": reply, "token_delay": 0.005}) as w:
+        asked = await w.say("How do I start?")
+        (answer,) = await w.final_answer(asked, lambda text: text.endswith(reply))
+        history = await stored(w, w.alice)
+
+    channel_posts = [c for c in w.discord.calls if c.method == "POST" and "/channels/" in c.path]
+    assert channel_posts[0].path == f"/channels/{w.coaching_channel}/typing"  # typing first
+    assert answer.data["message_reference"]["message_id"] == str(asked)
+    # sent with the first text, then edited as tokens came, coalesced, always a final edit
+    first = channel_posts[1]
+    assert first.path == f"/channels/{w.coaching_channel}/messages" and answer.silent
+    assert first.body["content"].endswith(STREAMING_INDICATOR)
+    assert first.body["allowed_mentions"] == {"parse": [], "replied_user": True}
+    assert 2 <= len(answer.edits) < 40
+    assert all(edit["allowed_mentions"] == {"parse": []} for edit in answer.edits)
+    assert answer.edits[-1]["content"] == answer.content and reply in answer.content
+    assert "/coach goal add" in answer.content  # the welcome, in Discord's command names
+    assert writes_are_spaced(channel_writes(w, w.coaching_channel))
+    assert history == [(Role.USER, "How do I start?", True), (Role.ASSISTANT, reply, True)]
+
+
+async def test_mention_outside_coaching_channels(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        ignored = await w.say("just chatting", channel_id=w.other_channel)
+        asked = await w.say("hello coach", channel_id=w.other_channel, mention_bot=True)
+        await w.final_answer(asked, lambda text: "Coach: hello coach" in text, w.other_channel)
+        assert w.answers_to(ignored, w.other_channel) == []
+        assert [r.last_user_text for r in w.llm.requests] == ["hello coach"]  # mention stripped
+
+
+async def test_mention_in_coaching_channel_is_stripped_too(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        asked = await w.say("plan my week", mention_bot=True)
+        await w.final_answer(asked, lambda text: "Coach: plan my week" in text)
+
+
+async def test_direct_message(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        await w.say("hi in private", dm=True)
+        dm = w.discord.dm_channels[w.alice]
+        await w.discord.wait_for(
+            lambda: any("Coach: hi in private" in m.content for m in w.bot_messages(dm))
+        )
+        (answer,) = w.bot_messages(dm)
+        assert answer.silent and "message_reference" not in answer.data
+
+
+async def test_direct_messages_can_be_turned_off(tmp_path: Path) -> None:
+    async with discord_world(tmp_path, discord_allow_dms=False) as w:
+        await w.say("hi in private", dm=True)
+        asked = await w.say("hi in public")
+        await w.final_answer(asked, lambda text: "Coach: hi in public" in text)
+        assert w.bot_messages(w.discord.dm_channels[w.alice]) == []
+        assert len(w.llm.requests) == 1
+    assert w.discord.intents is not None and not w.discord.intents & (1 << 12)  # DM_MESSAGES
+
+
+async def test_without_message_content_intent_only_mentions_are_heard(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with discord_world(tmp_path, discord_message_content_intent=False) as w:
+        with caplog.at_level(logging.WARNING, logger="bots.discord_bot"):
+            unheard = await w.say("Discord blanks this one")
+            asked = await w.say("but not this", mention_bot=True)
+            await w.final_answer(asked, lambda text: "Coach: but not this" in text)
+        assert w.answers_to(unheard) == []
+    assert "DISCORD_MESSAGE_CONTENT_INTENT" in caplog.text
+    assert w.discord.intents is not None and not w.discord.intents & (1 << 15)
+
+
+async def test_long_reply_continues_in_new_messages_with_code_fences_kept(tmp_path: Path) -> None:
+    code = "\n".join(f"step_{i} = do_something({i})  # and keep going" for i in range(90))
+    reply = f"Here is your plan:\n\n```python\n{code}\n```\n\nNow go!"
+    assert len(reply) > 2 * MESSAGE_LIMIT
+    async with discord_world(tmp_path, llm_options={"reply": reply}) as w:
+        asked = await w.say("write me a plan")
+        answer = await w.final_answer(asked, lambda text: text.endswith("Now go!"))
+    assert len(answer) >= 3  # the welcome, then the reply
+    assert all(len(m.content) <= MESSAGE_LIMIT for m in answer)
+    assert all(m.content.count("```") % 2 == 0 for m in answer)  # every part renders whole
+    cut = next(i for i, m in enumerate(answer) if "```python" in m.content)
+    assert answer[cut].content.endswith("```")  # closed where the message ends...
+    assert answer[cut + 1].content.startswith("```python\n")  # ...and reopened in the next
+    assert all(m.silent and m.allowed_mentions == {"parse": []} for m in answer)
+    text = "".join(m.content for m in answer)
+    assert all(f"step_{i} = do_something({i})" in text for i in range(90))
+
+
+async def test_two_users_in_one_channel_at_once(tmp_path: Path) -> None:
+    options = {"reply": echo_then_words(25), "token_delay": 0.01}
+    async with discord_world(tmp_path, llm_options=options) as w:
+        alice_asked, bob_asked = await asyncio.gather(
+            w.say("alpha plan", author_id=w.alice), w.say("beta plan", author_id=w.bob)
+        )
+        alice, bob = await asyncio.gather(
+            w.final_answer(alice_asked, lambda text: text.endswith("word24")),
+            w.final_answer(bob_asked, lambda text: text.endswith("word24")),
+        )
+        alice_history, bob_history = await stored(w, w.alice), await stored(w, w.bob)
+
+    assert "Coach: alpha plan." in alice[0].content and "beta" not in alice[0].content
+    assert "Coach: beta plan." in bob[0].content and "alpha" not in bob[0].content
+    for request in w.llm.requests:  # neither model call saw the other person
+        prompt = str(request.body["messages"])
+        assert ("alpha" in prompt) != ("beta" in prompt)
+    assert [t for r, t, _ in alice_history if r is Role.USER] == ["alpha plan"]
+    assert [t for r, t, _ in bob_history if r is Role.USER] == ["beta plan"]
+    # both streamed at the same time, through the one bucket of their channel
+    assert alice[0].edits and bob[0].edits
+    assert writes_are_spaced(channel_writes(w, w.coaching_channel))
+
+
+# --- Access and safety ----------------------------------------------------------------------
+
+
+async def test_denied_access_names_the_next_window_in_discord_time(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        alice = w.identity(w.alice)
+        for line in ("goal add Run 5 km", "schedule tomorrow 9am", "track"):
+            await run_command(w.coach, alice, line)
+        opens = int((T0 + timedelta(days=1) - timedelta(minutes=30)).timestamp())
+
+        asked = await w.say("can we talk?")
+        (answer,) = await w.final_answer(asked, lambda text: "next window" in text)
+        assert f"<t:{opens}:F>" in answer.content  # every client shows it in local time
+
+        await run_command(w.coach, alice, "timezone Europe/Paris")
+        asked = await w.say("and now?")
+        (answer,) = await w.final_answer(asked, lambda text: "next window" in text)
+        assert "09:30 (Europe/Paris)" in answer.content and "<t:" not in answer.content
+    assert w.llm.requests == []
+
+
+async def test_crisis_message_gets_the_safety_reply(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        alice = w.identity(w.alice)
+        for line in ("goal add Run 5 km", "schedule tomorrow 9am", "track"):
+            await run_command(w.coach, alice, line)  # even with the window closed
+        asked = await w.say("honestly I want to die")
+        (answer,) = await w.final_answer(asked, lambda text: SAFETY_REPLY in text)
+    assert w.llm.requests == [] and answer.content.endswith(SAFETY_REPLY)
+
+
+# --- Faults -------------------------------------------------------------------------------
+
+
+async def test_429_during_streaming_is_waited_out(tmp_path: Path) -> None:
+    options = {"reply": words(30), "token_delay": 0.01}
+    async with discord_world(tmp_path, llm_options=options) as w:
+        w.discord.rate_limit_next(
+            "PATCH", f"/channels/{w.coaching_channel}/messages/*", retry_after=0.1
+        )
+        asked = await w.say("go")
+        (answer,) = await w.final_answer(asked, lambda text: text.endswith("word29"))
+    patches = [c for c in w.discord.calls if c.method == "PATCH"]
+    assert w.discord.rate_limited == 1 and patches[0].status == 429
+    assert patches[1].time - patches[0].time >= 0.1
+    assert answer.content.endswith("word29")  # the edit after the wait carried the newest text
+
+
+async def test_channel_bucket_headers_keep_the_bot_under_the_limit(tmp_path: Path) -> None:
+    options = {"reply": words(30), "token_delay": 0.005}
+    async with discord_world(
+        tmp_path, llm_options=options, discord_options={"message_bucket": (3, 0.3)}
+    ) as w:
+        asked = await w.say("go")
+        await w.final_answer(asked, lambda text: text.endswith("word29"))
+    assert w.discord.rate_limited == 0
+
+
+@pytest.mark.parametrize("said", [4, 0], ids=["mid-stream", "before-any-text"])
+async def test_llm_failure_ends_the_message_with_a_note(tmp_path: Path, said: int) -> None:
+    async with discord_world(tmp_path, llm_options={"reply": words(20)}) as w:
+        await w.say("warm-up")  # the welcome goes with the first reply, not this one
+        await w.discord.wait_for(lambda: len(w.llm.requests) == 1 and w.llm.requests[0].finished_at)
+        w.llm.enqueue(StreamError(after=said) if said else HttpError(529))
+        asked = await w.say("go")
+        (answer,) = await w.final_answer(asked, lambda text: "⚠️" in text)
+        history = await stored(w, w.alice)
+    kept = words(said)
+    assert answer.content.startswith(kept) if said else answer.content.startswith("⚠️")
+    assert "word5" not in answer.content and STREAMING_INDICATOR not in answer.content
+    assert history[-1][0] is (Role.ASSISTANT if said else Role.USER)
+    if said:
+        assert history[-1] == (Role.ASSISTANT, kept, False)  # saved, marked incomplete
+
+
+async def test_gateway_reconnect_mid_reply(tmp_path: Path) -> None:
+    options = {"reply": echo_then_words(30), "token_delay": 0.01}
+    async with discord_world(tmp_path, llm_options=options) as w:
+        asked = await w.say("first")
+        await w.discord.wait_for(lambda: w.answers_to(asked))
+        await w.discord.drop_gateway(4000)  # mid-reply: REST writes go on
+        missed = await w.say("while you were away", author_id=w.bob)  # replayed on RESUME
+        await w.discord.wait_for(lambda: w.discord.resumes == 1)
+        await w.final_answer(asked, lambda text: text.endswith("word29"))
+        await w.final_answer(missed, lambda text: text.endswith("word29"))
+        # Discord may deliver an event twice: the message id dedupes it
+        duplicate = w.discord.message(missed).data | {"guild_id": str(w.discord.guild_id)}
+        await w.discord.dispatch("MESSAGE_CREATE", duplicate)
+        later = await w.say("after")
+        await w.final_answer(later, lambda text: text.endswith("word29"))
+        references = [m.data.get("message_reference", {}) for m in w.bot_messages()]
+        assert [r.get("message_id") for r in references].count(str(missed)) == 1
+    assert [r.last_user_text for r in w.llm.requests] == ["first", "while you were away", "after"]
+
+
+async def test_bots_and_own_messages_are_ignored(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        from_bot = await w.say("beep boop", from_bot=True)
+        asked = await w.say("hello")  # its reply is echoed back to the bot as MESSAGE_CREATE
+        await w.final_answer(asked, lambda text: "Coach: hello" in text)
+        later = await w.say("again")
+        await w.final_answer(later, lambda text: "Coach: again" in text)
+        echoes = [c for c in w.discord.calls if c.method == "POST"]
+        assert w.answers_to(from_bot) == []
+    assert [r.last_user_text for r in w.llm.requests] == ["hello", "again"]
+    assert echoes  # the bot did write, and saw its own messages come back
+
+
+# --- Pure routing -------------------------------------------------------------------------
+
+
+def test_threads_inside_coaching_channels_count() -> None:
+    coaching = frozenset({10})
+    assert in_coaching_channel(10, None, coaching)
+    assert in_coaching_channel(99, 10, coaching)  # a thread whose parent is a coaching channel
+    assert not in_coaching_channel(99, 11, coaching)
+    assert not in_coaching_channel(11, None, coaching)
+
+
+def test_mentions_of_the_bot_are_stripped() -> None:
+    assert strip_mention("<@42> hi <@!42> there", 42) == "hi   there"
+    assert strip_mention("ask <@7> too", 42) == "ask <@7> too"
