@@ -34,6 +34,7 @@ CONFIRM_ID = "momentum:confirm"
 KEEP_ID = "momentum:keep"
 NOTHING_DELETED = "Okay, nothing was deleted."
 NO_ANSWER = "No answer, so nothing was deleted."
+NOT_YOURS = "These buttons belong to someone else's question."
 SOMETHING_WENT_WRONG = "⚠️ Something went wrong on my side. It has been logged; please try again."
 _TIMEZONES = sorted(available_timezones())
 
@@ -68,7 +69,10 @@ class ConfirmView(discord.ui.View):
         self.asked: discord.Interaction | None = None  # set once the question is sent
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return str(interaction.user.id) == self.identity.external_id
+        if str(interaction.user.id) == self.identity.external_id:
+            return True
+        await interaction.response.send_message(NOT_YOURS, ephemeral=True)
+        return False
 
     @discord.ui.button(label="Yes, delete", style=discord.ButtonStyle.danger, custom_id=CONFIRM_ID)
     async def go_ahead(

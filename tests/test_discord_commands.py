@@ -1,0 +1,228 @@
+"""`/coach` app commands against the fake Discord: each subcommand, autocomplete, deferral,
+the confirmation buttons, and the explicit `discord-sync`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bots.commands import run_command
+from bots.discord_bot import sync_commands
+from bots.discord_commands import CONFIRM_ID, KEEP_ID, NOT_YOURS, NOTHING_DELETED
+from bots.discord_render import EXPORT_FILENAME
+from core.models import GoalStatus
+from tests.discord_world import World, discord_world
+from tests.fakes.discord_api import EPHEMERAL, FakeMessage
+from tests.support import T0
+
+
+def text_of(message: FakeMessage) -> str:
+    """What the user sees: content and embed titles, descriptions, footers."""
+    parts = [message.content]
+    for embed in message.embeds:
+        parts += [embed.get("title", ""), embed.get("description", "")]
+        parts.append(embed.get("footer", {}).get("text", ""))
+    return "\n".join(parts)
+
+
+async def ask(world: World, subcommand: str, options: dict[str, Any] | None = None,
+              **where: Any) -> FakeMessage:
+    _, message = await world.command(options, subcommand=subcommand, **where)
+    assert message.ephemeral, f"/coach {subcommand} answered publicly"
+    return message
+
+
+async def choices(world: World, focused: str, options: dict[str, Any], **where: Any) -> list[Any]:
+    interaction = world.discord.autocomplete_interaction("coach", options, focused, **where)
+    await world.discord.dispatch("INTERACTION_CREATE", interaction)
+    (response,) = await world.discord.wait_for(lambda: world.discord.responses_to(interaction))
+    assert response.type == 8
+    return [(c["name"], c["value"]) for c in response.data["choices"]]
+
+
+async def test_help_access_and_goals(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        help_text = text_of(await ask(w, "help"))
+        assert "/coach goal add" in help_text and "/coach forget" in help_text
+        assert "goal setting" in text_of(await ask(w, "access"))
+        assert "No active goals yet" in text_of(await ask(w, "goals"))
+
+
+async def test_goal_add_done_drop_with_autocomplete(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        added = await ask(w, "add", {"goal": "Run 5 km by March"}, group="goal")
+        assert "Saved: Run 5 km by March" in text_of(added)
+        await ask(w, "add", {"goal": "Read 12 books"}, group="goal")
+        listed = text_of(await ask(w, "goals"))
+        assert "1. Run 5 km by March" in listed and "2. Read 12 books" in listed
+
+        offered = await choices(w, "number", {"number": "read"}, group="goal", subcommand="done")
+        assert offered == [("2. Read 12 books", 2)]
+
+        done = await ask(w, "done", {"number": 2}, group="goal")
+        assert "Done: Read 12 books" in text_of(done)
+        dropped = await ask(w, "drop", {"number": 1}, group="goal")
+        assert "Dropped: Run 5 km by March" in text_of(dropped)
+        missing = await ask(w, "done", {"number": 1}, group="goal")
+        assert missing.content.startswith("⚠️") and "no goals" in missing.content
+        goals = await w.coach.goals(w.identity(w.alice), include_closed=True)
+        assert {g.status for g in goals} == {GoalStatus.DONE, GoalStatus.DROPPED}
+
+
+async def test_schedule_meetings_cancel_in_discord_time(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        booked = await ask(w, "schedule", {"when": "tomorrow 9am", "minutes": 30, "weekly": True})
+        start = int((T0 + timedelta(days=1)).timestamp())
+        assert "Scheduled 8 weekly meetings" in text_of(booked)
+        assert f"1. <t:{start}:F>, 30 min (weekly)" in text_of(booked)
+
+        listed = text_of(await ask(w, "meetings"))
+        assert listed.count("(weekly)") == 8
+
+        offered = await choices(w, "number", {"number": ""}, subcommand="cancel")
+        assert len(offered) == 8 and offered[0] == ("1. Tue 24 Nov 2026, 09:00 (UTC)", 1)
+
+        cancelled = await ask(w, "cancel", {"number": 2})
+        assert "Cancelled:" in text_of(cancelled) and text_of(cancelled).count("(weekly)") == 7
+        series = await ask(w, "cancel", {"number": 1, "series": True})
+        assert "Cancelled: 7 meetings of the series" in text_of(series)
+        assert await w.coach.meetings(w.identity(w.alice)) == []
+
+        bad = await ask(w, "schedule", {"when": "yesterday 9am"})
+        assert bad.content.startswith("⚠️")
+
+
+async def test_track_then_access_then_timezone(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        refused = await ask(w, "track")
+        assert refused.content.startswith("⚠️") and "/coach goal add" in refused.content
+        await ask(w, "add", {"goal": "Run"}, group="goal")
+        await ask(w, "schedule", {"when": "tomorrow 9am"})
+        tracking = await ask(w, "track")
+        opens = int((T0 + timedelta(days=1, minutes=-30)).timestamp())
+        assert "tracking" in tracking.content
+
+        access = await ask(w, "access")
+        assert access.content.startswith("⏸️") and f"<t:{opens}:F>" in access.content
+
+        offered = await choices(w, "name", {"name": "paris"}, subcommand="timezone")
+        assert offered == [("Europe/Paris", "Europe/Paris")]
+        set_zone = await ask(w, "timezone", {"name": "Europe/Paris"})
+        assert "Timezone set to Europe/Paris" in set_zone.content
+        assert "Europe/Paris" in (await ask(w, "timezone")).content
+        assert "09:30 (Europe/Paris)" in (await ask(w, "access")).content
+
+        back = await ask(w, "goalsetting")
+        assert "goal setting" in back.content
+
+
+async def test_history_is_deferred_and_paged(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        assert "No conversation yet" in (await ask(w, "history")).content
+        for n in range(6):
+            asked = await w.say(f"message {n}")
+            await w.final_answer(asked, lambda text, n=n: f"Coach: message {n}" in text)
+        interaction, first = await w.command({}, subcommand="history")
+        assert [r.type for r in w.discord.responses_to(interaction)] == [5]  # deferred
+        assert "History, page 1 of 2" in text_of(first) and "history page:2" in text_of(first)
+        second = await ask(w, "history", {"page": 2})
+        assert "page 2 of 2" in text_of(second) and "message 0" in text_of(second)
+        too_far = await ask(w, "history", {"page": 3})
+        assert too_far.content.startswith("⚠️")
+
+
+async def test_export_is_a_json_file(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        await ask(w, "add", {"goal": "Run"}, group="goal")
+        interaction, answer = await w.command({}, subcommand="export")
+        assert [r.type for r in w.discord.responses_to(interaction)] == [5]  # deferred
+        assert answer.ephemeral
+        assert [a["filename"] for a in answer.data["attachments"]] == [EXPORT_FILENAME]
+
+
+async def test_slow_commands_are_deferred(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        w.bot.commands.defer_after = 0.0  # as if the store were slow
+        interaction, answer = await w.command({}, subcommand="goals")
+        assert [r.type for r in w.discord.responses_to(interaction)] == [5]
+        assert answer.ephemeral and "No active goals yet" in text_of(answer)
+
+
+async def click(world: World, message: FakeMessage, custom_id: str) -> FakeMessage:
+    interaction = world.discord.component_interaction(message.id, custom_id)
+    await world.discord.dispatch("INTERACTION_CREATE", interaction)
+    await world.discord.wait_for(lambda: world.discord.responses_to(interaction))
+    (response,) = world.discord.responses_to(interaction)
+    assert response.type == 7  # the question is edited into the answer
+    return world.discord.message(message.id)
+
+
+def buttons(message: FakeMessage) -> list[str]:
+    return [c["custom_id"] for row in message.data["components"] for c in row["components"]]
+
+
+async def test_clear_asks_first_then_deletes_history(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        asked = await w.say("remember this")
+        await w.final_answer(asked, lambda text: "Coach: remember this" in text)
+        question = await ask(w, "clear")
+        assert question.content.startswith("⚠️") and buttons(question) == [CONFIRM_ID, KEEP_ID]
+        kept = await click(w, question, KEEP_ID)
+        assert kept.content == NOTHING_DELETED and kept.data["components"] == []
+        user = await w.coach.user(w.identity(w.alice))
+        assert len(await w.coach.store.messages_between(user.id)) == 2
+
+        question = await ask(w, "clear")
+        cleared = await click(w, question, CONFIRM_ID)
+        assert "2 message(s) deleted" in cleared.content and cleared.data["components"] == []
+        assert await w.coach.store.messages_between(user.id) == []
+
+
+async def test_forget_asks_first_then_deletes_everything(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        alice = w.identity(w.alice)
+        await run_command(w.coach, alice, "goal add Run")
+        before = await w.coach.user(alice)
+        question = await ask(w, "forget")
+        assert "can't be undone" in question.content
+        gone = await click(w, question, CONFIRM_ID)
+        assert gone.content.startswith("Everything is deleted")
+        assert await w.coach.store.get_user(before.id) is None
+
+
+async def test_only_the_asker_can_press_the_buttons(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        question = await ask(w, "forget")
+        interaction = w.discord.component_interaction(question.id, CONFIRM_ID, user_id=w.bob)
+        await w.discord.dispatch("INTERACTION_CREATE", interaction)
+        (refusal,) = await w.discord.wait_for(lambda: w.discord.responses_to(interaction))
+        assert refusal.type == 4 and refusal.ephemeral and refusal.data["content"] == NOT_YOURS
+        assert await w.coach.store.get_user((await w.coach.user(w.identity(w.alice))).id)
+        assert buttons(w.discord.message(question.id)) == [CONFIRM_ID, KEEP_ID]
+
+
+async def test_commands_work_in_dms(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        answer = await ask(w, "add", {"goal": "Sleep by 23:00"}, group="goal", dm=True)
+        assert answer.flags & EPHEMERAL and "Saved: Sleep by 23:00" in text_of(answer)
+
+
+async def test_discord_sync_registers_the_group_and_start_never_does(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        assert not [c for c in w.discord.calls if c.path.endswith("/commands")]
+        with w.discord.install():
+            names = await sync_commands(w.coach, w.coach.settings, w.discord.guild_id)
+            assert names == ["coach"]
+            await sync_commands(w.coach, w.coach.settings, None)
+    (guild_command,) = w.discord.commands[w.discord.guild_id]
+    (global_command,) = w.discord.commands[None]
+    subcommands = {option["name"] for option in global_command["options"]}
+    assert subcommands == {
+        "help", "access", "history", "clear", "goals", "goal", "schedule", "meetings", "cancel",
+        "track", "goalsetting", "timezone", "export", "forget",
+    }
+    assert guild_command["options"] == global_command["options"]
+    goal = next(o for o in global_command["options"] if o["name"] == "goal")
+    done = next(o for o in goal["options"] if o["name"] == "done")
+    assert done["options"][0]["autocomplete"] is True and done["options"][0]["type"] == 4
