@@ -3,6 +3,8 @@
 momentum            the console chat when no platform is configured, else `run`
 momentum chat       talk to the coach in this terminal
 momentum run        every configured platform plus the scheduler, in one process
+momentum scheduler  the meeting-window scheduler alone (the Procfile's clock process)
+momentum admin      operator commands: `admin users`, `admin phase <user-id> <phase>`
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from contextlib import asynccontextmanager
 
 from pydantic import ValidationError
 
+from bots import admin
 from bots.console import Console
 from core.coach import Coach
 from core.config import Settings
 from core.llm import LLM, AnthropicLLM
+from core.models import Platform
 from core.persona import Persona, PersonaError
 from core.store import StoreUnavailable, open_store
+from scheduler.notify import NotifierFactory, Notifiers
+from scheduler.service import run_scheduler
 
 log = logging.getLogger("momentum")
 
@@ -104,9 +110,33 @@ async def chat(settings: Settings) -> None:
 Service = Callable[[Coach, Settings], Awaitable[None]]
 
 
+def notifier_factories() -> dict[Platform, NotifierFactory]:
+    """Each platform's Web API notifier factory (Settings -> Notifier | None).
+
+    The scheduler notifies through these in `run` and alone, with no gateway connection.
+    """
+    return {}
+
+
+async def scheduler(coach: Coach, settings: Settings) -> None:
+    """The meeting-window scheduler, notifying users through their platforms' Web APIs."""
+    notifiers = Notifiers.from_factories(settings, notifier_factories())
+    if not len(notifiers):
+        log.warning(
+            "no platform notifier available: windows still open and close, but nobody is told"
+        )
+    try:
+        await run_scheduler(coach, settings, notifiers)
+    finally:
+        await notifiers.aclose()
+
+
 def configured_services(settings: Settings) -> list[tuple[str, Service]]:
     """The long-running parts `momentum run` starts for these settings."""
     services: list[tuple[str, Service]] = []
+    # The scheduler serves the platforms: alone it is no reason to run (`momentum scheduler`).
+    if services and settings.scheduler_enabled:
+        services.append(("scheduler", scheduler))
     return services
 
 
@@ -122,11 +152,25 @@ async def run(settings: Settings) -> None:
                 group.create_task(service(coach, settings), name=name)
 
 
+async def clock(settings: Settings) -> None:
+    """`momentum scheduler`: only the scheduler, e.g. beside `run` with SCHEDULER_ENABLED=false."""
+    print(platform_status(settings), file=sys.stderr)
+    async with open_coach(settings) as coach:
+        await scheduler(coach, settings)
+
+
+async def operator(settings: Settings, args: argparse.Namespace) -> None:
+    async with open_coach(settings) as coach:
+        print(await admin.run(coach, args))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="momentum", description="Momentum, an AI coach in chat.")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("chat", help="talk to the coach in this terminal")
     commands.add_parser("run", help="start every configured platform and the scheduler")
+    commands.add_parser("scheduler", help="run the meeting-window scheduler alone")
+    admin.add_parser(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -136,12 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = args.command or ("run" if configured_services(settings) else "chat")
     logging.basicConfig(
-        level=settings.log_level if command != "chat" else logging.WARNING,
+        level=settings.log_level if command not in ("chat", "admin") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(chat(settings) if command == "chat" else run(settings))
-    except StartupError as error:
+        if command == "admin":
+            asyncio.run(operator(settings, args))
+        else:
+            asyncio.run({"chat": chat, "run": run, "scheduler": clock}[command](settings))
+    except (StartupError, admin.AdminError) as error:
         print(error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Protocol
 
+from core.config import Settings
 from core.models import Platform, User
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,35 @@ class Notifier(Protocol):
         ...
 
 
+# An adapter's factory: the Web API notifier for these settings, None when not configured.
+NotifierFactory = Callable[[Settings], "Notifier | None"]
+
+
 class Notifiers:
-    """Platform -> Notifier. An adapter plugs in with `register(Platform.SLACK, notifier)`.
+    """Platform -> Notifier. An adapter plugs in with `register(Platform.SLACK, notifier)`,
+    or the composition root builds the lot with `from_factories`.
 
     A notifier may also have `async def aclose()`; `aclose()` here calls it on shutdown.
     """
 
     def __init__(self, notifiers: Mapping[Platform, Notifier] | None = None) -> None:
         self._by_platform: dict[Platform, Notifier] = dict(notifiers or {})
+
+    @classmethod
+    def from_factories(
+        cls, settings: Settings, factories: Mapping[Platform, NotifierFactory]
+    ) -> Notifiers:
+        """One notifier per configured platform; a factory that fails is logged and skipped."""
+        notifiers = cls()
+        for platform, factory in factories.items():
+            try:
+                notifier = factory(settings)
+            except Exception:
+                log.exception("building the %s notifier failed", platform.value)
+                continue
+            if notifier is not None:
+                notifiers.register(platform, notifier)
+        return notifiers
 
     def register(self, platform: Platform, notifier: Notifier) -> None:
         self._by_platform[platform] = notifier

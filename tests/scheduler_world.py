@@ -38,7 +38,10 @@ def make_settings(**overrides: object) -> Settings:
 
 def anthropic_llm(base_url: str) -> AnthropicLLM:
     return AnthropicLLM(
-        api_key="test-key", model="claude-sonnet-5-5", max_tokens=512, base_url=base_url,
+        api_key="test-key",
+        model="claude-sonnet-5-5",
+        max_tokens=512,
+        base_url=base_url,
         max_retries=0,
     )
 

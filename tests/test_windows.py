@@ -283,9 +283,7 @@ async def test_users_on_a_platform_without_notifier_are_skipped_with_a_log_line(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     world = World(store, Clock(MONDAY))
-    world.keeper = WindowKeeper(
-        world.coach, Delivery(Notifiers({})), late_grace=LATE_GRACE
-    )
+    world.keeper = WindowKeeper(world.coach, Delivery(Notifiers({})), late_grace=LATE_GRACE)
     await world.tracking_user(BOB)
     [meeting] = await world.meetings(BOB)
     with caplog.at_level(logging.INFO, logger="scheduler"):
