@@ -5,6 +5,7 @@ momentum chat       talk to the coach in this terminal
 momentum run        every configured platform plus the scheduler, in one process
 momentum scheduler  the meeting-window scheduler alone (the Procfile's clock process)
 momentum admin      operator commands: `admin users`, `admin phase <user-id> <phase>`
+momentum discord-sync [--guild ID]  register the /coach commands with Discord
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pydantic import ValidationError
 
 from bots import admin
 from bots.console import Console
+from bots.discord_bot import DiscordSetupError, run_discord, sync_commands
+from bots.discord_notify import discord_notifier
 from core.coach import Coach
 from core.config import Settings
 from core.llm import LLM, AnthropicLLM
@@ -115,7 +118,7 @@ def notifier_factories() -> dict[Platform, NotifierFactory]:
 
     The scheduler notifies through these in `run` and alone, with no gateway connection.
     """
-    return {}
+    return {Platform.DISCORD: discord_notifier}
 
 
 async def scheduler(coach: Coach, settings: Settings) -> None:
@@ -134,6 +137,8 @@ async def scheduler(coach: Coach, settings: Settings) -> None:
 def configured_services(settings: Settings) -> list[tuple[str, Service]]:
     """The long-running parts `momentum run` starts for these settings."""
     services: list[tuple[str, Service]] = []
+    if settings.discord_configured:
+        services.append(("discord", run_discord))
     # The scheduler serves the platforms: alone it is no reason to run (`momentum scheduler`).
     if services and settings.scheduler_enabled:
         services.append(("scheduler", scheduler))
@@ -159,6 +164,14 @@ async def clock(settings: Settings) -> None:
         await scheduler(coach, settings)
 
 
+async def discord_sync(settings: Settings, guild_id: int | None) -> None:
+    """`momentum discord-sync`: Discord caps command creation, so this never runs on start."""
+    async with open_coach(settings) as coach:
+        names = await sync_commands(coach, settings, guild_id)
+    where = f"in guild {guild_id}" if guild_id is not None else "globally"
+    print(f"Registered {', '.join('/' + name for name in names)} {where}.")
+
+
 async def operator(settings: Settings, args: argparse.Namespace) -> None:
     async with open_coach(settings) as coach:
         print(await admin.run(coach, args))
@@ -171,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("run", help="start every configured platform and the scheduler")
     commands.add_parser("scheduler", help="run the meeting-window scheduler alone")
     admin.add_parser(commands)
+    sync = commands.add_parser("discord-sync", help="register the /coach commands with Discord")
+    sync.add_argument("--guild", type=int, help="a server id: register there only, instantly")
     args = parser.parse_args(argv)
 
     try:
@@ -186,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "admin":
             asyncio.run(operator(settings, args))
+        elif command == "discord-sync":
+            asyncio.run(discord_sync(settings, args.guild))
         else:
             asyncio.run({"chat": chat, "run": run, "scheduler": clock}[command](settings))
-    except (StartupError, admin.AdminError) as error:
+    except (StartupError, admin.AdminError, DiscordSetupError) as error:
         print(error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

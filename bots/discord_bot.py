@@ -250,16 +250,26 @@ async def run_discord(coach: Coach, settings: Settings) -> None:
         await bot.start(settings.discord_bot_token.get_secret_value())
 
 
+class DiscordSetupError(Exception):
+    """Discord refused a setup step; the message says what to check."""
+
+
 async def sync_commands(coach: Coach, settings: Settings, guild_id: int | None) -> list[str]:
-    """Register `/coach` with Discord over REST: globally, or in one guild (instant, for
-    testing). Discord caps command creation per day, hence an explicit CLI step."""
+    """Register `/coach` with Discord over REST: globally, or in one guild (instant, handy
+    while testing). Discord caps command creation per day, hence an explicit CLI step."""
     if settings.discord_bot_token is None:
-        raise ValueError("DISCORD_BOT_TOKEN is not set")
+        raise DiscordSetupError("Set DISCORD_BOT_TOKEN to register the Discord commands.")
     use_discord_urls(settings)
+    guild = discord.Object(guild_id) if guild_id is not None else None
     async with DiscordCoach(coach, settings) as bot:
-        await bot.login(settings.discord_bot_token.get_secret_value())
-        guild = discord.Object(guild_id) if guild_id is not None else None
-        if guild is not None:
-            bot.tree.copy_global_to(guild=guild)
-        synced = await bot.tree.sync(guild=guild)
+        try:
+            await bot.login(settings.discord_bot_token.get_secret_value())
+            if guild is not None:
+                bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+        except discord.LoginFailure as error:
+            raise DiscordSetupError(f"Discord rejected DISCORD_BOT_TOKEN: {error}") from error
+        except discord.HTTPException as error:
+            where = f"guild {guild_id} (is the bot in it?)" if guild_id else "your application"
+            raise DiscordSetupError(f"Discord refused the commands for {where}: {error}") from error
     return [command.name for command in synced]
