@@ -13,7 +13,8 @@ import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bots.discord_bot import run_discord
+from bots.__main__ import configured_services, discord_sync, notifier_factories
+from bots.discord_bot import DiscordSetupError, run_discord
 from bots.discord_notify import DiscordNotifier, discord_notifier
 from core.models import Identity, Platform, User
 from core.store.sqlite import SQLiteStore
@@ -144,3 +145,26 @@ async def test_run_service_connects_with_the_configured_urls_and_intents(
                     await service
     await store.close()
     assert fake.intents is not None and fake.intents & MESSAGE_CONTENT
+
+
+# --- The composition root ---------------------------------------------------------------------
+
+
+def test_momentum_run_starts_discord_when_a_token_is_set() -> None:
+    with_token = make_settings(discord_bot_token="token")
+    assert "discord" in [name for name, _ in configured_services(with_token)]
+    assert "discord" not in [name for name, _ in configured_services(make_settings())]
+    assert notifier_factories()[Platform.DISCORD] is discord_notifier
+
+
+async def test_discord_sync_command(
+    fake: FakeDiscord, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    urls = {"discord_api_url": fake.api_url, "discord_gateway_url": fake.gateway_url,
+            "database_url": f"sqlite:///{tmp_path / 'momentum.db'}"}
+    await discord_sync(make_settings(discord_bot_token=fake.token, **urls), fake.guild_id)
+    assert capsys.readouterr().out.strip() == f"Registered /coach in guild {fake.guild_id}."
+    assert [c["name"] for c in fake.commands[fake.guild_id]] == ["coach"]
+    assert fake.identifies == 0  # REST only
+    with pytest.raises(DiscordSetupError, match="rejected DISCORD_BOT_TOKEN"):
+        await discord_sync(make_settings(discord_bot_token="wrong", **urls), None)
