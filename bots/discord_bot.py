@@ -23,6 +23,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 import discord
 
@@ -133,7 +134,7 @@ class DiscordCoach(discord.Client):
         settings: Settings,
         *,
         edit_rate: tuple[int, float] = (EDITS_PER_WINDOW, EDIT_WINDOW_SECONDS),
-        **options: object,
+        **options: Any,
     ) -> None:
         super().__init__(intents=intents_for(settings), allowed_mentions=QUIET, **options)
         self.coach = coach
@@ -216,7 +217,8 @@ class DiscordCoach(discord.Client):
         self, identity: Identity, text: str, event_id: str
     ) -> AsyncIterator[str | Failure]:
         """The Coach's events as the renderer's text deltas."""
-        async with aclosing(self.coach.reply(identity, text, event_id=event_id)) as events:
+        replies = self.coach.reply(identity, text, event_id=event_id)
+        async with aclosing(replies) as events:  # type: ignore[type-var]  # an async generator
             async for event in events:
                 match event:
                     case Welcome(text=welcome):
@@ -241,17 +243,25 @@ class DiscordCoach(discord.Client):
         return access_text(access, when_for(self.coach, user), self.coach.policy)
 
 
+class DiscordSetupError(Exception):
+    """Discord refused a setup step; the message says what to check."""
+
+
 async def run_discord(coach: Coach, settings: Settings) -> None:
     """The `momentum run` service: connect to the gateway and serve until cancelled."""
     if settings.discord_bot_token is None:
         raise ValueError("DISCORD_BOT_TOKEN is not set")
     use_discord_urls(settings)
     async with DiscordCoach(coach, settings) as bot:
-        await bot.start(settings.discord_bot_token.get_secret_value())
-
-
-class DiscordSetupError(Exception):
-    """Discord refused a setup step; the message says what to check."""
+        try:
+            await bot.start(settings.discord_bot_token.get_secret_value())
+        except discord.LoginFailure as error:
+            raise DiscordSetupError(f"Discord rejected DISCORD_BOT_TOKEN: {error}") from error
+        except discord.PrivilegedIntentsRequired as error:
+            raise DiscordSetupError(
+                "DISCORD_MESSAGE_CONTENT_INTENT=true, but the Message Content intent is not "
+                "enabled for this bot: enable it in the Developer Portal (Bot tab) or unset it."
+            ) from error
 
 
 async def sync_commands(coach: Coach, settings: Settings, guild_id: int | None) -> list[str]:

@@ -168,3 +168,15 @@ async def test_discord_sync_command(
     assert fake.identifies == 0  # REST only
     with pytest.raises(DiscordSetupError, match="rejected DISCORD_BOT_TOKEN"):
         await discord_sync(make_settings(discord_bot_token="wrong", **urls), None)
+
+
+async def test_run_service_explains_a_rejected_token(fake: FakeDiscord, tmp_path: Path) -> None:
+    store = await SQLiteStore.open(str(tmp_path / "coach.db"))
+    try:
+        async with coach_on(
+            store, None, discord_bot_token="wrong", discord_api_url=fake.api_url
+        ) as coach:
+            with pytest.raises(DiscordSetupError, match="rejected DISCORD_BOT_TOKEN"):
+                await run_discord(coach, coach.settings)
+    finally:
+        await store.close()
