@@ -1,0 +1,272 @@
+"""Slack-safe text and Block Kit for the coach's answers. Pure: data in, JSON-ready dicts out.
+
+Two rules hold for every string that reaches Slack from here:
+- `&`, `<` and `>` are escaped, so neither the model nor a user's goal text can produce
+  `<!channel>`, `<!here>`, `<@U…>` or a disguised link. Slack asks for exactly these three
+  escapes in every text field (mrkdwn, markdown blocks and streamed markdown alike).
+- The shared grammar speaks of `/goal add …`; in Slack every command lives under `/coach`,
+  so our own texts are rewritten to `/coach goal add …`. The model's words are not rewritten.
+
+The coach's replies go out as standard Markdown (native streams and `markdown` blocks take
+it as is), so no Markdown-to-mrkdwn conversion is needed; our own views use mrkdwn sections.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bots.commands import (
+    COMMANDS,
+    AccessView,
+    Confirm,
+    Export,
+    GoalsView,
+    Help,
+    HistoryView,
+    MeetingsView,
+    Reply,
+    Result,
+    phase_label,
+)
+from core.models import Goal, Meeting, Phase, Role
+
+SLASH_COMMAND = "/coach"
+SECTION_LIMIT = 3000  # characters in a section's text
+HISTORY_ENTRY_CHARS = 600  # a long reply is cut in the history view; /coach export has it all
+WARNING = "⚠️"
+
+# action_ids of our buttons; the listeners in bots/slack.py match on these.
+ACTION_HISTORY_PAGE = "coach_history_page"
+ACTION_CONFIRM = "coach_confirm"
+ACTION_CANCEL = "coach_cancel"
+
+Blocks = list[dict[str, Any]]
+When = Callable[[datetime], str]
+
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_COMMAND_REFERENCE = re.compile(
+    r"(?<![\w/.:-])/("
+    + "|".join(sorted(map(re.escape, COMMANDS), key=len, reverse=True))
+    + r")\b"
+)
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """What a chat.postMessage / respond() takes: `text` is the notification fallback."""
+
+    text: str
+    blocks: Blocks | None = None
+
+
+def escape(text: str) -> str:
+    """Neutralise Slack's control characters: no pings, no links, no channel references."""
+    return text.translate(_ESCAPES)
+
+
+def slack_commands(text: str) -> str:
+    """`/goal add x` -> `/coach goal add x`, for the grammar's texts shown in Slack."""
+    return _COMMAND_REFERENCE.sub(rf"{SLASH_COMMAND} \1", text)
+
+
+def our_text(text: str) -> str:
+    """One of Momentum's own sentences (persona, grammar, access), made Slack-safe."""
+    return escape(slack_commands(text))
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def section(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(mrkdwn, SECTION_LIMIT)}}
+
+
+def context(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(mrkdwn, 2000)}]}
+
+
+def header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, 150)}}
+
+
+def button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def coach_markdown(text: str) -> str:
+    """The model's Markdown, escaped: safe for native streams and `markdown` blocks."""
+    return escape(text)
+
+
+def reply_blocks(markdown: str) -> Blocks:
+    """A coach reply as one `markdown` block (standard Markdown, rendered by Slack)."""
+    return [{"type": "markdown", "text": markdown}] if markdown else []
+
+
+# --- Command results ---------------------------------------------------------------------
+
+
+def result_message(result: Result, when: When) -> SlackMessage:
+    """Render a command result for an ephemeral response. Export is handled by the caller."""
+    match result:
+        case Reply(text=text, error=error):
+            body = our_text(text)
+            return _simple(f"{WARNING} {body}" if error else body)
+        case Help(commands=commands):
+            return _help(commands)
+        case AccessView(access=access, text=text):
+            icon = "🟢" if access.allowed else "⏸️"
+            return _simple(f"{icon} {our_text(text)}")
+        case HistoryView():
+            return _history(result, when)
+        case GoalsView(goals=goals, note=note):
+            return _goals(goals, note)
+        case MeetingsView(meetings=meetings, note=note):
+            return _meetings(meetings, note, when)
+        case Confirm():
+            return confirm_message(result)
+        case Export():
+            return _simple("Your data export is ready.")
+    raise TypeError(f"unknown result {result!r}")
+
+
+def _simple(mrkdwn: str) -> SlackMessage:
+    return SlackMessage(mrkdwn, [section(mrkdwn)])
+
+
+def _help(commands: list[tuple[str, str]]) -> SlackMessage:
+    lines = [f"`{our_text(usage)}`  {escape(summary)}" for usage, summary in commands]
+    intro = "*Momentum commands*"
+    outro = "Anything you write to me in our DM goes to your coach."
+    return SlackMessage(
+        intro + "\n" + "\n".join(lines),
+        [section(intro), section("\n".join(lines)), context(outro)],
+    )
+
+
+def _history(view: HistoryView, when: When) -> SlackMessage:
+    page = view.page
+    if not page.total:
+        return _simple("No conversation yet. Say hi in our DM!")
+    title = f"History, page {page.page} of {page.pages} (newest first)"
+    blocks: Blocks = [section(f"*{title}*")]
+    for message in page.messages:
+        who = "You" if message.role is Role.USER else "Coach"
+        cut = "  _(incomplete)_" if not message.complete else ""
+        text = escape(clip(message.text, HISTORY_ENTRY_CHARS))
+        blocks.append(context(f"*{who}* · {escape(when(message.created_at))}{cut}"))
+        blocks.append(section(text or "_(empty)_"))
+    buttons = []
+    if page.page > 1:
+        buttons.append(button("◀ Newer", ACTION_HISTORY_PAGE, str(page.page - 1)))
+    if page.page < page.pages:
+        buttons.append(button("Older ▶", ACTION_HISTORY_PAGE, str(page.page + 1)))
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "history_pages", "elements": buttons})
+    return SlackMessage(title, blocks)
+
+
+def goal_lines(goals: list[Goal]) -> str:
+    return "\n".join(f"{number}. {escape(goal.text)}" for number, goal in enumerate(goals, 1))
+
+
+def _goals(goals: list[Goal], note: str) -> SlackMessage:
+    blocks: Blocks = []
+    if note:
+        blocks.append(section(our_text(note)))
+    if goals:
+        blocks.append(section("*Your goals*\n" + goal_lines(goals)))
+        blocks.append(context(our_text("Finished one? /goal done <number>. New one? /goal add …")))
+    else:
+        blocks.append(section(our_text("No active goals yet. Add one: /goal add <goal>")))
+    fallback = our_text(note) if note else f"You have {len(goals)} active goal(s)."
+    return SlackMessage(fallback, blocks)
+
+
+def meeting_line(meeting: Meeting, when: When) -> str:
+    weekly = " (weekly)" if meeting.series_id else ""
+    return f"{escape(when(meeting.start))}, {meeting.duration_minutes} min{weekly}"
+
+
+def _meetings(meetings: list[Meeting], note: str, when: When) -> SlackMessage:
+    blocks: Blocks = []
+    if note:
+        blocks.append(section(our_text(note)))
+    if meetings:
+        lines = "\n".join(f"{n}. {meeting_line(m, when)}" for n, m in enumerate(meetings, 1))
+        blocks.append(section("*Your meetings*\n" + lines))
+        blocks.append(context(our_text("Cancel one: /cancel <number> (or add `series`).")))
+    else:
+        blocks.append(section(our_text("No upcoming meetings. Book one: /schedule tomorrow 9am")))
+    fallback = our_text(note) if note else f"You have {len(meetings)} upcoming meeting(s)."
+    return SlackMessage(fallback, blocks)
+
+
+def confirm_message(confirm: Confirm) -> SlackMessage:
+    """A destructive command's question, with a button that runs `confirm.command`."""
+    prompt = f"{WARNING} {our_text(confirm.prompt)}"
+    buttons = [
+        button("Yes, delete", ACTION_CONFIRM, confirm.command, "danger"),
+        button("Keep everything", ACTION_CANCEL, "cancel"),
+    ]
+    return SlackMessage(
+        prompt, [section(prompt), {"type": "actions", "block_id": "confirm", "elements": buttons}]
+    )
+
+
+CANCELLED = SlackMessage("Nothing was deleted.", [section("Okay, nothing was deleted.")])
+
+
+# --- The coach's own events ----------------------------------------------------------------
+
+
+def failure_note(user_text: str) -> str:
+    """The line that ends a reply the coach could not finish: never a frozen '…'."""
+    return f"{WARNING} _{our_text(user_text)}_"
+
+
+# --- App Home --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HomeFacts:
+    phase: Phase
+    reachable: bool
+    access_text: str
+    goals: list[Goal]
+    next_meeting: Meeting | None
+
+
+def home_view(facts: HomeFacts, when: When) -> dict[str, Any]:
+    """The Home tab: where the user stands, at a glance."""
+    reach = "🟢 *Reachable now.*" if facts.reachable else "⏸️ *Not reachable right now.*"
+    goals = goal_lines(facts.goals) or our_text("None yet. Add one: /goal add <goal>")
+    meeting = (
+        meeting_line(facts.next_meeting, when)
+        if facts.next_meeting
+        else our_text("None booked. /schedule tomorrow 9am")
+    )
+    blocks: Blocks = [
+        header("Your Momentum"),
+        section(f"*Phase:* {phase_label(facts.phase)}"),
+        section(f"{reach} {our_text(facts.access_text)}"),
+        {"type": "divider"},
+        section(f"*Active goals*\n{goals}"),
+        section(f"*Next meeting*\n{meeting}"),
+        {"type": "divider"},
+        context(our_text("Write to me in the Messages tab. Commands: /help")),
+    ]
+    return {"type": "home", "blocks": blocks}

@@ -1,0 +1,295 @@
+"""One coach reply streamed into a Slack thread: natively first, by editing a message if not.
+
+Native streaming (chat.startStream / appendStream / stopStream via slack_sdk's ChatStream) is
+append-only and paced by the workspace's appendStream budget (~100/min). It hands over to edit
+streaming (bots/stream.py `render`: post, then throttled chat.update under the workspace's
+chat.update budget, ~50/min shared by every conversation) when Slack refuses to start a stream,
+or closes one mid-reply (`message_not_in_streaming_state` after ~5 minutes, or the user's
+stop button): the closed stream's own message is then finished with chat.update.
+
+Everything written here is already Slack-safe: the caller escapes the deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_chat_stream import AsyncChatStream
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bots.slack_render import reply_blocks
+from bots.stream import (
+    Buckets,
+    EditBucket,
+    Failure,
+    RateLimited,
+    closed_fences,
+    next_write_at,
+    render,
+    split_message,
+)
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 12_000  # a `markdown` block's characters per message; also one native append
+EXPORT_PART_CHARS = 12_000
+UPDATES_PER_MINUTE = 50  # chat.update, Tier 3, per workspace
+APPENDS_PER_MINUTE = 100  # chat.appendStream, per workspace
+MAX_STOP_ATTEMPTS = 5  # a final write refused this often (429) is given up, and logged
+DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 comes without Retry-After
+# Slack's answers for a stream it has closed; the message stays and takes chat.update.
+STREAM_CLOSED = frozenset(
+    {"message_not_in_streaming_state", "stopped_by_user", "streaming_state_conflict"}
+)
+
+Delta = str | Failure
+
+
+@dataclass(frozen=True)
+class Destination:
+    """The thread a reply goes to, and who it is for (native streams need the recipient)."""
+
+    channel: str
+    thread_ts: str
+    user_id: str
+    team_id: str
+
+
+def retry_after(error: SlackApiError) -> float | None:
+    """Seconds to wait when `error` is a 429, else None."""
+    response = error.response
+    if response.status_code != 429 and response.get("error") != "ratelimited":
+        return None
+    try:
+        return float(response.headers.get("Retry-After", DEFAULT_RETRY_AFTER))
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER
+
+
+class Pacer:
+    """A workspace's appendStream budget, asked without blocking: the native loop keeps
+    reading the model while it may not write, so each append carries all new text.
+
+    (bots/stream.py's EditBucket only offers a blocking `acquire`; this reuses its pure
+    `next_write_at` decision instead of adding a try-acquire to the shared renderer.)
+    """
+
+    def __init__(self, max_calls: int, per_seconds: float) -> None:
+        self.interval = per_seconds / max_calls
+        self._last: float | None = None
+        self._blocked_until = -math.inf
+
+    def wait(self) -> float:
+        """Seconds until the next write may go (0 when it may go now)."""
+        now = time.monotonic()
+        return next_write_at(self._last, self.interval, now, self._blocked_until) - now
+
+    def wrote(self) -> None:
+        self._last = time.monotonic()
+
+    def penalize(self, seconds: float) -> None:
+        self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
+
+
+class WorkspaceEdits:
+    """The per-workspace write budgets, shared by every reply in that workspace."""
+
+    def __init__(
+        self,
+        updates: tuple[int, float] = (UPDATES_PER_MINUTE, 60.0),
+        appends: tuple[int, float] = (APPENDS_PER_MINUTE, 60.0),
+    ) -> None:
+        self._updates = Buckets(*updates)
+        self._appends_budget = appends
+        self._appends: dict[str, Pacer] = {}
+
+    def updates(self, team_id: str) -> EditBucket:
+        return self._updates.get(team_id)
+
+    def appends(self, team_id: str) -> Pacer:
+        pacer = self._appends.get(team_id)
+        if pacer is None:
+            pacer = self._appends[team_id] = Pacer(*self._appends_budget)
+        return pacer
+
+
+class EditSurface:
+    """bots/stream.py's Surface for Slack: chat.postMessage, then chat.update, in the thread.
+
+    `adopt` is the ts of a native stream Slack closed: the reply's first message is that one,
+    finished with chat.update instead of a new post.
+    """
+
+    limit = MESSAGE_LIMIT
+
+    def __init__(self, client: AsyncWebClient, where: Destination, adopt: str | None) -> None:
+        self.client, self.where, self._adopt = client, where, adopt
+
+    async def post(self, text: str) -> str:
+        if self._adopt is not None:
+            ts, self._adopt = self._adopt, None
+            await self.edit(ts, text)
+            return ts
+        response = await _paced(
+            self.client.chat_postMessage(
+                channel=self.where.channel,
+                thread_ts=self.where.thread_ts,
+                text=text,
+                blocks=reply_blocks(text),
+            )
+        )
+        return str(response["ts"])
+
+    async def edit(self, handle: str, text: str) -> None:
+        await _paced(
+            self.client.chat_update(
+                channel=self.where.channel, ts=handle, text=text, blocks=reply_blocks(text)
+            )
+        )
+
+
+async def _paced(call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
+    """Await a Web API call; a 429 becomes RateLimited, which the renderer waits out."""
+    try:
+        return await call
+    except SlackApiError as error:
+        wait = retry_after(error)
+        if wait is None:
+            raise
+        raise RateLimited(wait) from error
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Native streaming gave up: what it had written, and where edits should continue."""
+
+    text: str  # every character handed to the stream so far (shown or buffered)
+    ts: str | None  # the stream's message, if Slack created one
+    failure: Failure | None = None
+
+
+class NativeReply:
+    """One native stream. `run` returns None when the reply is complete, or a Handoff."""
+
+    def __init__(self, client: AsyncWebClient, where: Destination, pacer: Pacer) -> None:
+        self.client, self.where, self.pacer = client, where, pacer
+        self.text = ""  # handed to the SDK (sent, or in its buffer after a refused flush)
+        self.pending = ""  # read from the model, not yet handed over
+        self._stream: AsyncChatStream | None = None
+
+    async def run(self, deltas: AsyncIterator[Delta]) -> Handoff | None:
+        failure: Failure | None = None
+        async for delta in deltas:
+            if isinstance(delta, Failure):
+                failure = delta
+                break
+            self.pending += delta
+            if self._stream is None or self.pacer.wait() <= 0:  # first text goes out at once
+                handoff = await self._append()
+                if handoff is not None:
+                    return handoff
+        return await self._stop(failure)
+
+    async def _append(self) -> Handoff | None:
+        piece, self.pending = self.pending[:MESSAGE_LIMIT], self.pending[MESSAGE_LIMIT:]
+        try:
+            if self._stream is None:
+                self._stream = await self._open()
+            self.text += piece
+            await self._stream.append(markdown_text=piece)
+            self.pacer.wrote()
+        except SlackApiError as error:
+            return self._refused(error)
+        return None
+
+    async def _stop(self, failure: Failure | None) -> Handoff | None:
+        if self._stream is None and not self.pending and failure is None:
+            return None  # nothing to say (a duplicate delivery)
+        tail = self.pending
+        whole = self.text + tail
+        tail += closed_fences(whole)[len(whole) :]
+        if failure is not None:
+            tail += f"\n\n{failure.note}" if (whole + tail).strip() else failure.note
+        if self._stream is None:
+            self._stream = await self._open()
+        for _ in range(MAX_STOP_ATTEMPTS):
+            await asyncio.sleep(max(0.0, self.pacer.wait()))
+            try:
+                # A refused stop keeps its text in the SDK's buffer: hand it over once only.
+                await self._stream.stop(markdown_text=tail)
+                self.pacer.wrote()
+                return None
+            except SlackApiError as error:
+                tail = ""
+                if self._refused(error) is not None:
+                    return Handoff(whole, self._stream.ts, failure)
+        log.error("stream in %s: stop refused %d times", self.where.channel, MAX_STOP_ATTEMPTS)
+        return Handoff(whole, self._stream.ts, failure)
+
+    async def _open(self) -> AsyncChatStream:
+        return await self.client.chat_stream(
+            channel=self.where.channel,
+            thread_ts=self.where.thread_ts,
+            recipient_user_id=self.where.user_id,
+            recipient_team_id=self.where.team_id,
+            buffer_size=1,  # we coalesce and pace ourselves: every handover is one call
+        )
+
+    def _refused(self, error: SlackApiError) -> Handoff | None:
+        """A 429 waits (the text stays buffered); anything else hands over to edits."""
+        wait = retry_after(error)
+        if wait is not None:
+            self.pacer.penalize(wait)
+            return None
+        code = error.response.get("error")
+        ts = self._stream.ts if self._stream is not None else None
+        if code in STREAM_CLOSED:
+            log.info("Slack closed the stream %s (%s): finishing with chat.update", ts, code)
+        else:
+            log.warning("native streaming failed in %s (%s): using edits", self.where.channel, code)
+        return Handoff(self.text + self.pending, ts)
+
+
+async def _prepend(
+    first: str, rest: AsyncIterator[Delta], last: Failure | None
+) -> AsyncIterator[Delta]:
+    if first:
+        yield first
+    async for delta in rest:
+        yield delta
+    if last is not None:
+        yield last
+
+
+async def stream_reply(
+    deltas: AsyncIterable[Delta],
+    client: AsyncWebClient,
+    where: Destination,
+    budgets: WorkspaceEdits,
+    *,
+    native: bool,
+) -> None:
+    """Write the reply: native when asked and possible, then (or else) edit streaming."""
+    rest = aiter(deltas)
+    handoff = Handoff("", None)
+    if native:
+        outcome = await NativeReply(client, where, budgets.appends(where.team_id)).run(rest)
+        if outcome is None:
+            return
+        handoff = outcome
+    surface = EditSurface(client, where, adopt=handoff.ts)
+    await render(
+        _prepend(handoff.text, rest, handoff.failure), surface, budgets.updates(where.team_id)
+    )
+
+
+def export_messages(escaped_json: str) -> list[str]:
+    """An export as code-block messages, each within Slack's limits, fences kept whole."""
+    return split_message(f"```json\n{escaped_json}\n```", EXPORT_PART_CHARS)
