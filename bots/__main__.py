@@ -139,7 +139,8 @@ def configured_services(settings: Settings) -> list[tuple[str, Service]]:
     services: list[tuple[str, Service]] = []
     if settings.discord_configured:
         services.append(("discord", run_discord))
-    # The scheduler serves the platforms: alone it is no reason to run (`momentum scheduler`).
+    # Keep this last: the scheduler serves the platforms above and is no reason to run alone
+    # (that is `momentum scheduler`), so `run` with no platform still says nothing is configured.
     if services and settings.scheduler_enabled:
         services.append(("scheduler", scheduler))
     return services

@@ -169,6 +169,8 @@ class SchedulerService:
 
 async def run_scheduler(coach: Coach, settings: Settings, notifiers: Notifiers) -> None:
     """Run the scheduler for this coach until cancelled; `notifiers` reach the users."""
+    # APScheduler logs every job run at INFO (the refresh alone, each minute); ours say more.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     log.info("scheduler: %s", notifiers.describe())
     keeper = WindowKeeper(
         coach,
