@@ -169,3 +169,13 @@ def test_notifiers_come_from_the_adapters_factories(caplog: pytest.LogCaptureFix
         "notifying users on slack; no notifier for discord, console "
         "(users there get no window messages)"
     )
+
+
+@pytest.mark.parametrize(("enabled", "expected"), [(True, ["scheduler"]), (False, [])])
+def test_run_adds_the_scheduler_last_beside_a_platform(enabled: bool, expected: list[str]) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, discord_bot_token="token", scheduler_enabled=enabled
+    )
+    names = [name for name, _ in configured_services(settings)]
+    assert names[0] == "discord"
+    assert names[1:] == expected
