@@ -5,7 +5,6 @@ Discord, the real Coach and anthropic SDK against the fake Anthropic (tests/disc
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from tests.fakes.anthropic_api import HttpError, StreamError
 from tests.support import T0
 
 WRITE_GAP = FAST_EDITS[1] / FAST_EDITS[0]
-WRITE_GAP_SLACK = 0.01  # arrival jitter at the fake
+WRITE_SLACK = 0.02  # arrival jitter at the fake
 
 
 def words(count: int, stem: str = "word") -> str:
@@ -54,7 +53,9 @@ def channel_writes(world: World, channel_id: int) -> list[float]:
 
 
 def writes_are_spaced(times: list[float]) -> bool:
-    return all(b - a >= WRITE_GAP - WRITE_GAP_SLACK for a, b in itertools.pairwise(times))
+    """Paced by the channel's bucket: n writes span at least n - 1 gaps. (Measured over the
+    whole run, so one write that reached the fake late cannot fail it.)"""
+    return len(times) > 2 and times[-1] - times[0] >= (len(times) - 1) * WRITE_GAP - WRITE_SLACK
 
 
 async def stored(world: World, user_id: int) -> list[tuple[Role, str, bool]]:
