@@ -218,7 +218,7 @@ class DiscordCoach(discord.Client):
     ) -> AsyncIterator[str | Failure]:
         """The Coach's events as the renderer's text deltas."""
         replies = self.coach.reply(identity, text, event_id=event_id)
-        async with aclosing(replies) as events:  # type: ignore[type-var]  # an async generator
+        async with aclosing(replies) as events:
             async for event in events:
                 match event:
                     case Welcome(text=welcome):

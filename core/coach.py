@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -192,7 +192,7 @@ class Coach:
 
     async def reply(
         self, identity: Identity, text: str, *, event_id: str | None = None
-    ) -> AsyncIterator[ReplyEvent]:
+    ) -> AsyncGenerator[ReplyEvent, None]:
         """Answer one user message. Never raises: every failure ends in a `Failed` event."""
         try:
             async for event in self._reply(identity, text, event_id):
@@ -206,7 +206,7 @@ class Coach:
 
     async def _reply(
         self, identity: Identity, text: str, event_id: str | None
-    ) -> AsyncIterator[ReplyEvent]:
+    ) -> AsyncGenerator[ReplyEvent, None]:
         text = text.strip()
         if not text:
             yield Failed("empty", "Your message was empty. Type something and I'm all yours!")
@@ -229,13 +229,14 @@ class Coach:
                 yield Failed("duplicate", "I've already answered this message.")
                 return
         user, _ = await self.store.get_or_create_user(identity, now)
-        if not user.welcomed:
-            await self.store.update_user(user.id, welcomed=True)
-            yield Welcome(self.persona.welcome)
         if is_crisis(text):
+            # Before the welcome too: a cheerful introduction is the wrong first answer here.
             yield SafetyReply(SAFETY_REPLY)
             await self._save_safety_turn(user, text, now)
             return
+        if not user.welcomed:
+            await self.store.update_user(user.id, welcomed=True)
+            yield Welcome(self.persona.welcome)
         access = await self._access(user, now)
         if not access.allowed:
             yield Denied(
@@ -252,7 +253,7 @@ class Coach:
 
     async def _turn(
         self, user: User, text: str, access: Access, received: datetime
-    ) -> AsyncIterator[ReplyEvent]:
+    ) -> AsyncGenerator[ReplyEvent, None]:
         """One conversation turn, holding the user's lock: save, build context, stream, save."""
         meeting_id = access.meeting.id if access.meeting else None
         meta = MessageMeta(platform=user.identity.platform, meeting_id=meeting_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bots.commands import run_command
-from core.coach import Chunk, Coach, Denied, Done, Failed, SafetyReply, Welcome
+from core.coach import Chunk, Coach, Denied, Done, Failed, Welcome
 from core.models import Meeting, Phase, Role
 from core.safety import SAFETY_REPLY
 from core.store.sqlite import SQLiteStore
@@ -160,12 +160,13 @@ async def test_crisis_gets_safety_reply_even_when_window_closed(
 ) -> None:
     await coach.store.update_user((await coach.user(person())).id, phase=Phase.TRACKING)
     events = await collect(coach, person(), "honestly I want to die")
-    assert isinstance(events[-1], SafetyReply) and "988" in events[-1].text
+    assert kinds(events) == ["SafetyReply"] and "988" in events[0].text  # no cheery welcome
     assert fake.requests == []
     assert await stored(coach) == [
         (Role.USER, "honestly I want to die", True),
         (Role.ASSISTANT, SAFETY_REPLY, True),
     ]
+    assert kinds(await collect(coach, person(), "thanks"))[0] == "Welcome"  # comes next time
 
 
 # Bad input
