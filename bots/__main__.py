@@ -23,6 +23,8 @@ from bots import admin
 from bots.console import Console
 from bots.discord_bot import DiscordSetupError, run_discord, sync_commands
 from bots.discord_notify import discord_notifier
+from bots.slack import SlackSetupError, serve_slack
+from bots.slack_notify import slack_notifier
 from core.coach import Coach
 from core.config import Settings
 from core.llm import LLM, AnthropicLLM
@@ -118,7 +120,7 @@ def notifier_factories() -> dict[Platform, NotifierFactory]:
 
     The scheduler notifies through these in `run` and alone, with no gateway connection.
     """
-    return {Platform.DISCORD: discord_notifier}
+    return {Platform.SLACK: slack_notifier, Platform.DISCORD: discord_notifier}
 
 
 async def scheduler(coach: Coach, settings: Settings) -> None:
@@ -137,6 +139,8 @@ async def scheduler(coach: Coach, settings: Settings) -> None:
 def configured_services(settings: Settings) -> list[tuple[str, Service]]:
     """The long-running parts `momentum run` starts for these settings."""
     services: list[tuple[str, Service]] = []
+    if settings.slack_configured:
+        services.append(("slack", serve_slack))
     if settings.discord_configured:
         services.append(("discord", run_discord))
     # Keep this last: the scheduler serves the platforms above and is no reason to run alone
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(discord_sync(settings, args.guild))
         else:
             asyncio.run({"chat": chat, "run": run, "scheduler": clock}[command](settings))
-    except (StartupError, admin.AdminError, DiscordSetupError) as error:
+    except (StartupError, admin.AdminError, DiscordSetupError, SlackSetupError) as error:
         print(error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

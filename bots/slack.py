@@ -70,7 +70,7 @@ USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 
 
-class SlackSetupError(ValueError):
+class SlackSetupError(Exception):
     """Slack settings that cannot work; the message says what to set."""
 
 
@@ -444,10 +444,6 @@ async def _respond(respond: AsyncRespond, message: SlackMessage, *, replace: boo
 
 
 async def serve_slack(coach: Coach, settings: Settings) -> None:
-    """The `momentum run` service for Slack."""
-    try:
-        slack_mode(settings)
-    except SlackSetupError as error:
-        log.error("Slack not started: %s", error)
-        return
+    """The `momentum run` service for Slack; SlackSetupError says what to set."""
+    slack_mode(settings)
     await SlackBot(coach, settings).run()
