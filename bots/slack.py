@@ -135,9 +135,11 @@ def is_user_speaking(event: Mapping[str, Any]) -> bool:
     )
 
 
-def is_retry(request: AsyncBoltRequest, body: Mapping[str, Any]) -> bool:
-    """Slack's redelivery: X-Slack-Retry-Num over HTTP, retry_attempt in Socket Mode."""
-    return bool(request.headers.get("x-slack-retry-num")) or bool(body.get("retry_attempt"))
+def is_retry(request: AsyncBoltRequest) -> bool:
+    """Slack's redelivery: X-Slack-Retry-Num >= 1 (Bolt mirrors Socket Mode's retry_attempt
+    into the same header, with 0 on a first delivery)."""
+    attempt = (request.headers.get("x-slack-retry-num") or ["0"])[0]
+    return attempt.isdigit() and int(attempt) > 0
 
 
 class SlackBot:
@@ -182,20 +184,16 @@ class SlackBot:
 
     # --- Listeners: ack, then hand over -------------------------------------------------
 
-    async def on_message(
-        self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest
-    ) -> None:
+    async def on_message(self, event: dict[str, Any], request: AsyncBoltRequest) -> None:
         if event.get("channel_type") != "im" or not is_user_speaking(event):
             return  # acked and ignored: not a person writing in our DM
-        self._answer_later(event, body, request, str(event.get("text") or ""))
+        self._answer_later(event, request, str(event.get("text") or ""))
 
-    async def on_mention(
-        self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest
-    ) -> None:
+    async def on_mention(self, event: dict[str, Any], request: AsyncBoltRequest) -> None:
         if event.get("channel_type") == "im" or not is_user_speaking(event):
             return  # a DM arrives as message.im as well
         text = _MENTION.sub("", str(event.get("text") or "")).strip()
-        self._answer_later(event, body, request, text)
+        self._answer_later(event, request, text)
 
     async def on_home_opened(self, event: dict[str, Any], identity: Identity) -> None:
         if event.get("tab") == "home":
@@ -227,9 +225,7 @@ class SlackBot:
         await ack()
         self.background.spawn(_respond(respond, CANCELLED, replace=True), "cancel")
 
-    def _answer_later(
-        self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest, text: str
-    ) -> None:
+    def _answer_later(self, event: dict[str, Any], request: AsyncBoltRequest, text: str) -> None:
         channel, ts = str(event["channel"]), str(event["ts"])
         identity = request.context["identity"]
         turn = Turn(
@@ -242,7 +238,7 @@ class SlackBot:
                 team_id=identity.workspace_id or "",
             ),
             key=f"{channel}:{ts}",
-            retried=is_retry(request, body),
+            retried=is_retry(request),
         )
         self.background.spawn(self.answer(turn), f"reply:{turn.key}")
 

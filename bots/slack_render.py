@@ -49,9 +49,7 @@ When = Callable[[datetime], str]
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _COMMAND_REFERENCE = re.compile(
-    r"(?<![\w/.:-])/("
-    + "|".join(sorted(map(re.escape, COMMANDS), key=len, reverse=True))
-    + r")\b"
+    r"(?<![\w/.:-])/(" + "|".join(sorted(map(re.escape, COMMANDS), key=len, reverse=True)) + r")\b"
 )
 
 

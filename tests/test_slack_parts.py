@@ -1,0 +1,227 @@
+"""The Slack adapter's smaller parts: mode choice, Socket Mode, the notifier, the wiring into
+`momentum run` and the scheduler, and the pure text rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bots.__main__ import configured_services, notifier_factories, open_coach
+from bots.slack import SlackBot, SlackSetupError, is_user_speaking, slack_mode
+from bots.slack_notify import SlackNotifier, slack_notifier
+from bots.slack_render import escape, our_text, slack_commands
+from core.config import Settings
+from core.models import Identity, Platform, User
+from scheduler.notify import Notifiers
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.slack_api import USER_ID, FakeSlack, dm_channel_id, message_event
+from tests.slack_harness import settings_for
+
+DM = dm_channel_id(USER_ID)
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+# --- Which mode ----------------------------------------------------------------------------
+
+
+def test_mode_follows_the_tokens() -> None:
+    assert slack_mode(settings(slack_bot_token="xoxb-1", slack_app_token="xapp-1")) == "socket"
+    assert slack_mode(settings(slack_bot_token="xoxb-1", slack_signing_secret="s")) == "http"
+    both = settings(slack_bot_token="xoxb-1", slack_app_token="xapp-1", slack_signing_secret="s")
+    assert slack_mode(both) == "socket"
+    with pytest.raises(SlackSetupError, match=r"SLACK_APP_TOKEN .* or SLACK_SIGNING_SECRET"):
+        slack_mode(settings(slack_bot_token="xoxb-1"))
+    with pytest.raises(SlackSetupError, match="xapp-"):
+        slack_mode(settings(slack_bot_token="xoxb-1", slack_app_token="xoxb-wrong"))
+
+
+def test_momentum_run_starts_slack_when_its_token_is_set() -> None:
+    assert [name for name, _ in configured_services(settings())] == []
+    names = [name for name, _ in configured_services(settings(slack_bot_token="xoxb-1"))]
+    assert names[0] == "slack" and "scheduler" in names
+
+
+# --- Socket Mode, end to end ---------------------------------------------------------------
+
+
+class SocketModeServer:
+    """Slack's side of Socket Mode on loopback: a WebSocket that says hello, delivers
+    envelopes and collects the app's acknowledgements."""
+
+    def __init__(self) -> None:
+        self.acks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self._socket: web.WebSocketResponse | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> SocketModeServer:
+        app = web.Application()
+        app.router.add_get("/link", self._link)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"ws://{host}:{port}/link"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._socket = socket
+        await socket.send_json({"type": "hello", "num_connections": 1})
+        self.connected.set()
+        async for message in socket:
+            if message.type == WSMsgType.TEXT:
+                await self.acks.put(json.loads(message.data))
+        return socket
+
+    async def deliver(self, envelope_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        assert self._socket is not None
+        await self._socket.send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": "events_api",
+                "payload": payload,
+                "accepts_response_payload": False,
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        return await asyncio.wait_for(self.acks.get(), 5)
+
+
+async def test_socket_mode_answers_a_dm(tmp_path: Path) -> None:
+    fake = FakeSlack()
+    async with fake, FakeAnthropic() as llm, SocketModeServer() as socket:
+        # FakeSlack has no apps.connections.open; this test plays that part of Slack.
+        fake._handlers["apps.connections.open"] = lambda args, now: {"url": socket.url}
+        config = settings_for(
+            fake, llm, tmp_path / "m.db", slack_app_token="xapp-1-test", slack_signing_secret=None
+        )
+        async with open_coach(config) as coach:
+            bot = SlackBot(coach, config)
+            running = asyncio.create_task(bot.run())
+            await asyncio.wait_for(socket.connected.wait(), 5)
+            ack = await socket.deliver("env-1", message_event("hello over the socket"))
+            assert ack == {"envelope_id": "env-1"}
+            await bot.wait_idle()
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        replies = [m.text for m in fake.messages(DM)]
+        assert replies[-1] == "Coach: hello over the socket"
+        status = fake.calls_to("assistant.threads.setStatus")
+        assert status, "a first Socket Mode delivery (retry_attempt 0) is not a retry"
+        assert fake.calls_to("apps.connections.open")[0].status == 200
+
+
+# --- The notifier --------------------------------------------------------------------------
+
+
+def slack_user(user_id: str = USER_ID) -> User:
+    identity = Identity(platform=Platform.SLACK, external_id=user_id, workspace_id="T1")
+    return User(identity=identity, created_at=datetime.now(UTC))
+
+
+async def test_notifier_sends_a_dm_without_any_event_connection(tmp_path: Path) -> None:
+    async with FakeSlack() as fake, FakeAnthropic() as llm:
+        config = settings_for(fake, llm, tmp_path / "m.db", slack_signing_secret=None)
+        notifier = slack_notifier(config)
+        assert isinstance(notifier, SlackNotifier)
+        await notifier.notify(slack_user(), "Your window is *open*: see /meetings <!here>")
+        [message] = fake.messages(DM)
+        assert message.text == "Your window is *open*: see /coach meetings &lt;!here&gt;"
+        assert [c.method for c in fake.calls] == ["conversations.open", "chat.postMessage"]
+
+        fake.fail_next("chat.postMessage", "channel_not_found")
+        with pytest.raises(Exception, match="channel_not_found"):  # the scheduler retries
+            await notifier.notify(slack_user(), "again")
+        discord_user = User(
+            identity=Identity(platform=Platform.DISCORD, external_id="1"),
+            created_at=datetime.now(UTC),
+        )
+        with pytest.raises(ValueError, match="not a Slack user"):
+            await notifier.notify(discord_user, "hi")
+
+
+def test_the_scheduler_gets_a_slack_notifier_only_when_slack_is_configured() -> None:
+    assert slack_notifier(settings()) is None
+    notifiers = Notifiers.from_factories(settings(slack_bot_token="xoxb-1"), notifier_factories())
+    assert isinstance(notifiers.get(Platform.SLACK), SlackNotifier)
+
+
+async def test_notifier_waits_out_a_rate_limit(tmp_path: Path) -> None:
+    async with FakeSlack() as fake, FakeAnthropic() as llm:
+        notifier = slack_notifier(settings_for(fake, llm, tmp_path / "m.db"))
+        assert notifier is not None
+        fake.fail_next("chat.postMessage", status=429, retry_after=0)
+        await notifier.notify(slack_user(), "window open")
+        assert fake.messages(DM)[0].text == "window open"
+
+
+# --- Pure rules ----------------------------------------------------------------------------
+
+
+@given(st.text())
+def test_escaped_text_can_never_hold_a_slack_control_sequence(text: str) -> None:
+    safe = escape(text)
+    assert "<" not in safe and ">" not in safe
+    assert safe.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "").count("&") == 0
+    assert (
+        safe.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == text
+    )  # nothing lost
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Try /goal add <goal>", "Try /coach goal add <goal>"),
+        ("see /goals and /goalsetting", "see /coach goals and /coach goalsetting"),
+        ("`/history 2`", "`/coach history 2`"),
+        ("https://example.com/help", "https://example.com/help"),
+        ("a/track b", "a/track b"),
+        ("/coach help", "/coach help"),
+        ("/unknown", "/unknown"),
+    ],
+)
+def test_grammar_commands_are_spelled_the_slack_way(text: str, expected: str) -> None:
+    assert slack_commands(text) == expected
+
+
+def test_our_text_rewrites_then_escapes() -> None:
+    assert our_text("/goal add <x> & go") == "/coach goal add &lt;x&gt; &amp; go"
+
+
+@pytest.mark.parametrize(
+    ("event", "speaking"),
+    [
+        ({"user": "U1", "text": "hi"}, True),
+        ({"user": "U1", "text": "hi", "subtype": "file_share"}, True),
+        ({"user": "U1", "text": "hi", "subtype": "thread_broadcast"}, True),
+        ({"user": "U1", "text": "hi", "subtype": "message_changed"}, False),
+        ({"user": "U1", "subtype": "message_deleted", "hidden": True}, False),
+        ({"user": "U1", "text": "hi", "subtype": "channel_join"}, False),
+        ({"user": "U1", "text": "hi", "bot_id": "B1"}, False),
+        ({"text": "no user", "subtype": "bot_message"}, False),
+    ],
+)
+def test_only_people_writing_are_answered(event: dict[str, Any], speaking: bool) -> None:
+    assert is_user_speaking(event) is speaking
