@@ -60,7 +60,7 @@ from core.models import Identity, Platform
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-HEALTH_PATH = "/healthz"
+HEALTH_PATH = "/health"
 HTTP_HOST = "0.0.0.0"  # behind a proxy or tunnel; Slack must reach it
 STATUS_THINKING = "is thinking…"  # Slack shows "<app name> is thinking…"
 SHUTDOWN_GRACE_SECONDS = 30.0  # let replies in flight finish before the store closes

@@ -464,6 +464,6 @@ async def test_opening_the_messages_tab_publishes_nothing(tmp_path: Path) -> Non
 
 
 async def test_health_route(tmp_path: Path) -> None:
-    async with deployment(tmp_path) as d, d.http.get(d.url + "/healthz") as response:
+    async with deployment(tmp_path) as d, d.http.get(d.url + "/health") as response:
         assert response.status == 200
         assert (await response.json())["ok"] is True

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from bots.__main__ import configured_services, notifier_factories, open_coach
 from bots.slack import SlackBot, SlackSetupError, is_user_speaking, slack_mode
 from bots.slack_notify import SlackNotifier, slack_notifier
-from bots.slack_render import escape, our_text, slack_commands
+from bots.slack_render import SLASH_COMMAND, escape, our_text, slack_commands
 from core.config import Settings
 from core.models import Identity, Platform, User
 from scheduler.notify import Notifiers
@@ -225,3 +225,33 @@ def test_our_text_rewrites_then_escapes() -> None:
 )
 def test_only_people_writing_are_answered(event: dict[str, Any], speaking: bool) -> None:
     assert is_user_speaking(event) is speaking
+
+
+# --- The app manifest ----------------------------------------------------------------------
+
+MANIFEST = Path(__file__).resolve().parents[1] / "slack" / "manifest.json"
+
+
+def test_the_manifest_asks_for_what_the_adapter_uses() -> None:
+    manifest = json.loads(MANIFEST.read_text())
+    features = manifest["features"]
+    assert features["app_home"]["home_tab_enabled"] and features["app_home"]["messages_tab_enabled"]
+    assert features["agent_view"]["agent_description"]
+    assert [c["command"] for c in features["slash_commands"]] == [SLASH_COMMAND]
+    settings_ = manifest["settings"]
+    assert set(settings_["event_subscriptions"]["bot_events"]) == {
+        "message.im",
+        "app_mention",
+        "app_home_opened",
+    }
+    assert settings_["interactivity"]["is_enabled"]  # the history and confirmation buttons
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "chat:write",
+        "im:history",
+        "im:read",
+        "im:write",
+        "app_mentions:read",
+        "users:read",
+        "assistant:write",
+        "commands",
+    }
