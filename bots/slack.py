@@ -18,7 +18,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -41,6 +41,7 @@ from bots.slack_render import (
     ACTION_HISTORY_PAGE,
     CANCELLED,
     SLASH_COMMAND,
+    WARNING,
     HomeFacts,
     SlackMessage,
     coach_markdown,
@@ -67,7 +68,7 @@ SHUTDOWN_GRACE_SECONDS = 30.0  # let replies in flight finish before the store c
 # Message subtypes in which a person is speaking; every other subtype (edits, deletions,
 # joins, bot messages…) is not a message for the coach.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
-_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+INTERNAL_ERROR_TEXT = "Something went wrong on my side. It has been logged; please try again."
 
 
 class SlackSetupError(Exception):
@@ -135,6 +136,11 @@ def is_user_speaking(event: Mapping[str, Any]) -> bool:
     )
 
 
+def without_mention(text: str, bot_user_id: str) -> str:
+    """`<@BOT> how do I start?` -> `how do I start?`; other people's mentions stay."""
+    return re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", "", text).strip()
+
+
 def is_retry(request: AsyncBoltRequest) -> bool:
     """Slack's redelivery: X-Slack-Retry-Num >= 1 (Bolt mirrors Socket Mode's retry_attempt
     into the same header, with 0 on a first delivery)."""
@@ -189,10 +195,12 @@ class SlackBot:
             return  # acked and ignored: not a person writing in our DM
         self._answer_later(event, request, str(event.get("text") or ""))
 
-    async def on_mention(self, event: dict[str, Any], request: AsyncBoltRequest) -> None:
+    async def on_mention(
+        self, event: dict[str, Any], request: AsyncBoltRequest, context: AsyncBoltContext
+    ) -> None:
         if event.get("channel_type") == "im" or not is_user_speaking(event):
             return  # a DM arrives as message.im as well
-        text = _MENTION.sub("", str(event.get("text") or "")).strip()
+        text = without_mention(str(event.get("text") or ""), context.bot_user_id or "")
         self._answer_later(event, request, text)
 
     async def on_home_opened(self, event: dict[str, Any], identity: Identity) -> None:
@@ -249,14 +257,19 @@ class SlackBot:
         status_shown = not turn.retried and await self.set_status(turn.where, STATUS_THINKING)
         await self.adopt_timezone(turn.identity)
         events = self.coach.reply(turn.identity, turn.text, event_id=turn.key)
-        async with aclosing(self.deltas(turn, events, status_shown)) as deltas:
-            await stream_reply(
-                deltas,
-                self.stream_client,
-                turn.where,
-                self.budgets,
-                native=self.settings.slack_native_streaming,
-            )
+        try:
+            async with aclosing(self.deltas(turn, events, status_shown)) as deltas:
+                await stream_reply(
+                    deltas,
+                    self.stream_client,
+                    turn.where,
+                    self.budgets,
+                    native=self.settings.slack_native_streaming,
+                )
+        except Exception:
+            log.exception("reply to %s failed on Slack's side", turn.key)
+            with suppress(Exception):  # Slack itself may be what failed
+                await self.post(turn.where, f"{WARNING} {INTERNAL_ERROR_TEXT}")
 
     async def deltas(
         self, turn: Turn, events: AsyncGenerator[ReplyEvent], status_shown: bool
@@ -303,31 +316,38 @@ class SlackBot:
         )
 
     async def adopt_timezone(self, identity: Identity) -> None:
-        """Once per user and process: take Slack's timezone if the user has not set one."""
+        """Once per user and process: take Slack's timezone if the user has not set one.
+        A courtesy: whatever fails here is logged, and the request goes on without it."""
         if identity.external_id in self._timezones_checked:
             return
         self._timezones_checked.add(identity.external_id)
         try:
             info = await self.client.users_info(user=identity.external_id)
+            if tz := info["user"].get("tz"):
+                await self.coach.suggest_timezone(identity, str(tz))
         except SlackApiError as error:
             log.warning("users.info %s: %s", identity.external_id, error.response.get("error"))
-            return
-        if tz := info["user"].get("tz"):
-            await self.coach.suggest_timezone(identity, str(tz))
+        except Exception:
+            log.warning("timezone of %s not adopted", identity.external_id, exc_info=True)
+            self._timezones_checked.discard(identity.external_id)  # try again next time
 
     async def answer_command(
         self, identity: Identity, line: str, respond: AsyncRespond, replace: bool = False
     ) -> None:
         """Run one line of the shared grammar and answer it ephemerally."""
         await self.adopt_timezone(identity)
-        result = await run_command(self.coach, identity, line)
-        if line.split()[0].lower() == "forget":
-            self._timezones_checked.discard(identity.external_id)
-        if isinstance(result, Export):
-            sent = await self.send_export(identity, result)
-            message = SlackMessage(f"Your data export is in our DM ({sent} message(s)).")
-        else:
-            message = result_message(result, self._when(result))
+        try:
+            result = await run_command(self.coach, identity, line)
+            if line.lower().split()[:1] == ["forget"]:
+                self._timezones_checked.discard(identity.external_id)
+            if isinstance(result, Export):
+                sent = await self.send_export(identity, result)
+                message = SlackMessage(f"Your data export is in our DM ({sent} message(s)).")
+            else:
+                message = result_message(result, self._when(result))
+        except Exception:
+            log.exception("/coach %s failed for %s", line[:40], identity.external_id)
+            message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")
         await _respond(respond, message, replace=replace)
 
     def _when(self, result: Result) -> Callable[[datetime], str]:

@@ -216,6 +216,14 @@ async def test_429_while_editing_waits_and_completes(tmp_path: Path) -> None:
         assert reply_in(d, event) == LONG_REPLY
 
 
+async def test_slack_failing_mid_reply_still_ends_in_a_plain_note(tmp_path: Path) -> None:
+    llm = FakeAnthropic(reply=LONG_REPLY, token_delay=0.001)
+    async with deployment(tmp_path, llm=llm, slack_native_streaming=False) as d:
+        d.fake.fail_next("chat.update", "internal_error", times=100)
+        event = await d.dm("hi")
+        assert reply_in(d, event).startswith("⚠️ Something went wrong on my side")
+
+
 # --- Exactly once ------------------------------------------------------------------------
 
 
@@ -263,11 +271,13 @@ async def test_bad_signature_is_refused_and_nothing_happens(tmp_path: Path) -> N
 
 async def test_app_mention_is_answered_in_a_thread(tmp_path: Path) -> None:
     async with deployment(tmp_path) as d:
-        envelope = app_mention_event(f"<@{BOT_USER_ID}> how do I start?", channel="C0TEAM")
+        text = f"<@{BOT_USER_ID}> how do I start with <@U0BOB>?"
+        envelope = app_mention_event(text, channel="C0TEAM")
         await d.deliver(envelope)
-        assert d.llm.last_request.last_user_text == "how do I start?"
+        assert d.llm.last_request.last_user_text == "how do I start with <@U0BOB>?"
         event = envelope["event"]
-        assert reply_in(d, event, channel="C0TEAM") == "Coach: how do I start?"
+        answer = reply_in(d, event, channel="C0TEAM")
+        assert answer == "Coach: how do I start with &lt;@U0BOB&gt;?"  # named, not pinged
         start = d.fake.calls_to("chat.startStream")[0].args
         assert (start["thread_ts"], start["recipient_user_id"]) == (event["ts"], USER_ID)
 
@@ -369,6 +379,13 @@ async def test_export_arrives_in_the_dm(tmp_path: Path) -> None:
         [export] = d.fake.messages(DM)
         assert export.text.startswith("```json\n") and export.text.endswith("```")
         assert "Learn &lt;b&gt;HTML&lt;/b&gt; &amp; CSS" in export.text
+
+
+async def test_a_command_that_fails_on_slack_still_gets_an_answer(tmp_path: Path) -> None:
+    async with deployment(tmp_path) as d:
+        d.fake.fail_next("conversations.open", "internal_error")
+        answer = await d.command("export")
+        assert answer["text"].startswith("⚠️ Something went wrong on my side")
 
 
 async def test_history_pages_with_buttons(tmp_path: Path) -> None:
