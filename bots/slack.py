@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -273,7 +273,7 @@ class SlackBot:
 
     async def deltas(
         self, turn: Turn, events: AsyncGenerator[ReplyEvent], status_shown: bool
-    ) -> AsyncIterator[str | Failure]:
+    ) -> AsyncGenerator[str | Failure]:
         """The coach's events as Slack-safe text for the streamer; the welcome goes first,
         as a message of its own."""
         async with aclosing(events):
@@ -428,14 +428,14 @@ class SlackBot:
                 socket = AsyncSocketModeHandler(
                     self.app, self.settings.slack_app_token.get_secret_value()
                 )
-                await socket.connect_async()
+                await socket.connect_async()  # type: ignore[no-untyped-call]
                 log.info("Slack Socket Mode connected")
             else:
                 await self.start_http(HTTP_HOST, self.settings.slack_port)
             await asyncio.Event().wait()
         finally:
             if socket is not None:
-                await socket.close_async()
+                await socket.close_async()  # type: ignore[no-untyped-call]
             await self.stop()
 
 
