@@ -156,10 +156,14 @@ async def run(settings: Settings) -> None:
     if not services:
         raise StartupError(NOTHING_CONFIGURED)
     async with open_coach(settings) as coach:
-        async with asyncio.TaskGroup() as group:
-            for name, service in services:
-                log.info("starting %s", name)
-                group.create_task(service(coach, settings), name=name)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, service in services:
+                    log.info("starting %s", name)
+                    group.create_task(service(coach, settings), name=name)
+        except* (DiscordSetupError, SlackSetupError) as failed:
+            # The task group wraps a service's setup error; the user needs its message only.
+            raise StartupError("\n".join(str(error) for error in failed.exceptions)) from None
 
 
 async def clock(settings: Settings) -> None:

@@ -104,3 +104,9 @@ async def test_console_marks_a_reply_cut_short(tmp_path: Path, fake: FakeAnthrop
     lines = out.getvalue().splitlines()
     assert lines[-2] == "coach> Let us plan"
     assert lines[-1].startswith("⚠ The coach's AI service stopped in the middle")
+
+
+async def test_run_with_a_half_configured_platform_says_what_is_missing(tmp_path: Path) -> None:
+    code, _, err = await momentum("run", cwd=tmp_path, env={"SLACK_BOT_TOKEN": "xoxb-test"})
+    assert code == 1 and "Traceback" not in err
+    assert "SLACK_APP_TOKEN" in err and "SLACK_SIGNING_SECRET" in err
