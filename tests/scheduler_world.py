@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from core.coach import Coach
-from core.config import Settings
 from core.llm import LLM, AnthropicLLM
 from core.models import Identity, Meeting, Platform, User
 from core.persona import Persona
@@ -15,6 +14,8 @@ from core.store import Store
 from scheduler.notify import Delivery, Notifiers
 from scheduler.windows import WindowKeeper
 from tests.fakes.notifier import RecordingNotifier
+from tests.support import FakeClock as Clock
+from tests.support import make_llm, make_settings
 
 PARIS = "Europe/Paris"
 ALICE = Identity(platform=Platform.SLACK, external_id="U_ALICE", workspace_id="T1")
@@ -22,28 +23,8 @@ BOB = Identity(platform=Platform.DISCORD, external_id="1001")
 LATE_GRACE = timedelta(hours=1)
 
 
-class Clock:
-    """The time the code under test sees; tests move it by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def make_settings(**overrides: object) -> Settings:
-    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
-
-
 def anthropic_llm(base_url: str) -> AnthropicLLM:
-    return AnthropicLLM(
-        api_key="test-key",
-        model="claude-sonnet-5-5",
-        max_tokens=512,
-        base_url=base_url,
-        max_retries=0,
-    )
+    return make_llm(make_settings(), base_url)
 
 
 @dataclass
