@@ -12,10 +12,7 @@ Everything written here is already Slack-safe: the caller escapes the deltas.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass
 
@@ -31,7 +28,6 @@ from bots.stream import (
     Failure,
     RateLimited,
     closed_fences,
-    next_write_at,
     render,
     split_message,
 )
@@ -73,31 +69,6 @@ def retry_after(error: SlackApiError) -> float | None:
         return DEFAULT_RETRY_AFTER
 
 
-class Pacer:
-    """A workspace's appendStream budget, asked without blocking: the native loop keeps
-    reading the model while it may not write, so each append carries all new text.
-
-    (bots/stream.py's EditBucket only offers a blocking `acquire`; this reuses its pure
-    `next_write_at` decision instead of adding a try-acquire to the shared renderer.)
-    """
-
-    def __init__(self, max_calls: int, per_seconds: float) -> None:
-        self.interval = per_seconds / max_calls
-        self._last: float | None = None
-        self._blocked_until = -math.inf
-
-    def wait(self) -> float:
-        """Seconds until the next write may go (0 when it may go now)."""
-        now = time.monotonic()
-        return next_write_at(self._last, self.interval, now, self._blocked_until) - now
-
-    def wrote(self) -> None:
-        self._last = time.monotonic()
-
-    def penalize(self, seconds: float) -> None:
-        self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
-
-
 class WorkspaceEdits:
     """The per-workspace write budgets, shared by every reply in that workspace."""
 
@@ -107,17 +78,13 @@ class WorkspaceEdits:
         appends: tuple[int, float] = (APPENDS_PER_MINUTE, 60.0),
     ) -> None:
         self._updates = Buckets(*updates)
-        self._appends_budget = appends
-        self._appends: dict[str, Pacer] = {}
+        self._appends = Buckets(*appends)
 
     def updates(self, team_id: str) -> EditBucket:
         return self._updates.get(team_id)
 
-    def appends(self, team_id: str) -> Pacer:
-        pacer = self._appends.get(team_id)
-        if pacer is None:
-            pacer = self._appends[team_id] = Pacer(*self._appends_budget)
-        return pacer
+    def appends(self, team_id: str) -> EditBucket:
+        return self._appends.get(team_id)
 
 
 class EditSurface:
@@ -178,8 +145,8 @@ class Handoff:
 class NativeReply:
     """One native stream. `run` returns None when the reply is complete, or a Handoff."""
 
-    def __init__(self, client: AsyncWebClient, where: Destination, pacer: Pacer) -> None:
-        self.client, self.where, self.pacer = client, where, pacer
+    def __init__(self, client: AsyncWebClient, where: Destination, appends: EditBucket) -> None:
+        self.client, self.where, self.appends = client, where, appends
         self.text = ""  # handed to the SDK (sent, or in its buffer after a refused flush)
         self.pending = ""  # read from the model, not yet handed over
         self._stream: AsyncChatStream | None = None
@@ -191,7 +158,9 @@ class NativeReply:
                 failure = delta
                 break
             self.pending += delta
-            if self._stream is None or self.pacer.wait() <= 0:  # first text goes out at once
+            # The first text goes out at once; later text waits for a free append slot and
+            # meanwhile keeps accumulating, so each append carries everything new.
+            if self.appends.try_acquire() or self._stream is None:
                 handoff = await self._append()
                 if handoff is not None:
                     return handoff
@@ -204,7 +173,6 @@ class NativeReply:
                 self._stream = await self._open()
             self.text += piece
             await self._stream.append(markdown_text=piece)
-            self.pacer.wrote()
         except SlackApiError as error:
             return self._refused(error)
         return None
@@ -220,11 +188,10 @@ class NativeReply:
         if self._stream is None:
             self._stream = await self._open()
         for _ in range(MAX_STOP_ATTEMPTS):
-            await asyncio.sleep(max(0.0, self.pacer.wait()))
+            await self.appends.acquire()
             try:
                 # A refused stop keeps its text in the SDK's buffer: hand it over once only.
                 await self._stream.stop(markdown_text=tail)
-                self.pacer.wrote()
                 return None
             except SlackApiError as error:
                 tail = ""
@@ -246,7 +213,7 @@ class NativeReply:
         """A 429 waits (the text stays buffered); anything else hands over to edits."""
         wait = retry_after(error)
         if wait is not None:
-            self.pacer.penalize(wait)
+            self.appends.penalize(wait)
             return None
         code = error.response.get("error")
         ts = self._stream.ts if self._stream is not None else None

@@ -250,6 +250,17 @@ class EditBucket:
                     return
                 await self._sleep(at - now)
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now and nobody is queued; never waits. For writers that
+        keep reading while they may not write, so that their next write carries more text."""
+        now = self.clock()
+        if self._lock.locked() or next_write_at(
+            self._last, self.interval, now, self._blocked_until
+        ) > now:
+            return False
+        self._last = now
+        return True
+
     def penalize(self, retry_after: float) -> None:
         """The platform still said 429: nobody in this bucket writes for `retry_after` s."""
         self._blocked_until = max(self._blocked_until, self.clock() + max(0.0, retry_after))

@@ -565,3 +565,17 @@ def test_render_always_ends_with_the_split_of_the_full_text(
     assert texts_ == surface.messages == expected
     order = [w.message for w in surface.sent()]
     assert order == sorted(order)  # once message n+1 exists, message n is never written again
+
+
+async def test_try_acquire_takes_a_free_slot_and_never_waits() -> None:
+    now = [0.0]
+    bucket = EditBucket(2, 1.0, clock=lambda: now[0])  # one write per 0.5 s
+    assert bucket.try_acquire()
+    assert not bucket.try_acquire()  # too soon: refused at once, not queued
+    now[0] = 0.5
+    assert bucket.try_acquire()
+    bucket.penalize(3.0)
+    now[0] = 3.0
+    assert not bucket.try_acquire()
+    now[0] = 3.5
+    assert bucket.try_acquire()
