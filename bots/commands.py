@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 10
 CONFIRM_WORD = "confirm"
+# How alike a mistyped command must be to suggest one: catches "histroy", not "dance".
+SUGGESTION_CUTOFF = 0.75
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ async def run_command(coach: Coach, identity: Identity, text: str) -> Result:
 def _unknown(name: str) -> str:
     if not name:
         return "Which command? Try /help."
-    close = difflib.get_close_matches(name.lower(), COMMANDS, n=1)
+    close = difflib.get_close_matches(name.lower(), COMMANDS, n=1, cutoff=SUGGESTION_CUTOFF)
     hint = f" Did you mean /{close[0]}?" if close else ""
     return f"I don't know /{name[:40]}.{hint} Try /help."
 

@@ -234,6 +234,10 @@ class Coach:
             yield SafetyReply(SAFETY_REPLY)
             await self._save_safety_turn(user, text, now)
             return
+        if not self.chat_configured:  # one clear line; the welcome waits for a working coach
+            llm_error = LLMError("not_configured")
+            yield Failed(llm_error.kind, llm_error.user_text)
+            return
         if not user.welcomed:
             await self.store.update_user(user.id, welcomed=True)
             yield Welcome(self.persona.welcome)
@@ -242,10 +246,6 @@ class Coach:
             yield Denied(
                 access, describe_access(access, lambda t: self.local(user, t), self.policy)
             )
-            return
-        if not self.chat_configured:
-            llm_error = LLMError("not_configured")
-            yield Failed(llm_error.kind, llm_error.user_text)
             return
         async with self._turns.hold(user.id):
             async for event in self._turn(user, text, access, now):

@@ -198,7 +198,8 @@ async def test_unconfigured_coach_says_what_to_set_and_commands_still_work(
 ) -> None:
     async with coach_on(store, None) as coach:
         events = await collect(coach, person(), "hello")
-        assert isinstance(events[-1], Failed) and "ANTHROPIC_API_KEY" in events[-1].user_text
+        assert kinds(events) == ["Failed"] and "ANTHROPIC_API_KEY" in events[0].user_text
+        assert not (await coach.user(person())).welcomed  # the welcome waits for a real reply
         result = await run_command(coach, person(), "/goal add Read more")
         assert "Read more" in str(result)
 
@@ -325,9 +326,12 @@ async def test_meetings_in_context_are_the_users_own(coach: Coach) -> None:
     assert isinstance(events[-1], Denied)
 
 
-async def test_welcome_comes_from_the_persona_file(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_persona_file_gives_the_welcome_and_the_prompt(
+    store: SQLiteStore, fake: FakeAnthropic, tmp_path: Path
+) -> None:
     persona = tmp_path / "persona.md"
     persona.write_text("# Persona\nYou are Tess.\n\n# Welcome\nHello from Tess!\n")
-    async with coach_on(store, None, persona_path=persona) as coach:
+    async with coach_on(store, fake.base_url, persona_path=persona) as coach:
         events = await collect(coach, person(), "hi")
     assert isinstance(events[0], Welcome) and events[0].text == "Hello from Tess!"
+    assert fake.last_request.body["system"][0]["text"] == "You are Tess."

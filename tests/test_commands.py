@@ -49,7 +49,7 @@ async def test_help_lists_every_command(coach: Coach) -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("/dance", "I don't know /dance."),
+        ("/dance", "I don't know /dance. Try /help."),
         ("/histroy", "Did you mean /history?"),
         ("/", "Which command?"),
         ("/timezone Mars/Olympus", "Europe/Paris"),
