@@ -105,6 +105,29 @@ async def test_mention_in_coaching_channel_is_stripped_too(tmp_path: Path) -> No
         await w.final_answer(asked, lambda text: "Coach: plan my week" in text)
 
 
+async def test_thread_in_a_coaching_channel_is_answered_in_the_thread(tmp_path: Path) -> None:
+    reply = words(30)
+    async with discord_world(tmp_path, llm_options={"reply": reply, "token_delay": 0.005}) as w:
+        thread = await w.discord.create_thread(w.coaching_channel, name="my goals")
+        asked = await w.say("How do I start?", channel_id=thread)
+        (answer,) = await w.final_answer(asked, lambda text: text.endswith(reply), thread)
+        assert w.bot_messages() == []  # nothing landed in the parent channel
+    assert answer.channel_id == thread and answer.silent and answer.edits
+    assert answer.data["message_reference"]["message_id"] == str(asked)
+    assert f"/channels/{thread}/typing" in [c.path for c in w.discord.calls]
+    assert writes_are_spaced(channel_writes(w, thread))  # a thread is its own bucket
+
+
+async def test_thread_outside_coaching_channels_needs_a_mention(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        thread = await w.discord.create_thread(w.other_channel)
+        ignored = await w.say("just chatting", channel_id=thread)
+        asked = await w.say("hello coach", channel_id=thread, mention_bot=True)
+        await w.final_answer(asked, lambda text: "Coach: hello coach" in text, thread)
+        assert w.answers_to(ignored, thread) == []
+    assert [r.last_user_text for r in w.llm.requests] == ["hello coach"]
+
+
 async def test_direct_message(tmp_path: Path) -> None:
     async with discord_world(tmp_path) as w:
         await w.say("hi in private", dm=True)

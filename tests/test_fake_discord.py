@@ -135,6 +135,86 @@ async def test_mentions_and_bots_arrive_as_built(fake: FakeDiscord) -> None:
     assert bot.author.bot and bot.content == ""
 
 
+async def test_thread_known_at_login_is_a_channel_of_its_own(fake: FakeDiscord) -> None:
+    parent = fake.channel_ids[1]
+    thread_id = await fake.create_thread(parent, name="week 1")  # before login: GUILD_CREATE
+    client = make_client()
+
+    @client.event
+    async def on_message(message: discord.Message) -> None:
+        if message.author.bot:
+            return
+        async with message.channel.typing():
+            reply = await message.reply("thinking", silent=True)
+        await reply.edit(content=f"done: {message.content}")
+
+    async with fake.running(client):
+        thread = client.get_channel(thread_id)
+        assert isinstance(thread, discord.Thread)
+        assert (thread.parent_id, thread.name) == (parent, "week 1")
+        assert thread.owner_id == fake.user_ids[0]
+        assert thread.parent is client.get_channel(parent) and not thread.archived
+        await fake.dispatch("MESSAGE_CREATE", fake.message_create("hi", channel_id=thread_id))
+        await fake.wait_for(lambda: [m for m in fake.messages_in(thread_id, by_bot=True)
+                                     if m.content == "done: hi"])
+    (reply,) = fake.messages_in(thread_id, by_bot=True)
+    assert reply.data["message_reference"]["channel_id"] == str(thread_id)
+    assert f"/channels/{thread_id}/typing" in [c.path for c in fake.calls]
+    assert fake.messages_in(parent) == []
+    listed = fake.guild_payload()["threads"][0]
+    assert listed["message_count"] == 2 and listed["member_count"] == 2  # the bot joined
+
+
+async def test_thread_started_while_connected_arrives_as_thread_create(
+    fake: FakeDiscord,
+) -> None:
+    client = make_client()
+    created: asyncio.Queue[discord.Thread] = asyncio.Queue()
+    seen = user_messages(client)
+
+    @client.event
+    async def on_thread_create(thread: discord.Thread) -> None:
+        created.put_nowait(thread)
+
+    async with fake.running(client):
+        thread_id = await fake.create_thread(name="check-in", owner_id=fake.user_ids[1])
+        thread = await asyncio.wait_for(created.get(), 2)
+        await fake.dispatch("MESSAGE_CREATE", fake.message_create(
+            "in the thread", channel_id=thread_id, author_id=fake.user_ids[1]))
+        message = await asyncio.wait_for(seen.get(), 2)
+    assert thread.id == thread_id and thread.parent_id == fake.channel_ids[0]
+    assert isinstance(message.channel, discord.Thread) and message.channel is thread
+    assert message.guild is not None and message.guild.id == fake.guild_id
+    assert isinstance(message.author, discord.Member) and message.content == "in the thread"
+
+
+async def test_command_in_a_thread(fake: FakeDiscord) -> None:
+    client = make_client()
+    tree = app_commands.CommandTree(client)
+    channels: list[object] = []
+
+    @tree.command(name="streak", description="Your streak")
+    async def streak(interaction: discord.Interaction) -> None:
+        channels.append(interaction.channel)
+        await interaction.response.send_message("3 days")
+
+    thread_id = await fake.create_thread()
+    async with fake.running(client):
+        interaction = fake.command_interaction("streak", channel_id=thread_id)
+        await fake.dispatch("INTERACTION_CREATE", interaction)
+        await fake.wait_for(lambda: fake.original_response(interaction))
+    (channel,) = channels
+    assert isinstance(channel, discord.Thread) and channel.parent_id == fake.channel_ids[0]
+    assert [m.content for m in fake.messages_in(thread_id)] == ["3 days"]
+
+
+async def test_messages_need_an_existing_channel(fake: FakeDiscord) -> None:
+    with pytest.raises(ValueError, match="create threads before"):
+        fake.message_create("lost", channel_id=1234)
+    with pytest.raises(ValueError, match="not a text channel"):
+        await fake.create_thread(1234)
+
+
 async def test_ephemeral_slash_command(fake: FakeDiscord) -> None:
     client = make_client()
     tree = app_commands.CommandTree(client)

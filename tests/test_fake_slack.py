@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -22,14 +24,17 @@ from tests.fakes.slack_api import (
     FakeSlack,
     app_home_opened_event,
     block_actions_body,
+    block_actions_payload,
     dm_channel_id,
     json_body,
     message_event,
     sign_request,
     slash_command_body,
+    slash_command_payload,
 )
 
 SECRET = "test-signing-secret"
+APP_TOKEN = "xapp-1-A0FAKEAPP-1-test"
 DM = dm_channel_id(USER_ID)
 
 
@@ -249,3 +254,61 @@ async def test_bolt_app_runs_against_the_fake(fake: FakeSlack) -> None:
 
     assert await deliver(block_actions_body("done", "goal-1")) == 200
     assert len(fake.calls_to("auth.test")) == 1  # Bolt caches it
+
+
+async def test_connections_open_wants_an_app_level_token(fake: FakeSlack) -> None:
+    with pytest.raises(SlackApiError) as refused:
+        await client_for(fake).apps_connections_open(app_token="xoxb-test")
+    assert refused.value.response["error"] == "not_allowed_token_type"
+    app_level = AsyncWebClient(token=APP_TOKEN, base_url=fake.base_url)
+    with pytest.raises(SlackApiError) as refused:
+        await app_level.chat_postMessage(channel=DM, text="hi")  # an xapp- token posts nothing
+    assert refused.value.response["error"] == "not_allowed_token_type"
+    url = (await client_for(fake).apps_connections_open(app_token=APP_TOKEN))["url"]
+    assert url.startswith("ws://127.0.0.1:") and "ticket=" in url
+
+
+async def test_bolt_app_over_socket_mode(fake: FakeSlack) -> None:
+    """Envelopes pushed over the socket reach a real AsyncApp; its acks come back."""
+    app = AsyncApp(client=client_for(fake), process_before_response=True)
+    seen: list[tuple[str, list[str]]] = []
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], request: AsyncBoltRequest) -> None:
+        seen.append((event["text"], request.headers["x-slack-retry-num"]))
+
+    @app.command("/coach")
+    async def on_command(ack: Any, command: dict[str, Any]) -> None:
+        await ack(f"you said {command['text']}")
+
+    @app.action("done")
+    async def on_done(ack: Any) -> None:
+        await ack()
+
+    handler = AsyncSocketModeHandler(app, APP_TOKEN)
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    try:
+        ack = await fake.deliver(message_event("hi"), envelope_id="env-1")
+        assert ack == {"envelope_id": "env-1"}
+        command = slash_command_payload("/coach", "plan", response_url=fake.response_url())
+        assert (await fake.deliver(command))["payload"] == {"text": "you said plan"}
+        assert set(await fake.deliver(block_actions_payload("done"))) == {"envelope_id"}
+
+        await fake.disconnect_socket()  # Slack's periodic refresh: the SDK reconnects
+        await fake.wait_for_socket(opened=2)
+        await fake.deliver(message_event("again"), retry_attempt=1, retry_reason="timeout")
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+    assert seen == [("hi", ["0"]), ("again", ["1"])]  # Bolt mirrors retry_attempt here
+    assert len(fake.calls_to("apps.connections.open")) == 2  # every socket needs a fresh URL
+    assert len(fake.acks) == 4 and fake.acks[0] == {"envelope_id": "env-1"}
+
+
+async def test_socket_urls_are_single_use(fake: FakeSlack) -> None:
+    url = (await client_for(fake).apps_connections_open(app_token=APP_TOKEN))["url"]
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url) as ws:
+            assert (await ws.receive_json())["type"] == "hello"
+            await fake.wait_for_socket()
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await session.ws_connect(url)

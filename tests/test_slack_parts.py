@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType, web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,72 +54,15 @@ def test_momentum_run_starts_slack_when_its_token_is_set() -> None:
 # --- Socket Mode, end to end ---------------------------------------------------------------
 
 
-class SocketModeServer:
-    """Slack's side of Socket Mode on loopback: a WebSocket that says hello, delivers
-    envelopes and collects the app's acknowledgements."""
-
-    def __init__(self) -> None:
-        self.acks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.connected = asyncio.Event()
-        self._socket: web.WebSocketResponse | None = None
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def __aenter__(self) -> SocketModeServer:
-        app = web.Application()
-        app.router.add_get("/link", self._link)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"ws://{host}:{port}/link"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._socket is not None:
-            await self._socket.close()
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-    async def _link(self, request: web.Request) -> web.WebSocketResponse:
-        socket = web.WebSocketResponse()
-        await socket.prepare(request)
-        self._socket = socket
-        await socket.send_json({"type": "hello", "num_connections": 1})
-        self.connected.set()
-        async for message in socket:
-            if message.type == WSMsgType.TEXT:
-                await self.acks.put(json.loads(message.data))
-        return socket
-
-    async def deliver(self, envelope_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-        assert self._socket is not None
-        await self._socket.send_json(
-            {
-                "envelope_id": envelope_id,
-                "type": "events_api",
-                "payload": payload,
-                "accepts_response_payload": False,
-                "retry_attempt": 0,
-                "retry_reason": "",
-            }
-        )
-        return await asyncio.wait_for(self.acks.get(), 5)
-
-
 async def test_socket_mode_answers_a_dm(tmp_path: Path) -> None:
-    fake = FakeSlack()
-    async with fake, FakeAnthropic() as llm, SocketModeServer() as socket:
-        # FakeSlack has no apps.connections.open; this test plays that part of Slack.
-        fake._handlers["apps.connections.open"] = lambda args, now: {"url": socket.url}
+    async with FakeSlack() as fake, FakeAnthropic() as llm:
         config = settings_for(
             fake, llm, tmp_path / "m.db", slack_app_token="xapp-1-test", slack_signing_secret=None
         )
         async with open_coach(config) as coach:
             bot = SlackBot(coach, config)
             running = asyncio.create_task(bot.run())
-            await asyncio.wait_for(socket.connected.wait(), 5)
-            ack = await socket.deliver("env-1", message_event("hello over the socket"))
+            ack = await fake.deliver(message_event("hello over the socket"), envelope_id="env-1")
             assert ack == {"envelope_id": "env-1"}
             await bot.wait_idle()
             running.cancel()

@@ -13,9 +13,13 @@ restores them); `api_url` / `gateway_url` are the same values for settings-drive
 
 The world is one guild (`guild_id`) with text channels `channel_ids`, members `user_ids` plus
 another bot (`other_bot_id`), and the bot itself (`bot_id`, which is also the application id,
-as for every modern Discord app). The gateway sends text frames, or zlib-stream binary frames
-when the URL asks for them (discord.py does on Python < 3.14 without `zstandard`). Dispatched
-events are kept per session so a RESUME replays what the client missed, as Discord does.
+as for every modern Discord app). `await create_thread(parent_id)` adds a public thread to a
+text channel: a channel of its own (messages, edits and typing go to the thread's id), listed
+in GUILD_CREATE's `threads` for later sessions and announced by THREAD_CREATE to a live one.
+
+The gateway sends text frames, or zlib-stream binary frames when the URL asks for them
+(discord.py does on Python < 3.14 without `zstandard`). Dispatched events are kept per
+session so a RESUME replays what the client missed, as Discord does.
 When the client did not IDENTIFY with the message-content intent, guild messages that do not
 mention the bot reach it with empty content, as on Discord. The bot's own messages are echoed
 back as MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE, as on Discord (`echo=False` to stop).
@@ -69,6 +73,8 @@ GATEWAY_PATH = "/gateway"
 DISCORD_EPOCH_MS = 1_420_070_400_000
 EPHEMERAL = 1 << 6  # message flag: only the invoking user sees it
 LOADING = 1 << 7  # message flag: "Bot is thinking..." after a defer
+PUBLIC_THREAD = 11  # channel type
+THREAD_MEMBER_COUNT_CAP = 50  # Discord stops counting a thread's members at 50
 SILENT = 1 << 12  # message flag: @silent, no push notification
 MESSAGE_CONTENT_INTENT = 1 << 15
 ATTACHMENT_LIMIT = 10 * 1024 * 1024
@@ -202,6 +208,18 @@ class _Interaction:
 
 
 @dataclass
+class _Thread:
+    """A public thread inside one of the guild's text channels; its counts are derived."""
+
+    id: int
+    parent_id: int
+    owner_id: int
+    name: str
+    created_at: str
+    member_ids: set[int]
+
+
+@dataclass
 class _Bucket:
     count: int = 0
     reset_at: float = 0.0
@@ -271,6 +289,7 @@ class FakeDiscord:
         }
         self.users[self.other_bot_id] = self._user(self.other_bot_id, "otherbot", bot=True)
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        self._threads: dict[int, _Thread] = {}
 
         self._messages: dict[int, FakeMessage] = {}
         self._interactions: dict[str, _Interaction] = {}
@@ -417,9 +436,51 @@ class FakeDiscord:
             "flags": 0, "recipients": [self.users[user_id]],
         }
 
+    def _thread_channel(self, thread: _Thread) -> JSON:
+        """A public thread as Discord sends it (`Thread._from_data` reads the required keys)."""
+        everything = [m for m in self._messages.values() if m.channel_id == thread.id]
+        live = [m for m in everything if not m.deleted]
+        return {
+            "id": str(thread.id), "type": PUBLIC_THREAD, "guild_id": str(self.guild_id),
+            "parent_id": str(thread.parent_id), "owner_id": str(thread.owner_id),
+            "name": thread.name, "last_message_id": str(live[-1].id) if live else None,
+            "message_count": len(live), "total_message_sent": len(everything),
+            "member_count": min(len(thread.member_ids), THREAD_MEMBER_COUNT_CAP),
+            "rate_limit_per_user": 0, "flags": 0, "applied_tags": [],
+            "thread_metadata": {
+                "archived": False, "auto_archive_duration": 1440, "locked": False,
+                "archive_timestamp": thread.created_at, "create_timestamp": thread.created_at,
+            },
+        }
+
+    async def create_thread(
+        self, parent_id: int | None = None, *, name: str = "thread", owner_id: int | None = None
+    ) -> int:
+        """A public thread in a text channel (default: the first), started by `owner_id`
+        (default: the first user); returns its id, which `message_create(channel_id=...)`
+        takes. A live session gets THREAD_CREATE, as when someone starts a thread."""
+        parent = parent_id or self.channel_ids[0]
+        if parent not in self.channel_ids:
+            raise ValueError(f"{parent} is not a text channel of the guild")
+        owner = owner_id or self.user_ids[0]
+        thread = _Thread(self._new_id(), parent, owner, name, _now_iso(), {owner})
+        self._threads[thread.id] = thread
+        if self._session_id is not None:
+            await self.dispatch("THREAD_CREATE", self._thread_channel(thread) | {
+                "newly_created": True,
+            })
+        return thread.id
+
+    def _joined(self, channel_id: int, user_id: int) -> None:
+        """Posting in a thread makes the author a member of it, as on Discord."""
+        if (thread := self._threads.get(channel_id)) is not None:
+            thread.member_ids.add(user_id)
+
     def _channel(self, channel_id: int) -> JSON | None:
         if channel_id in self.channel_ids:
             return self._text_channel(channel_id, self.channel_ids.index(channel_id))
+        if channel_id in self._threads:
+            return self._thread_channel(self._threads[channel_id])
         for user_id, dm_id in self.dm_channels.items():
             if dm_id == channel_id:
                 return self._dm_channel(user_id)
@@ -445,7 +506,8 @@ class FakeDiscord:
             ],
             "channels": [self._text_channel(c, i) for i, c in enumerate(self.channel_ids)],
             "members": [self._member(m) for m in member_ids],
-            "features": [], "emojis": [], "stickers": [], "threads": [], "presences": [],
+            "threads": [self._thread_channel(t) for t in self._threads.values()],
+            "features": [], "emojis": [], "stickers": [], "presences": [],
             "voice_states": [], "stage_instances": [], "guild_scheduled_events": [],
             "soundboard_sounds": [], "premium_tier": 0, "preferred_locale": "en-US",
             "system_channel_id": None, "afk_channel_id": None, "verification_level": 0,
@@ -454,7 +516,8 @@ class FakeDiscord:
         }
 
     def _guild_of(self, channel_id: int) -> int | None:
-        return self.guild_id if channel_id in self.channel_ids else None
+        in_guild = channel_id in self.channel_ids or channel_id in self._threads
+        return self.guild_id if in_guild else None
 
     def _author(self, user_id: int) -> JSON:
         return self.bot if user_id == self.bot_id else self.users[user_id]
@@ -542,13 +605,16 @@ class FakeDiscord:
     ) -> JSON:
         """MESSAGE_CREATE data from a user (default: first user in the first channel).
 
-        `dm` puts it in that user's DM channel, `mention_bot` prefixes `<@bot>`, `from_bot`
-        makes another bot the author. The message is stored, so the bot can reply to it.
+        `channel_id` may be a thread's (see `create_thread`); `dm` puts it in that user's DM
+        channel, `mention_bot` prefixes `<@bot>`, `from_bot` makes another bot the author.
+        The message is stored, so the bot can reply to it.
         """
         author = self.other_bot_id if from_bot else (author_id or self.user_ids[0])
         if dm:
             channel_id = int(self._dm_channel(author)["id"])
         channel = channel_id or self.channel_ids[0]
+        if self._channel(channel) is None:
+            raise ValueError(f"no channel {channel}: create threads before messages in them")
         if mention_bot:
             content = f"<@{self.bot_id}> {content}"
         body: JSON = {"content": content}
@@ -556,6 +622,7 @@ class FakeDiscord:
             body["message_reference"] = {"message_id": reply_to}
         data = self._message_data(channel, author, body)
         self._store(data)
+        self._joined(channel, author)
         return self._to_gateway(data)
 
     def _edit(self, message: FakeMessage, body: JSON) -> None:
@@ -1004,6 +1071,7 @@ class FakeDiscord:
             return _error(400, "Cannot send an empty message", 50006)
         message = self._store(self._message_data(channel_id, self.bot_id, body),
                               allowed_mentions=body.get("allowed_mentions"))
+        self._joined(channel_id, self.bot_id)
         await self._echo("MESSAGE_CREATE", message)
         return _json(message.data)
 

@@ -17,12 +17,22 @@ was built with `retry_handlers=[AsyncRateLimitErrorRetryHandler()]`; the default
 retry connection errors only. The retry handler sleeps `int(Retry-After)` seconds, so
 keep injected `retry_after` small in tests.
 
+Socket Mode: `apps.connections.open` (with an app-level `xapp-` token, as Slack requires)
+returns a one-use `ws://` URL on this server. The app connects, gets `hello`, and then
+`await fake.deliver(payload)` pushes one envelope and returns the app's acknowledgement;
+`disconnect_socket()` asks the app to reconnect, as Slack does every few hours.
+
+    async with FakeSlack() as fake:                      # with the app running in Socket Mode
+        await fake.wait_for_socket()
+        ack = await fake.deliver(message_event("hi"))    # {"envelope_id": ...}
+
 Also here: request signing (`sign_request`) and builders for the payloads Slack delivers
-to the app (Events API envelopes, slash commands, block_actions).
+to the app (Events API envelopes, slash commands, block_actions), over HTTP or the socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -36,7 +46,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 TEAM_ID = "T0FAKETEAM"
 TEAM_DOMAIN = "fake-team"
@@ -51,6 +61,9 @@ MAX_BLOCKS = 50
 # Slack tiers, per workspace and method: Tier 3 ~50/min for chat.update, Tier 4 ~100/min
 # for chat.appendStream. Used when FakeSlack(enforce_limits=True).
 DEFAULT_LIMITS: dict[str, int] = {"chat.update": 50, "chat.appendStream": 100}
+
+SOCKET_PATH = "/link/"
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})  # the only ones an xapp- token may call
 
 _JSON_ARGS = ("blocks", "attachments", "chunks", "view", "metadata", "loading_messages")
 
@@ -112,6 +125,14 @@ class Message:
 
 
 @dataclass
+class _SocketLink:
+    """One Socket Mode connection; a retiring one was told to reconnect and gets nothing new."""
+
+    ws: web.WebSocketResponse
+    retiring: bool = False
+
+
+@dataclass
 class _Failure:
     error: str
     status: int
@@ -154,9 +175,16 @@ class FakeSlack:
         self._recent: dict[str, deque[float]] = {}  # method -> accepted call times
         self._ts_base = int(time.time())
         self._ts_seq = 0
+        self.acks: list[dict[str, Any]] = []  # Socket Mode acknowledgements, in arrival order
+        self.sockets_opened = 0
+        self._tickets: set[str] = set()  # issued by apps.connections.open, each usable once
+        self._links: list[_SocketLink] = []
+        self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._socket_news = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
         self._handlers = {
+            "apps.connections.open": self._connections_open,
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
@@ -177,6 +205,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{tag}", self._response_url)
+        app.router.add_get(SOCKET_PATH, self._socket_link)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
@@ -184,6 +213,8 @@ class FakeSlack:
         self.url = f"http://{host}:{port}"
 
     async def close(self) -> None:
+        for link in list(self._links):
+            await link.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -286,6 +317,8 @@ class FakeSlack:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
+        if (method in APP_TOKEN_METHODS) != token.startswith("xapp-"):
+            return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
         failures = self._failures.get(method)
         if failures:
             f = failures[0]
@@ -324,6 +357,112 @@ class FakeSlack:
         body = await request.json() if request.can_read_body else {}
         self._responses.setdefault(request.match_info["tag"], []).append(body)
         return web.Response(text="ok")
+
+    # -- Socket Mode -----------------------------------------------------------------
+
+    async def wait_for_socket(self, *, opened: int = 1, within: float = 5.0) -> None:
+        """Until the app has opened `opened` sockets in all and one of them takes envelopes."""
+        try:
+            async with asyncio.timeout(within):
+                while self.sockets_opened < opened or self._live_link() is None:
+                    await self._socket_news.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"no Socket Mode connection within {within}s ({self.sockets_opened} opened)"
+            ) from None
+
+    async def deliver(
+        self,
+        payload: dict[str, Any],
+        *,
+        envelope_id: str | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        within: float = 5.0,
+    ) -> dict[str, Any]:
+        """Send one envelope over the socket and return the app's ack (`envelope_id`, and
+        `payload` when it answered with content). The envelope type follows the payload:
+        an Events API envelope, a slash command's fields, or an interactive payload.
+        `retry_attempt` >= 1 is how Slack marks a redelivery."""
+        await self.wait_for_socket(within=within)
+        link = self._live_link()
+        assert link is not None
+        envelope_id = envelope_id or str(uuid.uuid4())
+        kind = _envelope_type(payload)
+        waiter = asyncio.get_running_loop().create_future()
+        self._ack_waiters[envelope_id] = waiter
+        await link.ws.send_json({
+            "envelope_id": envelope_id, "type": kind, "payload": payload,
+            "accepts_response_payload": kind == "slash_commands"
+            or payload.get("type") in ("view_submission", "block_suggestion"),
+            "retry_attempt": retry_attempt, "retry_reason": retry_reason,
+        })
+        try:
+            async with asyncio.timeout(within):
+                return await waiter
+        except TimeoutError:
+            raise TimeoutError(
+                f"the app did not acknowledge {kind} envelope {envelope_id} within {within}s"
+            ) from None
+        finally:
+            self._ack_waiters.pop(envelope_id, None)
+
+    async def disconnect_socket(self, reason: str = "refresh_requested") -> None:
+        """Tell the connected app to reconnect (Slack's `disconnect` message); new envelopes
+        wait for its next socket, which `wait_for_socket(opened=...)` can await."""
+        for link in self._links:
+            if not link.retiring:
+                link.retiring = True
+                await link.ws.send_json({
+                    "type": "disconnect", "reason": reason, "debug_info": {"host": "fake-slack"},
+                })
+        self._socket_changed()
+
+    def _live_link(self) -> _SocketLink | None:
+        live = [link for link in self._links if not link.retiring and not link.ws.closed]
+        return live[-1] if live else None
+
+    def _socket_changed(self) -> None:
+        self._socket_news.set()
+        self._socket_news = asyncio.Event()
+
+    def _connections_open(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        ticket = uuid.uuid4().hex
+        self._tickets.add(ticket)
+        ws_url = self.url.replace("http://", "ws://", 1)
+        return {"url": f"{ws_url}{SOCKET_PATH}?{urlencode({'ticket': ticket, 'app_id': APP_ID})}"}
+
+    async def _socket_link(self, request: web.Request) -> web.StreamResponse:
+        """The app's end of Socket Mode. aiohttp's autoping answers the SDK's pings."""
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid or used ticket")
+        self._tickets.discard(ticket)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({
+            "type": "hello", "num_connections": len(self._links) + 1,
+            "debug_info": {"host": "fake-slack", "approximate_connection_time": 18060},
+            "connection_info": {"app_id": APP_ID},
+        })
+        link = _SocketLink(ws)
+        self._links.append(link)
+        self.sockets_opened += 1
+        self._socket_changed()
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    self._acknowledged(json.loads(message.data))
+        finally:
+            self._links.remove(link)
+            self._socket_changed()
+        return ws
+
+    def _acknowledged(self, ack: dict[str, Any]) -> None:
+        self.acks.append(ack)
+        waiter = self._ack_waiters.get(str(ack.get("envelope_id")))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ack)
 
     # -- methods ---------------------------------------------------------------------
 
@@ -464,6 +603,13 @@ def _content(args: dict[str, Any]) -> tuple[str, list[dict[str, Any]] | None]:
     if blocks is not None and (not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS):
         raise SlackError("invalid_blocks")
     return text[:TEXT_LIMIT], blocks
+
+
+def _envelope_type(payload: dict[str, Any]) -> str:
+    """Which Socket Mode envelope carries `payload`."""
+    if payload.get("type") == "event_callback":
+        return "events_api"
+    return "slash_commands" if "command" in payload else "interactive"
 
 
 def _append(msg: Message, args: dict[str, Any]) -> None:
@@ -617,7 +763,22 @@ def slash_command_body(
     team_id: str = TEAM_ID,
 ) -> bytes:
     """Form-encoded slash command, as Slack POSTs it."""
-    return urlencode({
+    return urlencode(slash_command_payload(
+        command, text, response_url=response_url, user=user, channel=channel, team_id=team_id,
+    )).encode()
+
+
+def slash_command_payload(
+    command: str,
+    text: str = "",
+    *,
+    response_url: str,
+    user: str = USER_ID,
+    channel: str | None = None,
+    team_id: str = TEAM_ID,
+) -> dict[str, str]:
+    """A slash command's fields: the form body over HTTP, the envelope payload over a socket."""
+    return {
         "token": "fake-verification-token",
         "team_id": team_id,
         "team_domain": TEAM_DOMAIN,
@@ -631,7 +792,7 @@ def slash_command_body(
         "is_enterprise_install": "false",
         "response_url": response_url,
         "trigger_id": uuid.uuid4().hex,
-    }).encode()
+    }
 
 
 def block_actions_body(
@@ -646,7 +807,27 @@ def block_actions_body(
     response_url: str | None = None,
     team_id: str = TEAM_ID,
 ) -> bytes:
-    """A button click as `payload=<json>`: on a message (message_ts) or in App Home (view)."""
+    """A button click as Slack POSTs it: `payload=<json>`."""
+    payload = block_actions_payload(
+        action_id, value, user=user, channel=channel, message_ts=message_ts, view=view,
+        block_id=block_id, response_url=response_url, team_id=team_id,
+    )
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def block_actions_payload(
+    action_id: str,
+    value: str | None = None,
+    *,
+    user: str = USER_ID,
+    channel: str | None = None,
+    message_ts: str | None = None,
+    view: dict[str, Any] | None = None,
+    block_id: str = "actions",
+    response_url: str | None = None,
+    team_id: str = TEAM_ID,
+) -> dict[str, Any]:
+    """A button click on a message (message_ts) or in App Home (view)."""
     if view is not None:
         container: dict[str, Any] = {"type": "view", "view_id": view.get("id", "V0FAKEVIEW")}
     else:
@@ -674,4 +855,4 @@ def block_actions_body(
         payload["message"] = {"type": "message", "ts": container["message_ts"], "text": ""}
     if response_url:
         payload["response_url"] = response_url
-    return urlencode({"payload": json.dumps(payload)}).encode()
+    return payload
