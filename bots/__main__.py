@@ -6,6 +6,8 @@ momentum run        every configured platform plus the scheduler, in one process
 momentum scheduler  the meeting-window scheduler alone (the Procfile's clock process)
 momentum admin      operator commands: `admin users`, `admin phase <user-id> <phase>`
 momentum discord-sync [--guild ID]  register the /coach commands with Discord
+
+`run` and `scheduler` stop cleanly on SIGTERM (what Procfile platforms send) and SIGINT, exit 0.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -42,6 +46,9 @@ NOTHING_CONFIGURED = (
     "DISCORD_BOT_TOKEN for Discord, in the environment or .env (see .env.example).\n"
     "To try the coach locally, run `momentum chat`."
 )
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StartupError(Exception):
@@ -173,6 +180,37 @@ async def clock(settings: Settings) -> None:
         await scheduler(coach, settings)
 
 
+async def until_stopped(work: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived command until SIGTERM or SIGINT, then return normally (exit code 0).
+
+    The signal cancels this task, so every `finally` and `async with` on the way out runs in
+    order: the services stop (the Slack server and the Discord client close, Slack replies in
+    flight get their grace), then the store closes. Being asked to stop is not an error.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    stopping = False
+
+    def stop(signum: signal.Signals) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            log.info("stopping (%s)", signum.name)
+            task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        with suppress(NotImplementedError):  # Windows: Ctrl-C stays a KeyboardInterrupt
+            loop.add_signal_handler(signum, stop, signum)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        task.uncancel()
+        log.info("stopped")
+
+
 async def discord_sync(settings: Settings, guild_id: int | None) -> None:
     """`momentum discord-sync`: Discord caps command creation, so this never runs on start."""
     async with open_coach(settings) as coach:
@@ -212,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(operator(settings, args))
         elif command == "discord-sync":
             asyncio.run(discord_sync(settings, args.guild))
+        elif command == "chat":
+            asyncio.run(chat(settings))
         else:
-            asyncio.run({"chat": chat, "run": run, "scheduler": clock}[command](settings))
+            asyncio.run(until_stopped({"run": run, "scheduler": clock}[command](settings)))
     except (StartupError, admin.AdminError, DiscordSetupError, SlackSetupError) as error:
         print(error, file=sys.stderr)
         return 1

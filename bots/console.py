@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from contextlib import aclosing
+import threading
+from contextlib import aclosing, suppress
 from typing import TextIO
 
 from bots.commands import as_text, is_command, run_command, when_local
@@ -38,13 +39,39 @@ class Console:
         while True:
             if self.interactive:
                 self.write(PROMPT)
-            line = await asyncio.to_thread(self.stdin.readline)
+            line = await self.readline()
             if not line:  # end of input
                 if self.interactive:
                     self.write("\nBye! Keep the momentum going.\n")
                 return
             if line.strip():
                 await self.handle(line.rstrip("\n"))
+
+    async def readline(self) -> str:
+        """The next line, read in a daemon thread: a blocked read must not keep Ctrl-C from
+        exiting (`asyncio.to_thread` would hold the process until the user pressed Enter)."""
+        loop = asyncio.get_running_loop()
+        line: asyncio.Future[str] = loop.create_future()
+
+        def deliver(result: str | Exception) -> None:
+            if line.done():
+                return
+            if isinstance(result, Exception):
+                line.set_exception(result)
+            else:
+                line.set_result(result)
+
+        def read() -> None:
+            result: str | Exception
+            try:
+                result = self.stdin.readline()
+            except Exception as error:
+                result = error
+            with suppress(RuntimeError):  # the loop closed while we read: nobody waits
+                loop.call_soon_threadsafe(deliver, result)
+
+        threading.Thread(target=read, name="console-stdin", daemon=True).start()
+        return await line
 
     async def handle(self, line: str) -> None:
         if is_command(line):

@@ -90,8 +90,10 @@ def discord_notifier(settings: Settings) -> DiscordNotifier | None:
     if settings.discord_bot_token is None:
         return None
     use_discord_urls(settings)
+    # REST only, so intents are never sent; `guilds` just spares every start discord.py's
+    # misleading "Guilds intent seems to be disabled" warning.
     return DiscordNotifier(
-        discord.Client(intents=discord.Intents.none(), allowed_mentions=QUIET),
+        discord.Client(intents=discord.Intents(guilds=True), allowed_mentions=QUIET),
         settings.discord_channel_ids,
         settings.discord_bot_token.get_secret_value(),
     )
