@@ -64,7 +64,9 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/health"
 HTTP_HOST = "0.0.0.0"  # behind a proxy or tunnel; Slack must reach it
 STATUS_THINKING = "is thinking…"  # Slack shows "<app name> is thinking…"
-SHUTDOWN_GRACE_SECONDS = 30.0  # let replies in flight finish before the store closes
+# Let replies in flight finish before the store closes; under the 30 s that hosts such as
+# Heroku allow between SIGTERM and SIGKILL, so the rest of shutdown still runs.
+SHUTDOWN_GRACE_SECONDS = 20.0
 # Message subtypes in which a person is speaking; every other subtype (edits, deletions,
 # joins, bot messages…) is not a message for the coach.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
