@@ -100,8 +100,14 @@ class Meeting(_Model):
     reminder_sent: bool = False
     recap_sent: bool = False
     recap: str | None = None
+    # No process starts the recap before this: an attempt's lease, a failed one's back-off, or
+    # (nothing to recap) the end of the catch-up. See scheduler.windows.
+    recap_claimed_until: datetime | None = None
 
     _aware = field_validator("start", "closes_at")(_require_aware)
+    _aware_or_none = field_validator("recap_claimed_until")(
+        lambda value: None if value is None else _require_aware(value)
+    )
 
     @property
     def end(self) -> datetime:

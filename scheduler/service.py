@@ -11,6 +11,11 @@ Misfires: a job that runs late by up to SCHEDULER_MISFIRE_GRACE_SECONDS (default
 runs (`coalesce` folds repeats into one run). A job that misses even that is not lost: the next
 refresh sees the transition is due and runs a catch-up, which handles lateness itself (see
 scheduler.windows: late closes are silent).
+
+Recaps: each refresh also starts a one-off job for every recap still owed and free to try
+(a failed try whose back-off is over, or one whose process stopped); `WindowKeeper` claims it
+first, so schedulers refreshing at the same moment try it once. Jobs, not awaits, so a slow
+model does not hold up the refresh.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 CATCH_UP_LOOKBACK = timedelta(days=7)
 REFRESH_JOB_ID = "refresh"
 CATCH_UP = "catch-up"
+RECAP = "recap"
 
 
 def real_now() -> datetime:
@@ -95,7 +101,8 @@ class SchedulerService:
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop turn
 
     async def refresh(self) -> None:
-        """Re-plan from the database: add what is new, drop what was cancelled or closed."""
+        """Re-plan from the database: add what is new, drop what was cancelled or closed, and
+        start the recaps still owed."""
         now = self.clock()
         try:
             meetings = await self.store.live_meetings(now - CATCH_UP_LOOKBACK)
@@ -107,6 +114,25 @@ class SchedulerService:
             self._drop(gone)
         for meeting in meetings:
             self.plan(meeting, now)
+        await self.catch_up_recaps(now)
+
+    async def catch_up_recaps(self, now: datetime) -> None:
+        """A job, due at once, for each recap still owed (not tracked with the window jobs: it
+        is for a closed meeting, and a refresh must not drop it)."""
+        try:
+            pending = await self.keeper.pending_recaps(now)
+        except Exception:
+            log.exception("looking for recaps to catch up on failed; trying at the next refresh")
+            return
+        for meeting in pending:
+            self._scheduler.add_job(
+                self._recap,
+                DateTrigger(run_date=real_now()),
+                args=[meeting.id],
+                id=f"{meeting.id}:{RECAP}",
+                name=f"recap of meeting {meeting.id}",
+                replace_existing=True,
+            )
 
     def plan(self, meeting: Meeting, now: datetime) -> None:
         """Jobs for the steps still ahead, plus one catch-up run if a step is already due."""
@@ -143,6 +169,12 @@ class SchedulerService:
             await self.keeper.advance(meeting_id, self.clock())
         except Exception:
             log.exception("window step %s of meeting %s failed", step, meeting_id)
+
+    async def _recap(self, meeting_id: str) -> None:
+        try:
+            await self.keeper.catch_up_recap(meeting_id, self.clock())
+        except Exception:  # its claim runs out, and a later refresh tries again
+            log.exception("recap of meeting %s failed", meeting_id)
 
     def _add(self, meeting_id: str, step: str, when: datetime, now: datetime) -> str:
         job_id = f"{meeting_id}:{step}"

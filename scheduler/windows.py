@@ -1,10 +1,10 @@
 """The meeting-window transitions: open, closing-soon reminder, close, recap.
 
-Every transition is an atomic claim in the store (scheduled -> open -> closed, and the once-only
-flags `reminder_sent` and `recap_sent`); only the process whose claim succeeds speaks, so any
-number of scheduler processes on one database tell a user exactly once. The decisions use
-core.access on the user's meetings, so the scheduler says what the gate does: a window that
-overlaps or touches the next one does not announce a close in between.
+Every transition is an atomic claim in the store (scheduled -> open -> closed, the once-only
+flag `reminder_sent`, and the recap's claim and `recap_sent`); only the process whose claim
+succeeds speaks, so any number of scheduler processes on one database tell a user once. The
+decisions use core.access on the user's meetings, so the scheduler says what the gate does: a
+window that overlaps or touches the next one does not announce a close in between.
 
 `advance(meeting_id, now)` does whatever is due for a meeting at `now`, so a job that fires
 late, twice or after a restart does the right thing. Choices for the cases a clock makes hard:
@@ -17,12 +17,35 @@ late, twice or after a restart does the right thing. Choices for the cases a clo
   the user talked to the coach in it (the gate does not need the scheduler).
 - A close more than `late_grace` (SCHEDULER_MISFIRE_GRACE_SECONDS) after the window ended is
   done silently: no message and no recap about a session long gone.
-- Recap: only the process that closed the window writes it. The LLM is tried again with backoff
-  (RECAP_RETRY_DELAYS) and the `recap_sent` flag is claimed only once a recap text exists and is
-  stored, so the flag never stands for a recap that was not written. If every try fails the flag
-  stays unset and the failure is logged; the recap is then not retried automatically.
+- Recap: owed for every window that closed with conversation in it (and not silently), and
+  sent at most once, from whichever process gets to it (see "Recaps" below).
 - Goal setting has no windows: the user gets a nudge when the window opens and the recap, but no
   "available until", reminder or "closed" message.
+
+Recaps outlive the process that closed the window. A recap is tried by whoever holds its claim,
+`recap_claimed_until`, an expiring lease on the meeting document:
+
+- The close sets the claim in the same update as the status (`now + RECAP_LEASE`), so the
+  closer tries first, right after the "closed" message, and nobody else can start before it.
+- Any scheduler's refresh (also at start) asks the store for `pending_recaps`: closed, not
+  sent, closed less than RECAP_CATCH_UP ago, claim unset or run out. It claims each one
+  (`claim_recap`, atomic) and the winner tries. One try per claim: a failure hands the claim
+  back set to the next try's time (`recap_retry_at`: waits of 1, 5, then 30 minutes, chosen by
+  the time since the close, so the schedule survives restarts without a counter); a process
+  that stops mid-try leaves a claim that runs out after RECAP_LEASE. This replaces in-process
+  retries with sleeps, which died with their process.
+- The text and `recap_sent` are written in ONE conditional update (`finish_recap`, only if not
+  yet sent), and only its winner stores the history message and sends. So at most one recap
+  message per meeting, even if a try outlives its lease and a second process tries too; and
+  while a lease holds, only one process calls the model. We claim first and release on failure
+  (rather than claim a flag for good) so that a crash costs a delay, not the recap; we claim
+  "sent" before sending (not after) so that a crash between the two loses one message instead
+  of risking two.
+- Nothing to recap (no conversation, or a silent late close): the claim is set to the end of
+  the catch-up, `closes_at + RECAP_CATCH_UP`, so no refresh looks at the meeting again. A recap
+  still failing when its catch-up ends is given up with an error in the log.
+- RECAP_CATCH_UP is 24 hours: "what you committed to" still helps the same day or the next
+  morning; older history is not recapped days later.
 """
 
 from __future__ import annotations
@@ -37,12 +60,15 @@ from core.llm import LLMError
 from core.models import Meeting, MeetingStatus, Message, MessageMeta, Phase, Role, User
 from core.recap import session_messages, write_recap
 from scheduler import messages
-from scheduler.notify import Delivery, Sleep
+from scheduler.notify import Delivery
 
 log = logging.getLogger(__name__)
 
 REMINDER_BEFORE_CLOSE = timedelta(minutes=10)
-RECAP_RETRY_DELAYS: tuple[float, ...] = (60.0, 300.0, 1800.0)
+# Longer than a close message with its retries plus the LLM deadline, so a live try keeps it.
+RECAP_LEASE = timedelta(minutes=10)
+RECAP_RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30))
+RECAP_CATCH_UP = timedelta(hours=24)
 # Meetings this far back are enough to tell whether another window is open or touching.
 NEIGHBOURS_LOOKBACK = timedelta(days=1)
 LIVE = (MeetingStatus.SCHEDULED, MeetingStatus.OPEN)
@@ -78,6 +104,22 @@ def due_steps(meeting: Meeting, now: datetime, policy: WindowPolicy) -> list[Ste
     return [step for step, when in step_times(meeting, policy).items() if when <= now]
 
 
+def recap_retry_at(closed_at: datetime, now: datetime) -> datetime:
+    """After a failed recap at `now`: wait 1 minute, then 5, then 30 each time, going by how long
+    the window has been closed, so that any process, after any restart, keeps the schedule."""
+    passed = timedelta(0)
+    for delay in RECAP_RETRY_DELAYS:
+        passed += delay
+        if now - closed_at < passed:
+            return now + delay
+    return now + RECAP_RETRY_DELAYS[-1]
+
+
+def recap_settled_until(meeting: Meeting) -> datetime:
+    """The claim that means "no more tries": it runs out only when the catch-up is over."""
+    return meeting.closes_at + RECAP_CATCH_UP
+
+
 class WindowKeeper:
     """Runs the transitions for the meetings in the coach's store, and tells users."""
 
@@ -87,17 +129,12 @@ class WindowKeeper:
         delivery: Delivery,
         *,
         late_grace: timedelta,
-        recap_delays: tuple[float, ...] = RECAP_RETRY_DELAYS,
-        sleep: Sleep | None = None,
     ) -> None:
         self.coach = coach
         self.store = coach.store
         self.policy: WindowPolicy = coach.policy
         self.delivery = delivery
         self.late_grace = late_grace
-        self._recap_delays = recap_delays
-        # Recap retries wait with the same (injectable) sleep as notification retries.
-        self._sleep: Sleep = sleep or delivery.sleep
 
     async def advance(self, meeting_id: str, now: datetime) -> None:
         """Do what is due for this meeting at `now`; idempotent, so safe to call any time."""
@@ -167,11 +204,14 @@ class WindowKeeper:
         return True
 
     async def close(self, meeting: Meeting, user: User, now: datetime) -> bool:
-        was = await self._claim_close(meeting)
+        closed_at = self.policy.closes_at(meeting)
+        silent = now - closed_at > self.late_grace
+        # The close claims the recap too: the closer tries first, after its "closed" message.
+        claim = recap_settled_until(meeting) if silent else now + RECAP_LEASE
+        was = await self._claim_close(meeting, claim)
         if was is None:
             return False
-        closed_at = self.policy.closes_at(meeting)
-        if now - closed_at > self.late_grace:
+        if silent:
             log.info(
                 "window of meeting %s closed %s late: closed without messages",
                 meeting.id,
@@ -193,11 +233,33 @@ class WindowKeeper:
                     )
                 )
                 await self.delivery.send(user, text)
-        await self.recap(meeting, user)
+        await self._recap(meeting, user, claim)
         return True
 
-    async def recap(self, meeting: Meeting, user: User) -> bool:
-        """Summarize the window's conversation, store it, and send it. True once sent."""
+    # Recaps
+
+    async def pending_recaps(self, now: datetime) -> list[Meeting]:
+        """Recaps still owed and free to try at `now` (see the module docstring)."""
+        return await self.store.pending_recaps(now - RECAP_CATCH_UP, now)
+
+    async def catch_up_recap(self, meeting_id: str, now: datetime) -> bool:
+        """Claim and try a recap still owed (an earlier try failed, or its process stopped).
+        True once this process sent it; False if another holds it or it is not owed."""
+        claim = now + RECAP_LEASE
+        meeting = await self.store.claim_recap(meeting_id, expired_by=now, until=claim)
+        if meeting is None:
+            return False
+        user = await self.store.get_user(meeting.user_id)
+        if user is None:
+            return False
+        log.info("catching up on the recap of meeting %s", meeting.id)
+        return await self._recap(meeting, user, claim)
+
+    async def _recap(self, meeting: Meeting, user: User, claim: datetime) -> bool:
+        """One try, holding the recap's claim until `claim`: write, store and send the recap.
+
+        True once sent. On failure the claim is handed back with the next try's time.
+        """
         tz = self.coach.zone(user)
         conversation = session_messages(
             await self.store.messages_between(
@@ -207,31 +269,26 @@ class WindowKeeper:
         )
         if not conversation:
             log.info("no conversation in the window of meeting %s: no recap", meeting.id)
+            await self._hand_back(meeting, claim, recap_settled_until(meeting))
             return False
-        delays = (*self._recap_delays, None)
-        for attempt, delay in enumerate(delays, 1):
-            try:
-                recap = await write_recap(
-                    self.coach.llm, self.coach.persona, meeting, conversation, tz
-                )
-                break
-            except LLMError as error:
-                if delay is None:
-                    log.error(
-                        "recap of meeting %s failed %d times (%s): not sent; recap_sent stays "
-                        "unset",
-                        meeting.id,
-                        attempt,
-                        error,
-                    )
-                    return False
+        try:
+            recap = await write_recap(self.coach.llm, self.coach.persona, meeting, conversation, tz)
+        except LLMError as error:
+            retry = recap_retry_at(meeting.closes_at, self.coach.clock())
+            if retry >= recap_settled_until(meeting):
+                log.error("recap of meeting %s failed (%s): giving up", meeting.id, error)
+            else:
                 log.warning(
-                    "recap of meeting %s failed (%s), retrying in %ss", meeting.id, error, delay
+                    "recap of meeting %s failed (%s): next try after %s",
+                    meeting.id,
+                    error,
+                    retry.isoformat(timespec="seconds"),
                 )
-                await self._sleep(delay)
-        # Stored before the flag is claimed: a claimed flag always has its recap.
-        await self.store.set_recap(meeting.id, recap.text)
-        if await self.coach.claim_flag(meeting.id, "recap_sent") is None:
+            await self._hand_back(meeting, claim, retry)
+            return False
+        # Text and flag in one conditional update: only one process ever gets past here.
+        if await self.store.finish_recap(meeting.id, recap.text) is None:
+            log.info("recap of meeting %s was sent by another process", meeting.id)
             return False
         completion = recap.completion
         await self.store.add_message(
@@ -252,15 +309,23 @@ class WindowKeeper:
         )
         return await self.delivery.send(user, messages.recap(meeting.start, recap.text, tz))
 
+    async def _hand_back(self, meeting: Meeting, claim: datetime, until: datetime) -> None:
+        """Move our own claim to `until`; a no-op if another process has taken it over."""
+        if await self.store.claim_recap(meeting.id, expired_by=claim, until=until) is None:
+            log.info("recap claim of meeting %s was taken over meanwhile", meeting.id)
+
     # Helpers
 
-    async def _claim_close(self, meeting: Meeting) -> MeetingStatus | None:
-        """Move a live meeting to closed from whichever state it is in; the state it was in."""
+    async def _claim_close(self, meeting: Meeting, recap_claim: datetime) -> MeetingStatus | None:
+        """Move a live meeting to closed from whichever state it is in, claiming its recap until
+        `recap_claim` in the same update; the state it was in."""
         status = meeting.status
         for _ in LIVE:
             if status not in LIVE:
                 return None
-            if await self.coach.claim_window(meeting.id, status, MeetingStatus.CLOSED):
+            if await self.store.claim_transition(
+                meeting.id, status, MeetingStatus.CLOSED, recap_claimed_until=recap_claim
+            ):
                 return status
             fresh = await self.store.get_meeting(meeting.id)
             if fresh is None:

@@ -64,6 +64,12 @@ class World:
         for meeting in meetings:
             await self.keeper.advance(meeting.id, when)
 
+    async def catch_up(self, when: datetime) -> None:
+        """Set the clock and try every recap still owed, as a refresh's recap jobs would."""
+        self.clock.now = when
+        for meeting in await self.keeper.pending_recaps(when):
+            await self.keeper.catch_up_recap(meeting.id, when)
+
     async def chat(self, text: str, identity: Identity = ALICE) -> str:
         """One conversation turn through the Coach, at the clock's time."""
         from core.coach import Done, Failed

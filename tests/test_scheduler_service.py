@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.models import MeetingStatus
+from core.recap import RECAP_INSTRUCTIONS
 from core.store import Store
 from scheduler.notify import Notifiers
 from scheduler.service import SchedulerService, run_scheduler
 from scheduler.windows import reminder_at
 from tests.conftest import StoreTarget
-from tests.fakes.anthropic_api import FakeAnthropic, Reply
+from tests.fakes.anthropic_api import FakeAnthropic, HttpError, Reply
 from tests.fakes.notifier import RecordingNotifier
 from tests.scheduler_world import ALICE, BOB, World, anthropic_llm, make_settings, utc
 
@@ -228,6 +229,71 @@ async def test_two_schedulers_racing_on_one_store_notify_exactly_once(
     await eventually(lambda: len(notifier.sent) == 1)
     await asyncio.sleep(0.5)  # both fired, and refreshed a few times
     assert len(notifier.sent) == 1
+
+
+async def closed_with_a_failed_recap(world: World, fake: FakeAnthropic) -> datetime:
+    """Alice talked in her window; at its close the model was down. When it closed."""
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    closes = world.coach.policy.closes_at(meeting)
+    await world.at(world.coach.policy.opens_at(meeting), meeting)
+    world.clock.now = meeting.start
+    await world.chat("I commit to two runs before Friday.")
+    fake.enqueue(HttpError(529))
+    await world.at(closes, meeting)
+    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "🔴"]
+    return closes
+
+
+def recap_requests(fake: FakeAnthropic) -> int:
+    return len([r for r in fake.requests if RECAP_INSTRUCTIONS in r.system_text])
+
+
+async def test_the_next_refresh_sends_a_recap_that_failed_at_the_close(
+    world: World, fake: FakeAnthropic, services: list[SchedulerService]
+) -> None:
+    closes = await closed_with_a_failed_recap(world, fake)
+    world.clock.now = closes + timedelta(seconds=30)  # the back-off (1 minute) is not over
+    service = await start(services, service_for(world))
+    await asyncio.sleep(0.2)
+    assert recap_requests(fake) == 1
+
+    fake.enqueue(Reply("Committed to: two runs before Friday."))
+    world.clock.now = closes + timedelta(minutes=2)
+    await service.refresh()
+    await eventually(lambda: len(world.notifier.sent) == 3)
+    for _ in range(3):
+        await service.refresh()
+    await asyncio.sleep(0.3)
+    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "🔴", "📝"]
+    assert world.notifier.texts()[2].endswith("Committed to: two runs before Friday.")
+    assert recap_requests(fake) == 2
+
+
+async def test_two_schedulers_refreshing_on_a_pending_recap_send_it_once(
+    store_target: StoreTarget, fake: FakeAnthropic, services: list[SchedulerService]
+) -> None:
+    notifier = RecordingNotifier()
+    clock = RunningClock(MONDAY)
+    llm = anthropic_llm(fake.base_url)
+    try:
+        worlds = [
+            World(await store_target.open(), clock, llm, notifier=notifier)  # type: ignore[arg-type]
+            for _ in range(2)
+        ]
+        closes = await closed_with_a_failed_recap(worlds[0], fake)
+        clock.now = closes + timedelta(minutes=2)
+        await asyncio.gather(
+            *(start(services, service_for(world, refresh_seconds=0.1)) for world in worlds)
+        )
+        await eventually(lambda: len(notifier.sent) == 3)
+        await asyncio.sleep(0.5)  # both refreshed a few times
+    finally:
+        for service in services:
+            await service.stop()
+        await llm.aclose()
+    assert [t[:1] for t in notifier.texts()] == ["🟢", "🔴", "📝"]
+    assert recap_requests(fake) == 2
 
 
 async def test_a_slow_notification_does_not_hold_up_other_users(

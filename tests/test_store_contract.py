@@ -311,6 +311,7 @@ async def test_meeting_round_trips_every_field(store: Store) -> None:
             "reminder_sent": True,
             "recap_sent": True,
             "recap": "Good week.",
+            "recap_claimed_until": at(95),
         }
     )
     await store.add_meetings([sent])
@@ -368,8 +369,21 @@ async def test_claim_transition_moves_once(store: Store) -> None:
     assert await store.claim_transition(item.id, closed, opened) is None
     assert await store.claim_transition("no-such-meeting", scheduled, opened) is None
     ended = await store.claim_transition(item.id, opened, closed)
-    assert ended is not None and ended.status == closed
+    assert ended is not None and ended.status == closed and ended.recap_claimed_until is None
     assert await store.get_meeting(item.id) == ended
+
+
+async def test_claim_transition_can_claim_the_recap_in_the_same_update(store: Store) -> None:
+    user_id = await new_user(store)
+    item = meeting(user_id, 0)
+    await store.add_meetings([item])
+    closed = await store.claim_transition(
+        item.id, MeetingStatus.SCHEDULED, MeetingStatus.CLOSED, recap_claimed_until=at(40)
+    )
+    assert closed == item.model_copy(
+        update={"status": MeetingStatus.CLOSED, "recap_claimed_until": at(40)}
+    )
+    assert await store.get_meeting(item.id) == closed
 
 
 async def test_concurrent_claim_transition_has_one_winner(
@@ -395,9 +409,7 @@ async def test_claim_flag_once_per_flag(store: Store) -> None:
     reminded = await store.claim_flag(item.id, "reminder_sent")
     assert reminded == item.model_copy(update={"reminder_sent": True})
     assert await store.claim_flag(item.id, "reminder_sent") is None
-    recapped = await store.claim_flag(item.id, "recap_sent")
-    assert recapped is not None and recapped.reminder_sent and recapped.recap_sent
-    assert await store.claim_flag("no-such-meeting", "recap_sent") is None
+    assert await store.claim_flag("no-such-meeting", "reminder_sent") is None
 
 
 async def test_concurrent_claim_flag_has_one_winner(
@@ -407,18 +419,103 @@ async def test_concurrent_claim_flag_has_one_winner(
     item = meeting(user_id, 0)
     await store.add_meetings([item])
 
-    results = await race(store_target, store, lambda s: s.claim_flag(item.id, "recap_sent"))
+    results = await race(store_target, store, lambda s: s.claim_flag(item.id, "reminder_sent"))
     assert sum(r is not None for r in results) == 1
 
 
-async def test_set_recap(store: Store) -> None:
-    user_id = await new_user(store)
-    item = meeting(user_id, 0)
-    await store.add_meetings([item])
+# Recaps: pending, claimed with an expiring lease, finished once
 
-    await store.set_recap(item.id, "You ran twice.")
-    assert await store.get_meeting(item.id) == item.model_copy(update={"recap": "You ran twice."})
-    await store.set_recap("no-such-meeting", "ignored")  # nothing to do, no error
+
+async def closed_meeting(store: Store, user_id: str, start_minutes: float) -> Meeting:
+    item = meeting(user_id, start_minutes)
+    await store.add_meetings([item])
+    closed = await store.claim_transition(item.id, MeetingStatus.SCHEDULED, MeetingStatus.CLOSED)
+    assert closed is not None
+    return closed
+
+
+async def test_pending_recaps_are_closed_unsent_recent_and_unclaimed(store: Store) -> None:
+    first, second = await new_user(store, "U1"), await new_user(store, "U2")
+    # Windows close 30 minutes after these starts; `now` is at(100), the look-back at(-100).
+    later = await closed_meeting(store, second, 50)
+    sooner = await closed_meeting(store, first, 10)
+    too_old = await closed_meeting(store, first, -140)
+    edge = await closed_meeting(store, first, -130)  # closes exactly at the look-back: out
+    sent = await closed_meeting(store, first, 0)
+    assert await store.finish_recap(sent.id, "Done.")
+    held = await closed_meeting(store, first, 20)
+    assert await store.claim_recap(held.id, expired_by=at(60), until=at(101))
+    ran_out = await closed_meeting(store, second, 30)
+    assert await store.claim_recap(ran_out.id, expired_by=at(60), until=at(100))
+    live, cancelled = meeting(first, 40), meeting(first, 45)
+    await store.add_meetings([live, cancelled])
+    await store.cancel_meetings(first, [cancelled.id])
+
+    pending = await store.pending_recaps(at(-100), at(100))
+    assert [m.id for m in pending] == [sooner.id, ran_out.id, later.id]
+    assert pending[1].recap_claimed_until == at(100)
+    assert too_old.id not in {m.id for m in pending} and edge.id not in {m.id for m in pending}
+    # A minute later the held claim has run out too.
+    assert held.id in {m.id for m in await store.pending_recaps(at(-100), at(101))}
+
+
+async def test_claim_recap_only_when_unclaimed_or_run_out(store: Store) -> None:
+    user_id = await new_user(store)
+    item = await closed_meeting(store, user_id, 0)
+
+    claimed = await store.claim_recap(item.id, expired_by=at(30), until=at(40))
+    assert claimed == item.model_copy(update={"recap_claimed_until": at(40)})
+    assert await store.claim_recap(item.id, expired_by=at(39), until=at(49)) is None  # held
+    # The holder hands its own claim back, earlier or later: its expiry is the condition.
+    handed = await store.claim_recap(item.id, expired_by=at(40), until=at(35))
+    assert handed is not None and handed.recap_claimed_until == at(35)
+    taken = await store.claim_recap(item.id, expired_by=at(35), until=at(45))  # ran out
+    assert taken is not None and taken.recap_claimed_until == at(45)
+    # A stale holder (its claim ended at 40) cannot move the newer claim.
+    assert await store.claim_recap(item.id, expired_by=at(40), until=at(100)) is None
+    assert await store.get_meeting(item.id) == taken
+
+    assert await store.claim_recap("no-such-meeting", expired_by=at(99), until=at(100)) is None
+    live = meeting(user_id, 60)
+    await store.add_meetings([live])
+    assert await store.claim_recap(live.id, expired_by=at(99), until=at(100)) is None
+
+
+async def test_finish_recap_once_stores_the_text_and_ends_the_claims(store: Store) -> None:
+    user_id = await new_user(store)
+    item = await closed_meeting(store, user_id, 0)
+    assert await store.claim_recap(item.id, expired_by=at(30), until=at(40))
+
+    finished = await store.finish_recap(item.id, "You ran twice.")
+    assert finished is not None
+    assert (finished.recap_sent, finished.recap) == (True, "You ran twice.")
+    assert await store.finish_recap(item.id, "A second recap") is None
+    assert await store.get_meeting(item.id) == finished
+    assert await store.claim_recap(item.id, expired_by=at(99), until=at(100)) is None
+    assert await store.pending_recaps(at(-100), at(100)) == []
+    assert await store.finish_recap("no-such-meeting", "ignored") is None
+
+
+async def test_concurrent_claim_recap_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    item = await closed_meeting(store, user_id, 0)
+    results = await race(
+        store_target, store, lambda s: s.claim_recap(item.id, expired_by=at(30), until=at(40))
+    )
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_concurrent_finish_recap_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    item = await closed_meeting(store, user_id, 0)
+    texts = iter(range(RACERS))
+    results = await race(store_target, store, lambda s: s.finish_recap(item.id, f"#{next(texts)}"))
+    [winner] = [r for r in results if r is not None]
+    assert await store.get_meeting(item.id) == winner
 
 
 # Dedupe
@@ -516,6 +613,26 @@ async def test_sqlite_file_is_created_versioned_and_reopened(tmp_path: Path) -> 
         assert await reopened.get_user(user.id) == user
     finally:
         await reopened.close()
+
+
+async def test_sqlite_file_of_an_older_version_is_migrated(tmp_path: Path) -> None:
+    """A database made before recap claims existed keeps its meetings, with no claim set."""
+    path = tmp_path / "momentum.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO meetings (id, user_id, start, duration_minutes, status, closes_at)"
+            " VALUES ('m1', 'u1', '2026-03-02T09:00:00.000+00:00', 30, 'closed',"
+            " '2026-03-02T10:30:00.000+00:00')"
+        )
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        old = await store.get_meeting("m1")
+        assert old is not None and old.recap_claimed_until is None and not old.recap_sent
+        assert await store.pending_recaps(T0, at(120)) == [old]
+    finally:
+        await store.close()
 
 
 async def test_sqlite_fresh_file_opened_by_several_processes_at_once(tmp_path: Path) -> None:

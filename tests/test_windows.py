@@ -6,19 +6,26 @@ loopback FakeAnthropic, and users are reached through a recording Notifier.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
-from core.models import MeetingStatus, Role
+from core.models import Meeting, MeetingStatus, Role
 from core.recap import RECAP_INSTRUCTIONS
 from core.store import Store
 from scheduler.notify import Delivery, Notifiers
-from scheduler.windows import WindowKeeper, reminder_at
+from scheduler.windows import (
+    RECAP_CATCH_UP,
+    RECAP_LEASE,
+    WindowKeeper,
+    recap_retry_at,
+    reminder_at,
+)
 from tests.conftest import StoreTarget
-from tests.fakes.anthropic_api import FakeAnthropic, HttpError, Reply
+from tests.fakes.anthropic_api import FakeAnthropic, HttpError, Reply, Stall
 from tests.fakes.notifier import RecordingNotifier
 from tests.scheduler_world import ALICE, BOB, LATE_GRACE, Clock, World, anthropic_llm, utc
 
@@ -227,8 +234,6 @@ async def test_a_window_missed_long_ago_closes_silently(world: World) -> None:
 async def test_two_schedulers_on_one_store_notify_exactly_once(
     store_target: StoreTarget, fake: FakeAnthropic
 ) -> None:
-    import asyncio
-
     notifier = RecordingNotifier()
     llm = anthropic_llm(fake.base_url)
     try:
@@ -293,42 +298,232 @@ async def test_users_on_a_platform_without_notifier_are_skipped_with_a_log_line(
     assert stored is not None and stored.status is MeetingStatus.OPEN
 
 
-async def test_recap_is_retried_and_the_flag_waits_for_a_recap(
+def recap_requests(fake: FakeAnthropic) -> int:
+    return len([r for r in fake.requests if RECAP_INSTRUCTIONS in r.system_text])
+
+
+async def talked_in_window(world: World) -> Meeting:
+    """Alice tracks, her window opens and she talks in it; the meeting as it is then."""
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    await world.at(world.coach.policy.opens_at(meeting), meeting)
+    world.clock.now = meeting.start
+    await world.chat("I'll stretch every morning.")
+    return meeting
+
+
+async def test_recap_retry_times_follow_the_time_since_the_close() -> None:
+    closed = MONDAY
+    minute = timedelta(minutes=1)
+    assert recap_retry_at(closed, closed) == closed + minute
+    assert recap_retry_at(closed, closed + 2 * minute) == closed + 7 * minute
+    assert recap_retry_at(closed, closed + 7 * minute) == closed + 37 * minute
+    assert (
+        recap_retry_at(closed, closed + 5 * 60 * minute) == closed + 5 * 60 * minute + 30 * minute
+    )
+
+
+async def test_llm_down_at_close_then_back_the_catch_up_sends_the_recap_once(
+    world: World, fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    meeting = await talked_in_window(world)
+    closes = world.coach.policy.closes_at(meeting)
+    fake.enqueue(HttpError(529))
+    with caplog.at_level(logging.WARNING, logger="scheduler"):
+        await world.at(closes, meeting)
+    assert "next try after" in caplog.text
+    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "🔴"]
+    assert world.sleeps == []  # no process waits in-line for the model any more
+    stored = await world.store.get_meeting(meeting.id)
+    assert stored is not None
+    assert (stored.status, stored.recap_sent, stored.recap) == (MeetingStatus.CLOSED, False, None)
+    assert stored.recap_claimed_until == closes + timedelta(minutes=1)
+
+    await world.catch_up(closes + timedelta(seconds=30))  # back-off not over: no try
+    assert recap_requests(fake) == 1
+    fake.enqueue(HttpError(529))
+    await world.catch_up(closes + timedelta(minutes=1))  # still down: next in 5 minutes
+    await world.catch_up(closes + timedelta(minutes=5))
+    assert recap_requests(fake) == 2
+    fake.enqueue(Reply(RECAP))
+    await world.catch_up(closes + timedelta(minutes=6))
+    for later in (7, 60, 24 * 60 - 1):
+        await world.catch_up(closes + timedelta(minutes=later))
+    assert recap_requests(fake) == 3
+    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "🔴", "📝"]
+    assert world.notifier.texts()[-1].endswith(RECAP)
+    stored = await world.store.get_meeting(meeting.id)
+    assert stored is not None and stored.recap_sent and stored.recap == RECAP
+    history = await world.store.recent_messages(stored.user_id, 10)
+    assert [m.meta.kind for m in history].count("recap") == 1
+
+
+async def test_a_restart_after_a_failed_recap_sends_it_once(
+    store: Store, fake: FakeAnthropic
+) -> None:
+    llm = anthropic_llm(fake.base_url)
+    try:
+        first = World(store, Clock(MONDAY), llm)
+        meeting = await talked_in_window(first)
+        closes = first.coach.policy.closes_at(meeting)
+        fake.enqueue(HttpError(529))
+        await first.at(closes, meeting)
+        # The process stops. Each restart has a new coach and keeper on the same database.
+        fake.enqueue(Reply(RECAP))
+        for minutes in (3, 4, 30):
+            restarted = World(store, Clock(closes), llm, notifier=first.notifier)
+            await restarted.catch_up(closes + timedelta(minutes=minutes))
+    finally:
+        await llm.aclose()
+    assert [t[:1] for t in first.notifier.texts()] == ["🟢", "🔴", "📝"]
+    assert recap_requests(fake) == 2
+
+
+async def test_a_closer_that_stopped_mid_recap_is_taken_over_when_its_claim_runs_out(
+    world: World, fake: FakeAnthropic
+) -> None:
+    meeting = await talked_in_window(world)
+    closes = world.coach.policy.closes_at(meeting)
+    # What a closer leaves behind when it stops right after its close claim.
+    await world.store.claim_transition(
+        meeting.id,
+        MeetingStatus.OPEN,
+        MeetingStatus.CLOSED,
+        recap_claimed_until=closes + RECAP_LEASE,
+    )
+    await world.catch_up(closes + RECAP_LEASE - SECOND)
+    assert recap_requests(fake) == 0
+    fake.enqueue(Reply(RECAP))
+    await world.catch_up(closes + RECAP_LEASE)
+    await world.catch_up(closes + RECAP_LEASE + timedelta(minutes=30))
+    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "📝"]
+    assert recap_requests(fake) == 1
+
+
+async def test_two_schedulers_racing_on_a_pending_recap_call_the_model_once(
+    store_target: StoreTarget, fake: FakeAnthropic
+) -> None:
+    notifier = RecordingNotifier()
+    llm = anthropic_llm(fake.base_url)
+    try:
+        worlds = [
+            World(await store_target.open(), Clock(MONDAY), llm, notifier=notifier)
+            for _ in range(2)
+        ]
+        meeting = await talked_in_window(worlds[0])
+        closes = worlds[0].coach.policy.closes_at(meeting)
+        fake.enqueue(HttpError(529), Reply(RECAP))
+        await worlds[0].at(closes, meeting)
+        later = closes + timedelta(minutes=2)
+        await asyncio.gather(*(w.catch_up(later) for w in worlds for _ in range(3)))
+    finally:
+        await llm.aclose()
+    assert [t[:1] for t in notifier.texts()] == ["🟢", "🔴", "📝"]
+    assert recap_requests(fake) == 2  # the failed one at the close, then exactly one
+
+
+async def test_a_try_that_outlives_its_claim_may_call_the_model_twice_but_sends_once(
+    store_target: StoreTarget, fake: FakeAnthropic
+) -> None:
+    notifier = RecordingNotifier()
+    clock = Clock(MONDAY)
+    llm = anthropic_llm(fake.base_url)
+    try:
+        slow, other = [
+            World(await store_target.open(), clock, llm, notifier=notifier) for _ in range(2)
+        ]
+        meeting = await talked_in_window(slow)
+        closes = slow.coach.policy.closes_at(meeting)
+        fake.enqueue(HttpError(529))
+        await slow.at(closes, meeting)
+        retry = closes + timedelta(minutes=1)
+        fake.enqueue(Stall(after=1, seconds=0.5), Reply(RECAP))
+        clock.now = retry
+        stalled = asyncio.create_task(slow.keeper.catch_up_recap(meeting.id, retry))
+        for _ in range(500):  # until the slow try's request has reached the model
+            if recap_requests(fake) == 2:
+                break
+            await asyncio.sleep(0.01)
+        # The slow try's claim runs out while it waits: another process takes over.
+        assert await other.keeper.catch_up_recap(meeting.id, retry + RECAP_LEASE)
+        assert not await stalled
+    finally:
+        await llm.aclose()
+    assert recap_requests(fake) == 3
+    assert [t[:1] for t in notifier.texts()] == ["🟢", "🔴", "📝"]
+    assert notifier.texts()[-1].endswith(RECAP)
+    stored = await slow.store.get_meeting(meeting.id)
+    assert stored is not None and stored.recap == RECAP
+
+
+async def test_a_recap_beyond_the_catch_up_is_given_up(
+    world: World, fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    meeting = await talked_in_window(world)
+    closes = world.coach.policy.closes_at(meeting)
+    fake.enqueue(HttpError(529), HttpError(529))
+    await world.at(closes, meeting)
+    with caplog.at_level(logging.ERROR, logger="scheduler"):
+        await world.catch_up(closes + RECAP_CATCH_UP - timedelta(minutes=10))
+    assert "giving up" in caplog.text
+    fake.enqueue(Reply(RECAP))
+    for after in (SECOND, timedelta(hours=1), timedelta(days=3)):
+        await world.catch_up(closes + RECAP_CATCH_UP + after)
+    assert recap_requests(fake) == 2
+    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "🔴"]
+
+
+async def test_a_meeting_closed_beyond_the_look_back_is_not_recapped(
+    store: Store, fake: FakeAnthropic
+) -> None:
+    llm = anthropic_llm(fake.base_url)
+    try:
+        first = World(store, Clock(MONDAY), llm)
+        meeting = await talked_in_window(first)
+        closes = first.coach.policy.closes_at(meeting)
+        fake.enqueue(HttpError(529))
+        await first.at(closes, meeting)
+        # The model and every scheduler were gone for more than the catch-up.
+        back = World(store, Clock(MONDAY), llm, notifier=first.notifier)
+        await back.catch_up(closes + RECAP_CATCH_UP + SECOND)
+        assert await back.keeper.pending_recaps(closes + RECAP_CATCH_UP + SECOND) == []
+    finally:
+        await llm.aclose()
+    assert recap_requests(fake) == 1
+    assert [t[:1] for t in first.notifier.texts()] == ["🟢", "🔴"]
+
+
+async def test_no_conversation_means_no_recap_and_no_more_looks(
     world: World, fake: FakeAnthropic
 ) -> None:
     await world.tracking_user()
     [meeting] = await world.meetings()
-    world.clock.now = meeting.start
-    await world.chat("I'll stretch every morning.")
-    fake.enqueue(HttpError(529), HttpError(529), Reply(RECAP))
-    await world.at(world.coach.policy.closes_at(meeting), meeting)
-    assert world.sleeps == [60.0, 300.0]
-    assert world.notifier.texts()[-1].endswith(RECAP)
+    closes = world.coach.policy.closes_at(meeting)
+    await world.at(world.coach.policy.opens_at(meeting), meeting)
+    await world.at(closes, meeting)
     stored = await world.store.get_meeting(meeting.id)
-    assert stored is not None and stored.recap_sent and stored.recap == RECAP
+    assert stored is not None and not stored.recap_sent
+    assert stored.recap_claimed_until == stored.closes_at + RECAP_CATCH_UP
+    for after in (timedelta(minutes=1), timedelta(hours=1), RECAP_CATCH_UP - SECOND):
+        assert await world.keeper.pending_recaps(closes + after) == []
+        await world.catch_up(closes + after)
+    assert recap_requests(fake) == 0
+    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "🔴"]
 
 
-async def test_when_every_recap_try_fails_nothing_is_sent_and_the_flag_stays_unset(
-    world: World, fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+async def test_a_silent_late_close_is_not_recapped_later_either(
+    world: World, fake: FakeAnthropic
 ) -> None:
     await world.tracking_user()
     [meeting] = await world.meetings()
-    world.clock.now = meeting.start
+    world.clock.now = meeting.start  # no scheduler ran, but the gate let Alice talk
     await world.chat("I'll stretch every morning.")
-    await world.at(world.coach.policy.opens_at(meeting), meeting)
-    fake.enqueue(*[HttpError(529)] * 4)
-    with caplog.at_level(logging.ERROR, logger="scheduler"):
-        await world.at(world.coach.policy.closes_at(meeting), meeting)
-    assert "recap_sent stays unset" in caplog.text
-    assert [t[:1] for t in world.notifier.texts()] == ["🟢", "🔴"]
-    stored = await world.store.get_meeting(meeting.id)
-    assert stored is not None
-    assert (stored.status, stored.recap_sent, stored.recap) == (MeetingStatus.CLOSED, False, None)
-    # The flag is free, so a later try can still deliver the one recap.
-    fake.enqueue(Reply(RECAP))
-    user = await world.coach.user(ALICE)
-    assert await world.keeper.recap(stored, user)
-    assert world.notifier.texts()[-1].endswith(RECAP)
+    late = world.coach.policy.closes_at(meeting) + LATE_GRACE + SECOND
+    await world.at(late, meeting)
+    for after in (timedelta(minutes=1), timedelta(hours=2)):
+        await world.catch_up(late + after)
+    assert world.notifier.sent == []
+    assert recap_requests(fake) == 0
 
 
 async def test_goal_setting_users_get_a_nudge_and_the_recap_only(

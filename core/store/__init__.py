@@ -17,7 +17,8 @@ from typing import Literal, Protocol
 
 from core.models import Goal, GoalStatus, Identity, Meeting, MeetingStatus, Message, Phase, User
 
-MeetingFlag = Literal["reminder_sent", "recap_sent"]
+# `recap_sent` is no plain flag: `finish_recap` sets it together with the recap's text.
+MeetingFlag = Literal["reminder_sent"]
 
 
 class StoreUnavailable(Exception):
@@ -84,14 +85,37 @@ class Store(Protocol):
         """Cancel those of the user's meetings that have not closed; returns how many."""
 
     async def claim_transition(
-        self, meeting_id: str, from_status: MeetingStatus, to_status: MeetingStatus
+        self,
+        meeting_id: str,
+        from_status: MeetingStatus,
+        to_status: MeetingStatus,
+        *,
+        recap_claimed_until: datetime | None = None,
     ) -> Meeting | None:
-        """Atomically move a meeting between states; None if another process got there first."""
+        """Atomically move a meeting between states; None if another process got there first.
+
+        With `recap_claimed_until`, the same update sets the recap claim: a close hands the
+        recap to its closer, leaving no moment in which another process could start it.
+        """
 
     async def claim_flag(self, meeting_id: str, flag: MeetingFlag) -> Meeting | None:
         """Atomically set a once-only flag; None if it was already set."""
 
-    async def set_recap(self, meeting_id: str, text: str) -> None: ...
+    # Recaps: claimed with an expiring lease, finished once (see scheduler.windows)
+    async def pending_recaps(self, closed_after: datetime, now: datetime) -> list[Meeting]:
+        """Closed meetings closing after `closed_after` whose recap is unsent and unclaimed at
+        `now` (no claim, or one that ran out by then), by window close."""
+
+    async def claim_recap(
+        self, meeting_id: str, *, expired_by: datetime, until: datetime
+    ) -> Meeting | None:
+        """Claim a closed meeting's unsent recap until `until` if it is unclaimed or its claim
+        ran out by `expired_by`; None otherwise. A claim taken over from an expired one ends
+        later than it, so a holder passing its own expiry as `expired_by` releases or extends
+        its own claim and never another process's."""
+
+    async def finish_recap(self, meeting_id: str, text: str) -> Meeting | None:
+        """Store the recap and mark it sent, in one update; None if one was sent already."""
 
     # Dedupe
     async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:

@@ -68,6 +68,11 @@ def _load(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "id": data["_id"]}
 
 
+def _recap_unclaimed_by(when: datetime) -> dict[str, Any]:
+    """No recap claim, or one that ran out by `when` (None also matches a missing field)."""
+    return {"$or": [{"recap_claimed_until": None}, {"recap_claimed_until": {"$lte": when}}]}
+
+
 class MongoStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._client = client
@@ -272,11 +277,19 @@ class MongoStore:
 
     @_unavailable_on_error
     async def claim_transition(
-        self, meeting_id: str, from_status: MeetingStatus, to_status: MeetingStatus
+        self,
+        meeting_id: str,
+        from_status: MeetingStatus,
+        to_status: MeetingStatus,
+        *,
+        recap_claimed_until: datetime | None = None,
     ) -> Meeting | None:
+        changes: dict[str, Any] = {"status": to_status.value}
+        if recap_claimed_until is not None:
+            changes["recap_claimed_until"] = recap_claimed_until
         found = await self._meetings.find_one_and_update(
             {"_id": meeting_id, "status": from_status.value},
-            {"$set": {"status": to_status.value}},
+            {"$set": changes},
             return_document=ReturnDocument.AFTER,
         )
         return Meeting.model_validate(_load(found)) if found else None
@@ -291,8 +304,42 @@ class MongoStore:
         return Meeting.model_validate(_load(found)) if found else None
 
     @_unavailable_on_error
-    async def set_recap(self, meeting_id: str, text: str) -> None:
-        await self._meetings.update_one({"_id": meeting_id}, {"$set": {"recap": text}})
+    async def pending_recaps(self, closed_after: datetime, now: datetime) -> list[Meeting]:
+        # (status, closes_at) is the index; the rest is checked on its few documents.
+        cursor = self._meetings.find(
+            {
+                "status": MeetingStatus.CLOSED.value,
+                "closes_at": {"$gt": closed_after},
+                "recap_sent": {"$ne": True},
+                **_recap_unclaimed_by(now),
+            }
+        ).sort(_by("closes_at"))
+        return [Meeting.model_validate(_load(d)) async for d in cursor]
+
+    @_unavailable_on_error
+    async def claim_recap(
+        self, meeting_id: str, *, expired_by: datetime, until: datetime
+    ) -> Meeting | None:
+        found = await self._meetings.find_one_and_update(
+            {
+                "_id": meeting_id,
+                "status": MeetingStatus.CLOSED.value,
+                "recap_sent": {"$ne": True},
+                **_recap_unclaimed_by(expired_by),
+            },
+            {"$set": {"recap_claimed_until": until}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Meeting.model_validate(_load(found)) if found else None
+
+    @_unavailable_on_error
+    async def finish_recap(self, meeting_id: str, text: str) -> Meeting | None:
+        found = await self._meetings.find_one_and_update(
+            {"_id": meeting_id, "recap_sent": {"$ne": True}},
+            {"$set": {"recap": text, "recap_sent": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Meeting.model_validate(_load(found)) if found else None
 
     # Dedupe
 

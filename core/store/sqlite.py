@@ -58,6 +58,9 @@ MIGRATIONS = [
     CREATE TABLE events (key TEXT PRIMARY KEY, expires_at TEXT NOT NULL);
     CREATE INDEX events_by_expiry ON events (expires_at);
     """,
+    """
+    ALTER TABLE meetings ADD COLUMN recap_claimed_until TEXT
+    """,
 ]
 
 
@@ -330,8 +333,8 @@ class SQLiteStore:
         try:
             await self._db.executemany(
                 "INSERT INTO meetings (id, user_id, start, duration_minutes, series_id, status,"
-                " closes_at, reminder_sent, recap_sent, recap)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " closes_at, reminder_sent, recap_sent, recap, recap_claimed_until)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         m.id,
@@ -344,6 +347,7 @@ class SQLiteStore:
                         int(m.reminder_sent),
                         int(m.recap_sent),
                         m.recap,
+                        _ts(m.recap_claimed_until) if m.recap_claimed_until else None,
                     )
                     for m in meetings
                 ],
@@ -386,24 +390,62 @@ class SQLiteStore:
         )
 
     async def claim_transition(
-        self, meeting_id: str, from_status: MeetingStatus, to_status: MeetingStatus
+        self,
+        meeting_id: str,
+        from_status: MeetingStatus,
+        to_status: MeetingStatus,
+        *,
+        recap_claimed_until: datetime | None = None,
     ) -> Meeting | None:
-        row = await self._one(
-            "UPDATE meetings SET status = ? WHERE id = ? AND status = ? RETURNING *",
-            (to_status, meeting_id, from_status),
-        )
+        if recap_claimed_until is None:
+            row = await self._one(
+                "UPDATE meetings SET status = ? WHERE id = ? AND status = ? RETURNING *",
+                (to_status, meeting_id, from_status),
+            )
+        else:
+            row = await self._one(
+                "UPDATE meetings SET status = ?, recap_claimed_until = ?"
+                " WHERE id = ? AND status = ? RETURNING *",
+                (to_status, _ts(recap_claimed_until), meeting_id, from_status),
+            )
         return _meeting(row) if row else None
 
     async def claim_flag(self, meeting_id: str, flag: MeetingFlag) -> Meeting | None:
-        column = {"reminder_sent": "reminder_sent", "recap_sent": "recap_sent"}[flag]
+        column = {"reminder_sent": "reminder_sent"}[flag]
         row = await self._one(
             f"UPDATE meetings SET {column} = 1 WHERE id = ? AND {column} = 0 RETURNING *",
             (meeting_id,),
         )
         return _meeting(row) if row else None
 
-    async def set_recap(self, meeting_id: str, text: str) -> None:
-        await self._write("UPDATE meetings SET recap = ? WHERE id = ?", (text, meeting_id))
+    async def pending_recaps(self, closed_after: datetime, now: datetime) -> list[Meeting]:
+        # (status, closes_at) is the index; the rest is checked on its few rows.
+        rows = await self._all(
+            "SELECT * FROM meetings WHERE status = ? AND closes_at > ? AND recap_sent = 0"
+            " AND (recap_claimed_until IS NULL OR recap_claimed_until <= ?)"
+            " ORDER BY closes_at, rowid",
+            (MeetingStatus.CLOSED, _ts(closed_after), _ts(now)),
+        )
+        return [_meeting(row) for row in rows]
+
+    async def claim_recap(
+        self, meeting_id: str, *, expired_by: datetime, until: datetime
+    ) -> Meeting | None:
+        row = await self._one(
+            "UPDATE meetings SET recap_claimed_until = ?"
+            " WHERE id = ? AND status = ? AND recap_sent = 0"
+            " AND (recap_claimed_until IS NULL OR recap_claimed_until <= ?) RETURNING *",
+            (_ts(until), meeting_id, MeetingStatus.CLOSED, _ts(expired_by)),
+        )
+        return _meeting(row) if row else None
+
+    async def finish_recap(self, meeting_id: str, text: str) -> Meeting | None:
+        row = await self._one(
+            "UPDATE meetings SET recap = ?, recap_sent = 1 WHERE id = ? AND recap_sent = 0"
+            " RETURNING *",
+            (text, meeting_id),
+        )
+        return _meeting(row) if row else None
 
     # Dedupe
 
