@@ -8,6 +8,7 @@ every datetime, query bounds included, goes through `_ts` to keep it so.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,9 @@ from core.models import (
     User,
 )
 from core.store import MeetingFlag, StoreUnavailable
+
+WAL_SWITCH_ATTEMPTS = 20
+WAL_SWITCH_BACKOFF_SECONDS = 0.02
 
 MIGRATIONS = [
     """
@@ -116,6 +120,19 @@ def _meeting(row: sqlite3.Row) -> Meeting:
     )
 
 
+async def _use_wal(db: aiosqlite.Connection) -> None:
+    """Switch to WAL. SQLite does not wait on a lock for this switch (no busy handler), so
+    when several processes open a fresh file at once, a loser retries for a moment."""
+    for attempt in range(1, WAL_SWITCH_ATTEMPTS + 1):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == WAL_SWITCH_ATTEMPTS:
+                raise StoreUnavailable(f"cannot open the SQLite file: {error}") from error
+            await asyncio.sleep(WAL_SWITCH_BACKOFF_SECONDS * attempt)
+
+
 class SQLiteStore:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -127,7 +144,7 @@ class SQLiteStore:
         # Another process (a separate scheduler) may hold the write lock for a moment.
         db = await aiosqlite.connect(path, timeout=10, isolation_level=None)
         db.row_factory = sqlite3.Row
-        await db.execute("PRAGMA journal_mode=WAL")
+        await _use_wal(db)
         await db.execute("PRAGMA synchronous=NORMAL")
         store = cls(db)
         await store._migrate()
