@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -312,6 +312,15 @@ async def talked_in_window(world: World) -> Meeting:
     return meeting
 
 
+async def recap_failed_at_close(world: World, fake: FakeAnthropic) -> tuple[Meeting, datetime]:
+    """Alice talked in her window, and the model was down when it closed: a recap is owed."""
+    meeting = await talked_in_window(world)
+    closes = world.coach.policy.closes_at(meeting)
+    fake.enqueue(HttpError(529))
+    await world.at(closes, meeting)
+    return meeting, closes
+
+
 async def test_recap_retry_times_follow_the_time_since_the_close() -> None:
     closed = MONDAY
     minute = timedelta(minutes=1)
@@ -364,10 +373,7 @@ async def test_a_restart_after_a_failed_recap_sends_it_once(
     llm = anthropic_llm(fake.base_url)
     try:
         first = World(store, Clock(MONDAY), llm)
-        meeting = await talked_in_window(first)
-        closes = first.coach.policy.closes_at(meeting)
-        fake.enqueue(HttpError(529))
-        await first.at(closes, meeting)
+        _, closes = await recap_failed_at_close(first, fake)
         # The process stops. Each restart has a new coach and keeper on the same database.
         fake.enqueue(Reply(RECAP))
         for minutes in (3, 4, 30):
@@ -432,10 +438,7 @@ async def test_a_try_that_outlives_its_claim_may_call_the_model_twice_but_sends_
         slow, other = [
             World(await store_target.open(), clock, llm, notifier=notifier) for _ in range(2)
         ]
-        meeting = await talked_in_window(slow)
-        closes = slow.coach.policy.closes_at(meeting)
-        fake.enqueue(HttpError(529))
-        await slow.at(closes, meeting)
+        meeting, closes = await recap_failed_at_close(slow, fake)
         retry = closes + timedelta(minutes=1)
         fake.enqueue(Stall(after=1, seconds=0.5), Reply(RECAP))
         clock.now = retry
@@ -479,10 +482,7 @@ async def test_a_meeting_closed_beyond_the_look_back_is_not_recapped(
     llm = anthropic_llm(fake.base_url)
     try:
         first = World(store, Clock(MONDAY), llm)
-        meeting = await talked_in_window(first)
-        closes = first.coach.policy.closes_at(meeting)
-        fake.enqueue(HttpError(529))
-        await first.at(closes, meeting)
+        _, closes = await recap_failed_at_close(first, fake)
         # The model and every scheduler were gone for more than the catch-up.
         back = World(store, Clock(MONDAY), llm, notifier=first.notifier)
         await back.catch_up(closes + RECAP_CATCH_UP + SECOND)
