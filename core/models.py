@@ -29,6 +29,10 @@ def _require_aware(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+def _aware_if_set(value: datetime | None) -> datetime | None:
+    return None if value is None else _require_aware(value)
+
+
 class Platform(StrEnum):
     SLACK = "slack"
     DISCORD = "discord"
@@ -74,9 +78,7 @@ class Goal(_Model):
     created_at: datetime
     closed_at: datetime | None = None
 
-    _aware = field_validator("created_at", "closed_at")(
-        lambda value: None if value is None else _require_aware(value)
-    )
+    _aware = field_validator("created_at", "closed_at")(_aware_if_set)
 
 
 class MeetingStatus(StrEnum):
@@ -105,9 +107,7 @@ class Meeting(_Model):
     recap_claimed_until: datetime | None = None
 
     _aware = field_validator("start", "closes_at")(_require_aware)
-    _aware_or_none = field_validator("recap_claimed_until")(
-        lambda value: None if value is None else _require_aware(value)
-    )
+    _aware_or_none = field_validator("recap_claimed_until")(_aware_if_set)
 
     @property
     def end(self) -> datetime:
