@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -12,9 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 def new_id() -> str:
-    """A unique id that sorts by creation time (like UUIDv7): it breaks ties between records
-    created in the same millisecond, e.g. a message and its reply under a frozen test clock."""
-    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
+    return uuid.uuid4().hex
 
 
 class _Model(BaseModel):
