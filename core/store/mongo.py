@@ -115,11 +115,14 @@ class MongoStore:
 
     @_unavailable_on_error
     async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
-        fresh = User(identity=identity, created_at=now)
         query = {
             "identity.platform": identity.platform.value,
             "identity.external_id": identity.external_id,
         }
+        # Read first: the user almost always exists, and a read is cheaper than an upsert.
+        if (existing := await self._users.find_one(query)) is not None:
+            return User.model_validate(_load(existing)), False
+        fresh = User(identity=identity, created_at=now)
         try:
             found = await self._users.find_one_and_update(
                 query,

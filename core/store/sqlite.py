@@ -200,6 +200,9 @@ class SQLiteStore:
     # Users
 
     async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
+        # Read first: the user almost always exists, and a read takes no write lock.
+        if (existing := await self._user_by_identity(identity)) is not None:
+            return existing, False
         user = User(identity=identity, created_at=now)
         inserted = await self._write(
             "INSERT OR IGNORE INTO users (id, platform, external_id, workspace_id, display_name,"
@@ -215,12 +218,16 @@ class SQLiteStore:
                 _ts(user.created_at),
             ),
         )
+        created = await self._user_by_identity(identity)
+        assert created is not None
+        return created, inserted == 1
+
+    async def _user_by_identity(self, identity: Identity) -> User | None:
         row = await self._one(
             "SELECT * FROM users WHERE platform = ? AND external_id = ?",
             (identity.platform, identity.external_id),
         )
-        assert row is not None
-        return _user(row), inserted == 1
+        return _user(row) if row else None
 
     async def get_user(self, user_id: str) -> User | None:
         row = await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
