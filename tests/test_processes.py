@@ -5,17 +5,10 @@ settings read from the environment, and a clean exit on the platform's stop sign
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -35,95 +28,13 @@ from tests.fakes.slack_api import (
     message_event,
     sign_request,
 )
+from tests.momentum_process import STARTUP_SECONDS, Momentum, eventually, momentum
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-MOMENTUM = [sys.executable, "-m", "bots"]
-CLEAN_ENV = {
-    key: value
-    for key, value in os.environ.items()
-    if not key.startswith(
-        ("ANTHROPIC_", "SLACK_", "DISCORD_", "DATABASE_", "PERSONA_", "SCHEDULER_", "LOG_")
-    )
-}
 SIGNING_SECRET = "test-signing-secret"
-STARTUP_SECONDS = 10.0  # a cold interpreter importing every SDK; usually ~2 s
-STOP_SECONDS = 5.0
 WINDOW_OPEN = "coaching window is open"
 CLOCK_SLACK = 0.1  # seconds: the process plans on the wall clock, the fakes stamp monotonic
-
-
-class Momentum:
-    """One running `python -m bots`, its log (stderr) read line by line as it is written."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._reader = asyncio.create_task(self._read())
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        async for line in self.process.stderr:
-            self.lines.append(line.decode(errors="replace"))
-
-    async def wait_for_log(self, pattern: str, within: float = STARTUP_SECONDS) -> re.Match[str]:
-        """The first log match of `pattern`; fails early, with the log, if the process dies."""
-
-        def found() -> re.Match[str] | None:
-            if self.process.returncode is not None:
-                raise AssertionError(f"momentum exited ({self.process.returncode}):\n{self.log}")
-            return re.search(pattern, self.log)
-
-        match: re.Match[str] = await eventually(found, within, f"log {pattern!r}", self)
-        return match
-
-    async def terminate(self, within: float = STOP_SECONDS) -> int:
-        """SIGTERM, as Heroku-style platforms stop a dyno; the exit code, within `within`."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(self.process.wait(), within)
-        except TimeoutError:
-            raise AssertionError(f"no exit {within}s after SIGTERM:\n{self.log}") from None
-        await self._reader
-        return code
-
-
-async def eventually(
-    predicate: Callable[[], Any], within: float, what: str, process: Momentum | None = None
-) -> Any:
-    """Poll `predicate` until truthy: the fakes see a process's effects only over the wire."""
-    deadline = time.monotonic() + within
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            log = f"; log:\n{process.log}" if process is not None else ""
-            raise AssertionError(f"not within {within}s: {what}{log}")
-        await asyncio.sleep(0.05)
-    return result
-
-
-@asynccontextmanager
-async def momentum(command: str, cwd: Path, env: dict[str, str]) -> AsyncIterator[Momentum]:
-    """Start `momentum <command>`; killed on the way out if a test left it running."""
-    process = await asyncio.create_subprocess_exec(
-        *MOMENTUM,
-        command,
-        cwd=cwd,
-        env={**CLEAN_ENV, "PYTHONPATH": os.getcwd(), "LOG_LEVEL": "INFO", **env},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    running = Momentum(process)
-    try:
-        yield running
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 def assert_clean_exit(code: int, process: Momentum) -> None:
