@@ -365,6 +365,21 @@ async def test_channel_bucket_headers_pace_discord_py() -> None:
     assert fake.rate_limited == 0  # discord.py read X-RateLimit-* and waited pre-emptively
 
 
+async def test_global_limit_refuses_the_request_past_the_budget_across_channels() -> None:
+    async with FakeDiscord(global_limit=(3, 60.0)) as fake, aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bot {fake.token}"}
+        statuses = []
+        for channel in fake.channel_ids * 2:  # two channels: the budget is the bot's, not theirs
+            url = f"{fake.api_url}/channels/{channel}/typing"
+            async with session.post(url, headers=headers) as response:
+                statuses.append(response.status)
+                scope = response.headers.get("X-RateLimit-Global")
+                body = await response.json() if response.status == 429 else {}
+    assert statuses == [204, 204, 204, 429]
+    assert scope == "true" and body["global"] is True
+    assert fake.rate_limited == 1
+
+
 @pytest.mark.parametrize(
     ("code", "resumable"), [(4000, True), (None, True), (4000, False)],
     ids=["close-4000", "abort", "invalid-session"],

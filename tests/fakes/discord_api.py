@@ -41,10 +41,12 @@ import asyncio
 import contextlib
 import fnmatch
 import json
+import math
 import re
 import secrets
 import time
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -264,14 +266,19 @@ class FakeDiscord:
         channel_ids: Sequence[int] = (1100000000000000200, 1100000000000000201),
         user_ids: Sequence[int] = (1100000000000000300, 1100000000000000301),
         message_bucket: tuple[int, float] | None = None,
+        global_limit: tuple[int, float] | None = None,
         heartbeat_interval_ms: int = 41_250,
         echo: bool = True,
     ) -> None:
-        """`message_bucket=(5, 5.0)` enforces 5 message writes per 5 s per channel."""
+        """`message_bucket=(5, 5.0)` enforces 5 message writes per 5 s per channel;
+        `global_limit=(50, 1.0)` Discord's 50 requests per second per bot (interaction
+        callbacks exempt), over a sliding window."""
         self.token = token
         self.channel_ids = list(channel_ids)
         self.user_ids = list(user_ids)
         self.message_bucket = message_bucket
+        self.global_limit = global_limit
+        self._global_recent: deque[float] = deque()  # accepted requests, for global_limit
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.echo = echo
 
@@ -962,6 +969,24 @@ class FakeDiscord:
         return None, self._ratelimit_headers(limit, limit - bucket.count, reset_after,
                                              "channel-messages")
 
+    def _global(self, call: Call) -> web.Response | None:
+        """A global 429 when the bot has spent its requests for the window (global_limit)."""
+        if self.global_limit is None or call.path.startswith("/interactions/"):
+            return None
+        limit, window = self.global_limit
+        recent = self._global_recent
+        while recent and recent[0] <= call.time - window:
+            recent.popleft()
+        if len(recent) < limit:
+            recent.append(call.time)
+            return None
+        retry_after = recent[0] + window - call.time
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after))), "X-RateLimit-Global": "true",
+                   "X-RateLimit-Scope": "global", "Via": "1.1 google"}
+        body = {"message": "You are being rate limited.", "retry_after": round(retry_after, 3),
+                "global": True}
+        return _json(body, 429, headers)
+
     @web.middleware
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Any]
@@ -977,6 +1002,8 @@ class FakeDiscord:
         extra: dict[str, str] = {}
         if fault := self._take_fault(call):
             response = _json(fault.body, fault.status, fault.headers)
+        elif (refused := self._global(call)) is not None:
+            response = refused
         else:
             limited, extra = self._bucket(call)
             if limited is not None:
