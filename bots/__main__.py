@@ -99,7 +99,11 @@ async def open_coach(settings: Settings) -> AsyncIterator[Coach]:
     except PersonaError as error:
         raise StartupError(f"PERSONA_PATH: {error}") from error
     try:
-        store = await open_store(settings.database_url, mongodb_database=settings.mongodb_database)
+        store = await open_store(
+            settings.database_url,
+            mongodb_database=settings.mongodb_database,
+            timeout_seconds=settings.database_timeout_seconds,
+        )
     except (StoreUnavailable, ValueError, OSError) as error:
         raise StartupError(f"DATABASE_URL: {error}") from error
     llm = build_llm(settings)

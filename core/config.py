@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     # Storage: sqlite:///path.db (embedded default) or mongodb://... / mongodb+srv://...
     database_url: str = "sqlite:///momentum.db"
     mongodb_database: str = "momentum"
+    # How long a database call waits for the database (SQLite: a lock held by another
+    # connection; MongoDB: a reachable server) before the user is told it is unavailable.
+    # None keeps the backend's default: SQLite 10 s, MongoDB 5 s.
+    database_timeout_seconds: float | None = Field(None, gt=0)
 
     # The model
     anthropic_api_key: SecretStr | None = None

@@ -122,16 +122,26 @@ class Store(Protocol):
         """True the first time a key is seen (or once `now` >= its expiry), False for a repeat."""
 
 
-async def open_store(url: str, *, mongodb_database: str = "momentum") -> Store:
-    """Open the backend named by `DATABASE_URL`."""
+async def open_store(
+    url: str, *, mongodb_database: str = "momentum", timeout_seconds: float | None = None
+) -> Store:
+    """Open the backend named by `DATABASE_URL`. `timeout_seconds` bounds how long a call
+    waits for the database before it raises StoreUnavailable (None: the backend's default)."""
     if url.startswith("sqlite://"):
         from core.store.sqlite import SQLiteStore
 
-        return await SQLiteStore.open(url.removeprefix("sqlite://").removeprefix("/") or ":memory:")
+        path = url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
+        if timeout_seconds is None:
+            return await SQLiteStore.open(path)
+        return await SQLiteStore.open(path, busy_timeout=timeout_seconds)
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from core.store.mongo import MongoStore
 
-        return await MongoStore.open(url, database=mongodb_database)
+        if timeout_seconds is None:
+            return await MongoStore.open(url, database=mongodb_database)
+        return await MongoStore.open(
+            url, database=mongodb_database, server_timeout=timeout_seconds
+        )
     raise ValueError(
         f"DATABASE_URL must start with sqlite:/// or mongodb:// (got {url.split(':', 1)[0]}:...)"
     )

@@ -29,6 +29,7 @@ from core.models import (
 )
 from core.store import MeetingFlag, StoreUnavailable
 
+SERVER_TIMEOUT_SECONDS = 5.0  # how long a call waits for a reachable server
 LIVE = [MeetingStatus.SCHEDULED.value, MeetingStatus.OPEN.value]
 
 P = ParamSpec("P")
@@ -84,9 +85,18 @@ class MongoStore:
         self._events = db["events"]
 
     @classmethod
-    async def open(cls, url: str, *, database: str = "momentum") -> MongoStore:
+    async def open(
+        cls,
+        url: str,
+        *,
+        database: str = "momentum",
+        server_timeout: float = SERVER_TIMEOUT_SECONDS,
+    ) -> MongoStore:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, tz_aware=True, tzinfo=UTC, serverSelectionTimeoutMS=5000
+            url,
+            tz_aware=True,
+            tzinfo=UTC,
+            serverSelectionTimeoutMS=round(server_timeout * 1000),
         )
         store = cls(client, database)
         try:

@@ -30,6 +30,7 @@ from core.models import (
 )
 from core.store import MeetingFlag, StoreUnavailable
 
+BUSY_TIMEOUT_SECONDS = 10.0  # another process (a separate scheduler) may hold the lock a moment
 WAL_SWITCH_ATTEMPTS = 20
 WAL_SWITCH_BACKOFF_SECONDS = 0.02
 
@@ -138,11 +139,12 @@ class SQLiteStore:
         self._db = db
 
     @classmethod
-    async def open(cls, path: str) -> SQLiteStore:
+    async def open(cls, path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteStore:
+        """Open (creating it if need be) the file; a call waiting longer than `busy_timeout`
+        for another connection's lock raises StoreUnavailable."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Another process (a separate scheduler) may hold the write lock for a moment.
-        db = await aiosqlite.connect(path, timeout=10, isolation_level=None)
+        db = await aiosqlite.connect(path, timeout=busy_timeout, isolation_level=None)
         db.row_factory = sqlite3.Row
         await _use_wal(db)
         await db.execute("PRAGMA synchronous=NORMAL")
