@@ -40,6 +40,7 @@ from core.models import (
 from core.persona import CoachContext, Persona, conversation, system_blocks
 from core.safety import SAFETY_REPLY, is_crisis
 from core.store import MeetingFlag, Store, StoreUnavailable
+from core.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,27 @@ class HistoryPage:
     total: int
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """A turn's request to the model: system blocks and alternating messages."""
+
+    system: list[dict[str, Any]]
+    messages: list[dict[str, str]]
+
+
+@dataclass
+class EventClaim:
+    """A platform event's dedupe key, once claimed, and whether it must stay claimed.
+
+    It stays once the user's message is saved or the user got an answer; a turn that fails
+    before either releases it, so the platform's retry of the event is answered instead of
+    being taken for a duplicate of a message that was never kept.
+    """
+
+    key: str | None = None
+    settled: bool = False
+
+
 class UserLocks:
     """One lock per user, so a user's turns run in order; freed when nobody waits."""
 
@@ -167,6 +189,9 @@ class Coach:
         self.policy = WindowPolicy(settings.window_before, settings.window_after)
         self.clock = clock
         self._turns = UserLocks()
+        # Claims a failed turn could not release (the database was down too): released
+        # before the next claim, so a retry of those events is not taken for a duplicate.
+        self._unreleased: set[str] = set()
         # Called after meetings change; the scheduler appends itself when it runs in-process.
         self.meeting_observers: list[MeetingsObserver] = (
             [on_meetings_changed] if on_meetings_changed else []
@@ -194,20 +219,44 @@ class Coach:
         self, identity: Identity, text: str, *, event_id: str | None = None
     ) -> AsyncGenerator[ReplyEvent, None]:
         """Answer one user message. Never raises: every failure ends in a `Failed` event."""
+        claim = EventClaim()
         try:
-            async for event in self._reply(identity, text, event_id):
+            async for event in self._reply(identity, text, event_id, claim):
+                if not isinstance(event, Welcome):
+                    claim.settled = True  # answered: a retry must not answer again
                 yield event
         except StoreUnavailable as error:
             log.error("store unavailable while replying to %s: %s", identity.external_id, error)
+            await self._release(claim)
             yield Failed("store_unavailable", STORE_DOWN_TEXT)
         except Exception:
             log.exception("reply failed for %s:%s", identity.platform, identity.external_id)
+            await self._release(claim)
             yield Failed("internal", INTERNAL_ERROR_TEXT)
 
+    async def _release(self, claim: EventClaim) -> None:
+        """Give back the claim of a turn that failed before it kept or answered anything."""
+        if claim.key is None or claim.settled:
+            return
+        try:
+            await self.store.release_event(claim.key)
+        except StoreUnavailable:
+            log.warning("claim %s not released (store down); retried before the next", claim.key)
+            self._unreleased.add(claim.key)
+
+    async def _claim(self, key: str, now: datetime) -> bool:
+        for stale in list(self._unreleased):
+            await self.store.release_event(stale)
+            self._unreleased.discard(stale)
+        expires = now + timedelta(hours=self.settings.dedupe_ttl_hours)
+        return await self.store.claim_event(key, now, expires)
+
     async def _reply(
-        self, identity: Identity, text: str, event_id: str | None
+        self, identity: Identity, text: str, event_id: str | None, claim: EventClaim
     ) -> AsyncGenerator[ReplyEvent, None]:
-        text = text.strip()
+        # Control and bidi characters removed, invisible edges trimmed (core/text.py): a
+        # message of only ZWSP/BOM/NUL counts as empty, like one of only spaces.
+        text = clean_text(text)
         if not text:
             yield Failed("empty", "Your message was empty. Type something and I'm all yours!")
             return
@@ -223,11 +272,11 @@ class Coach:
         now = self.clock()
         if event_id is not None:
             key = f"{identity.platform}:{event_id}"
-            expires = now + timedelta(hours=self.settings.dedupe_ttl_hours)
-            if not await self.store.claim_event(key, now, expires):
+            if not await self._claim(key, now):
                 log.info("duplicate event %s ignored", key)
                 yield Failed("duplicate", "I've already answered this message.")
                 return
+            claim.key = key
         user, _ = await self.store.get_or_create_user(identity, now)
         if is_crisis(text):
             # Before the welcome too: a cheerful introduction is the wrong first answer here.
@@ -248,16 +297,16 @@ class Coach:
             )
             return
         async with self._turns.hold(user.id):
-            async for event in self._turn(user, text, access, now):
+            async for event in self._turn(user, text, access, now, claim):
                 yield event
 
     async def _turn(
-        self, user: User, text: str, access: Access, received: datetime
+        self, user: User, text: str, access: Access, received: datetime, claim: EventClaim
     ) -> AsyncGenerator[ReplyEvent, None]:
         """One conversation turn, holding the user's lock: save, build context, stream, save."""
         meeting_id = access.meeting.id if access.meeting else None
         meta = MessageMeta(platform=user.identity.platform, meeting_id=meeting_id)
-        history = await self.store.recent_messages(user.id, self.settings.history_context_messages)
+        prompt = await self.build_context(user, text, access.meeting)
         await self.store.add_message(
             Message(
                 user_id=user.id,
@@ -267,25 +316,14 @@ class Coach:
                 meta=meta,
             )
         )
-        goals = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
-        now = self.clock()
-        context = CoachContext(
-            phase=user.phase,
-            goals=goals[: self.settings.max_active_goals_in_context],
-            meeting=access.meeting,
-            now=now,
-            timezone=self.zone(user),
-            history=history,
-        )
+        claim.settled = True  # the message is kept: from here on a retry is a duplicate
         started = time.perf_counter()
         first_token_ms: int | None = None
         parts: list[str] = []
         completion: Completion | None = None
         error: LLMError | None = None
         try:
-            async for item in self.llm.stream(
-                system_blocks(self.persona, context), conversation(history, text)
-            ):
+            async for item in self.llm.stream(prompt.system, prompt.messages):
                 if isinstance(item, Completion):
                     completion = item
                     continue
@@ -322,6 +360,24 @@ class Coach:
         else:
             yield Done(message.id, reply, reply_meta.usage)
 
+    async def build_context(self, user: User, text: str, meeting: Meeting | None) -> Prompt:
+        """What the model is sent for `text`: the store reads and the prompt, nothing streamed.
+
+        Read before the user's message is saved, so the history ends just before it; a store
+        failure here leaves nothing half-saved. bench/store.py times exactly this.
+        """
+        history = await self.store.recent_messages(user.id, self.settings.history_context_messages)
+        goals = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
+        context = CoachContext(
+            phase=user.phase,
+            goals=goals[: self.settings.max_active_goals_in_context],
+            meeting=meeting,
+            now=self.clock(),
+            timezone=self.zone(user),
+            history=history,
+        )
+        return Prompt(system_blocks(self.persona, context), conversation(history, text))
+
     async def _save_safety_turn(self, user: User, text: str, now: datetime) -> None:
         meta = MessageMeta(platform=user.identity.platform, kind="safety")
         await self.store.add_message(
@@ -351,7 +407,9 @@ class Coach:
         if page < 1:
             raise CoachError("Pages start at 1.")
         user = await self.user(identity)
-        messages, total = await self.store.history_page(user.id, page, page_size)
+        # An absurd page number must not overflow the store's OFFSET (SQLite: 64-bit): no
+        # history is that long, and the real page count is reported below.
+        messages, total = await self.store.history_page(user.id, min(page, 10**9), page_size)
         pages = max(1, -(-total // page_size))
         if page > pages:
             raise CoachError(f"There are only {pages} page(s) of history.")
@@ -369,7 +427,7 @@ class Coach:
         return await self.store.list_goals(user.id, None if include_closed else GoalStatus.ACTIVE)
 
     async def add_goal(self, identity: Identity, text: str) -> Goal:
-        text = " ".join(text.split())
+        text = " ".join(clean_text(text).split())  # one line, nothing invisible at the edges
         if not text:
             raise CoachError("What's the goal? Try `/goal add Run 5 km by March`.")
         if len(text) > MAX_GOAL_CHARS:
@@ -545,7 +603,8 @@ T = TypeVar("T")
 
 def _pick(items: Sequence[T], ref: str, noun: str, command: str) -> T:
     ref = ref.strip().lstrip("#")
-    if not ref.isdigit() or not 1 <= int(ref) <= len(items):
+    # isdecimal, not isdigit: int() refuses digits such as `²`, which isdigit accepts.
+    if not ref.isdecimal() or not 1 <= int(ref) <= len(items):
         if not items:
             raise CoachError(f"You have no {noun}s right now.")
         raise CoachError(f"Use the {noun}'s number from `{command}` (1 to {len(items)}).")
