@@ -531,6 +531,17 @@ async def test_claim_event_once_until_it_expires(store: Store) -> None:
     assert not await store.claim_event("evt-1", at(15), at(25))
 
 
+async def test_released_event_can_be_claimed_again(store: Store) -> None:
+    """A turn that failed before keeping anything gives its key back for the retry."""
+    assert await store.claim_event("evt-1", T0, at(10))
+    assert await store.claim_event("evt-2", T0, at(10))
+    await store.release_event("evt-1")
+    await store.release_event("never-claimed")  # no-op
+    assert await store.claim_event("evt-1", at(1), at(11))
+    assert not await store.claim_event("evt-2", at(1), at(11))  # others stay claimed
+    assert not await store.claim_event("evt-1", at(2), at(12))
+
+
 async def test_concurrent_claim_event_has_one_winner(
     store_target: StoreTarget, store: Store
 ) -> None:

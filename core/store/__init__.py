@@ -121,6 +121,9 @@ class Store(Protocol):
     async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:
         """True the first time a key is seen (or once `now` >= its expiry), False for a repeat."""
 
+    async def release_event(self, key: str) -> None:
+        """Forget a claimed key (no-op if unknown): its event was not handled after all."""
+
 
 async def open_store(
     url: str, *, mongodb_database: str = "momentum", timeout_seconds: float | None = None

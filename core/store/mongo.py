@@ -365,3 +365,7 @@ class MongoStore:
         except DuplicateKeyError:
             return False
         return True
+
+    @_unavailable_on_error
+    async def release_event(self, key: str) -> None:
+        await self._events.delete_one({"_id": key})

@@ -481,3 +481,6 @@ class SQLiteStore:
             "INSERT OR IGNORE INTO events (key, expires_at) VALUES (?, ?)", (key, _ts(expires_at))
         )
         return inserted == 1
+
+    async def release_event(self, key: str) -> None:
+        await self._write("DELETE FROM events WHERE key = ?", (key,))
