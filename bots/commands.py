@@ -19,6 +19,7 @@ from typing import Any
 from core.coach import Coach, CoachError, HistoryPage
 from core.models import Access, Goal, GoalStatus, Identity, Meeting, Phase, Role, User
 from core.store import StoreUnavailable
+from core.text import plain_argument, without_controls
 from core.timeparse import format_local
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ async def _access(coach: Coach, identity: Identity, args: str) -> Result:
 
 
 async def _history(coach: Coach, identity: Identity, args: str) -> Result:
-    page = _number(args or "1", "page")
+    page = _number(plain_argument(args) or "1", "page")
     return HistoryView(
         await coach.history(identity, page, HISTORY_PAGE_SIZE), await coach.user(identity)
     )
@@ -125,24 +126,25 @@ async def _goals(coach: Coach, identity: Identity, args: str) -> Result:
 
 
 async def _goal(coach: Coach, identity: Identity, args: str) -> Result:
-    action, _, rest = args.strip().partition(" ")
-    match action.lower():
+    action, rest = _first_word(args)
+    match plain_argument(action).lower():
         case "add":
             goal = await coach.add_goal(identity, rest)
             return GoalsView(await coach.goals(identity), note=f"Saved: {goal.text}")
         case "done":
-            goal = await coach.close_goal(identity, rest, GoalStatus.DONE)
+            goal = await coach.close_goal(identity, plain_argument(rest), GoalStatus.DONE)
             return GoalsView(
                 await coach.goals(identity), note=f"🎉 Done: {goal.text}. Well earned!"
             )
         case "drop":
-            goal = await coach.close_goal(identity, rest, GoalStatus.DROPPED)
+            goal = await coach.close_goal(identity, plain_argument(rest), GoalStatus.DROPPED)
             return GoalsView(await coach.goals(identity), note=f"Dropped: {goal.text}.")
     return Reply("Use `/goal add <goal>`, `/goal done <number>` or `/goal drop <number>`.", True)
 
 
 async def _schedule(coach: Coach, identity: Identity, args: str) -> Result:
-    if not args.strip():
+    args = plain_argument(args)  # `９am` reads as `9am`; a pasted ZWSP is not a word
+    if not args:
         return Reply(
             "When? For example `/schedule tomorrow 9am`, `/schedule fri 18:30 for 30m`, "
             "`/schedule next monday 7:00 weekly`.",
@@ -164,12 +166,15 @@ async def _meetings(coach: Coach, identity: Identity, args: str) -> Result:
 
 
 async def _cancel(coach: Coach, identity: Identity, args: str) -> Result:
-    ref, _, scope = args.strip().partition(" ")
+    ref, scope = _first_word(plain_argument(args))
     if not ref:
         return Reply(
             "Which one? `/cancel <number>` or `/cancel <number> series` (see /meetings).", True
         )
-    series = scope.strip().lower() in {"series", "all", "weekly"}
+    if scope.lower() not in {"", "series", "all", "weekly"}:
+        # Cancelling is not undone: a word we do not understand cancels nothing.
+        return Reply(f"Use `/cancel {ref}` or `/cancel {ref} series` (see /meetings).", True)
+    series = bool(scope)
     cancelled = await coach.cancel(identity, ref, series=series)
     user = await coach.user(identity)
     what = (
@@ -199,11 +204,12 @@ async def _goalsetting(coach: Coach, identity: Identity, args: str) -> Result:
 
 
 async def _timezone(coach: Coach, identity: Identity, args: str) -> Result:
-    if not args.strip():
+    args = plain_argument(args)  # an invisible character must not make a zone unknown
+    if not args:
         user = await coach.user(identity)
         current = user.timezone or f"{coach.settings.default_timezone} (default)"
         return Reply(f"Your timezone: {current}. Change it with `/timezone Europe/Paris`.")
-    user = await coach.set_timezone(identity, args.strip())
+    user = await coach.set_timezone(identity, args)
     return Reply(f"Timezone set to {user.timezone}. It's {coach.local(user, coach.clock())} there.")
 
 
@@ -248,13 +254,17 @@ def is_command(text: str) -> bool:
 
 
 async def run_command(coach: Coach, identity: Identity, text: str) -> Result:
-    """Run one command line such as `/goal add Run 5k` (the slash is optional)."""
-    name, _, args = text.strip().removeprefix("/").partition(" ")
-    command = COMMANDS.get(name.lower())
+    """Run one command line such as `/goal add Run 5k` (the slash is optional).
+
+    Words may be separated by any run of whitespace (`/  goal\tadd  x`); control characters
+    are dropped first, so they never reach a reply, the store or a terminal.
+    """
+    name, args = _first_word(without_controls(text).strip().removeprefix("/"))
+    command = COMMANDS.get(plain_argument(name).lower())
     if command is None:
-        return Reply(_unknown(name), error=True)
+        return Reply(_unknown(plain_argument(name)), error=True)
     try:
-        return await command.handler(coach, identity, args.strip())
+        return await command.handler(coach, identity, args)
     except CoachError as error:
         return Reply(error.user_text, error=True)
     except StoreUnavailable as error:
@@ -270,8 +280,16 @@ def _unknown(name: str) -> str:
     return f"I don't know /{name[:40]}.{hint} Try /help."
 
 
+def _first_word(text: str) -> tuple[str, str]:
+    """`goal  add Run` -> (`goal`, `add Run`): split at the first run of whitespace."""
+    first, *rest = text.split(maxsplit=1) or [""]
+    return first, rest[0].strip() if rest else ""
+
+
 def _number(text: str, what: str) -> int:
-    if not text.strip().isdigit():
+    # isdecimal, not isdigit: `²` is a digit that int() refuses. Any script's decimal digits
+    # (`٢`, `２`) are numbers; a sign is read, so `-1` gets "Pages start at 1", not "a number".
+    if not text.removeprefix("-").removeprefix("+").isdecimal():
         raise CoachError(f"The {what} should be a number, like `/history 2`.")
     return int(text)
 
