@@ -173,7 +173,9 @@ class DiscordCoach(discord.Client):
             parent_id = getattr(message.channel, "parent_id", None)
             coaching = in_coaching_channel(message.channel.id, parent_id, self.coaching_channels)
             addressed = mentioned or coaching
-            if coaching and not mentioned and not message.content:
+            # No content and no attachment: Discord blanked it (no intent). A file alone is
+            # answered: the coach says it reads text only, rather than a silent drop.
+            if coaching and not mentioned and not message.content and not message.attachments:
                 self._explain_missing_intent()
                 return None
         if not addressed:

@@ -47,6 +47,7 @@ from bots.slack_render import (
     coach_markdown,
     escape,
     failure_note,
+    from_slack,
     home_view,
     our_text,
     reply_blocks,
@@ -138,6 +139,14 @@ def is_user_speaking(event: Mapping[str, Any]) -> bool:
     )
 
 
+def text_of(event: Mapping[str, Any]) -> str:
+    """The message's text as the user typed it: Slack sends `&`, `<` and `>` as entities, and
+    passing them on would show `&lt;` in /history and give the model `&amp;`. A field of the
+    wrong type counts as no text."""
+    text = event.get("text")
+    return from_slack(text) if isinstance(text, str) else ""
+
+
 def without_mention(text: str, bot_user_id: str) -> str:
     """`<@BOT> how do I start?` -> `how do I start?`; other people's mentions stay."""
     return re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", "", text).strip()
@@ -195,14 +204,14 @@ class SlackBot:
     async def on_message(self, event: dict[str, Any], request: AsyncBoltRequest) -> None:
         if event.get("channel_type") != "im" or not is_user_speaking(event):
             return  # acked and ignored: not a person writing in our DM
-        self._answer_later(event, request, str(event.get("text") or ""))
+        self._answer_later(event, request, text_of(event))
 
     async def on_mention(
         self, event: dict[str, Any], request: AsyncBoltRequest, context: AsyncBoltContext
     ) -> None:
         if event.get("channel_type") == "im" or not is_user_speaking(event):
             return  # a DM arrives as message.im as well
-        text = without_mention(str(event.get("text") or ""), context.bot_user_id or "")
+        text = without_mention(text_of(event), context.bot_user_id or "")
         self._answer_later(event, request, text)
 
     async def on_home_opened(self, event: dict[str, Any], identity: Identity) -> None:
@@ -213,7 +222,7 @@ class SlackBot:
         self, ack: Any, command: dict[str, Any], respond: AsyncRespond, identity: Identity
     ) -> None:
         await ack()
-        line = str(command.get("text") or "").strip() or "help"
+        line = text_of(command).strip() or "help"
         self.background.spawn(self.answer_command(identity, line, respond), f"/coach {line}")
 
     async def on_history_page(
@@ -236,7 +245,12 @@ class SlackBot:
         self.background.spawn(_respond(respond, CANCELLED, replace=True), "cancel")
 
     def _answer_later(self, event: dict[str, Any], request: AsyncBoltRequest, text: str) -> None:
-        channel, ts = str(event["channel"]), str(event["ts"])
+        channel, ts = event.get("channel"), event.get("ts")
+        if not (isinstance(channel, str) and channel and isinstance(ts, str) and ts):
+            # Nowhere to answer: acked and logged, not a KeyError that Slack would answer
+            # with three retries of the same broken event.
+            log.warning("Slack message without channel or ts ignored: %.200r", event)
+            return
         identity = request.context["identity"]
         turn = Turn(
             identity=identity,
@@ -399,8 +413,14 @@ class SlackBot:
         return f"http://{bound_host}:{bound_port}"
 
     async def _dispatch(self, request: web.Request) -> web.Response:
-        response = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except Exception as error:
+            # Bolt parses the body before it checks the signature and raises on a body that
+            # is not the JSON object or form Slack sends: answer 400, not a 500 and a traceback.
+            log.warning("Slack request refused, unreadable body: %r", error)
+            return web.json_response({"error": "bad request"}, status=400)
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "replies_in_flight": len(self.background)})

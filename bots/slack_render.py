@@ -48,6 +48,8 @@ Blocks = list[dict[str, Any]]
 When = Callable[[datetime], str]
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ENTITY = re.compile("&(amp|lt|gt);")
+_DECODED = {"amp": "&", "lt": "<", "gt": ">"}
 _COMMAND_REFERENCE = re.compile(
     r"(?<![\w/.:-])/(" + "|".join(sorted(map(re.escape, COMMANDS), key=len, reverse=True)) + r")\b"
 )
@@ -64,6 +66,12 @@ class SlackMessage:
 def escape(text: str) -> str:
     """Neutralise Slack's control characters: no pings, no links, no channel references."""
     return text.translate(_ESCAPES)
+
+
+def from_slack(text: str) -> str:
+    """Text Slack sent us, with its three entities decoded (in one pass, so `&amp;lt;` is the
+    `&lt;` the user typed). Slack's own markup (`<@U1>`, `<!here>`) stays as Slack wrote it."""
+    return _ENTITY.sub(lambda match: _DECODED[match[1]], text)
 
 
 def slack_commands(text: str) -> str:

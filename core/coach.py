@@ -51,6 +51,10 @@ STORE_DOWN_TEXT = (
     "I can't reach my memory right now, so nothing was saved. Please try again in a minute."
 )
 INTERNAL_ERROR_TEXT = "Something went wrong on my side. It has been logged; please try again."
+EMPTY_MESSAGE_TEXT = (
+    "I found no text in that message, and text is all I can read. "
+    "Type something and I'm all yours!"
+)
 
 
 def utc_now() -> datetime:
@@ -258,7 +262,8 @@ class Coach:
         # message of only ZWSP/BOM/NUL counts as empty, like one of only spaces.
         text = clean_text(text)
         if not text:
-            yield Failed("empty", "Your message was empty. Type something and I'm all yours!")
+            # Also what a file or image without words gets, on every platform.
+            yield Failed("empty", EMPTY_MESSAGE_TEXT)
             return
         if len(text) > self.settings.max_input_chars:
             yield Failed(
