@@ -36,6 +36,17 @@ NOTHING_DELETED = "Okay, nothing was deleted."
 NO_ANSWER = "No answer, so nothing was deleted."
 NOT_YOURS = "These buttons belong to someone else's question."
 SOMETHING_WENT_WRONG = "⚠️ Something went wrong on my side. It has been logged; please try again."
+# What a user's Discord client sent does not match the commands this bot has (a stale command
+# list, or options of the wrong type): their problem to retry, not a failure "on my side".
+OUT_OF_DATE = (
+    "⚠️ That command doesn't match the ones I know: my commands may have been updated. "
+    "Type `/coach` again and pick it from the list, or try `/coach help`."
+)
+MISMATCHED_COMMAND = (
+    app_commands.CommandNotFound,
+    app_commands.CommandSignatureMismatch,
+    app_commands.TransformerError,
+)
 _TIMEZONES = sorted(available_timezones())
 
 
@@ -297,13 +308,22 @@ class CoachTree(app_commands.CommandTree[discord.Client]):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         command = interaction.command.qualified_name if interaction.command else "?"
+        if isinstance(error, MISMATCHED_COMMAND):
+            log.warning("/%s from Discord user %s: %s", command, interaction.user.id, error)
+            await tell(interaction, OUT_OF_DATE)
+            return
         log.error("/%s failed for Discord user %s", command, interaction.user.id, exc_info=error)
         await tell_something_went_wrong(interaction)
 
 
 async def tell_something_went_wrong(interaction: discord.Interaction) -> None:
+    await tell(interaction, SOMETHING_WENT_WRONG)
+
+
+async def tell(interaction: discord.Interaction, text: str) -> None:
+    """One ephemeral line, as the response or as a follow-up after a defer."""
     with contextlib.suppress(discord.HTTPException):
         if interaction.response.is_done():
-            await interaction.followup.send(SOMETHING_WENT_WRONG, ephemeral=True)
+            await interaction.followup.send(text, ephemeral=True)
         else:
-            await interaction.response.send_message(SOMETHING_WENT_WRONG, ephemeral=True)
+            await interaction.response.send_message(text, ephemeral=True)

@@ -31,6 +31,7 @@ from bots.commands import (
     Result,
     phase_label,
 )
+from bots.stream import closed_fences
 from core.access import WindowPolicy, describe_access
 from core.coach import Coach
 from core.models import Access, Meeting, Role, User
@@ -115,7 +116,7 @@ def answer_for(result: Result, when: When, policy: WindowPolicy) -> Answer:
         case HistoryView():
             return history_answer(result, when)
         case GoalsView(goals=goals, note=note):
-            return goals_answer([goal.text for goal in goals], note)
+            return goals_answer([shown_as_typed(goal.text) for goal in goals], note)
         case MeetingsView(meetings=meetings, note=note):
             return meetings_answer(meetings, note, when)
         case Confirm(prompt=prompt):
@@ -138,6 +139,19 @@ def help_embed(commands: list[tuple[str, str]]) -> discord.Embed:
     return embed
 
 
+def shown_as_typed(text: str) -> str:
+    """A user's own words (a goal) in our lists: Markdown escaped, so a stray ``` or `>>>`
+    cannot swallow the entries after it. Our own notes around them carry no Markdown."""
+    return discord.utils.escape_markdown(text)
+
+
+def history_entry(text: str, role: Role) -> str:
+    """One message in the history embed, contained: the user's words escaped as typed; the
+    coach's Markdown kept, with a code block the clip (or the model) left open closed."""
+    text = clip(text, HISTORY_ENTRY_CHARS)
+    return shown_as_typed(text) if role is Role.USER else closed_fences(text)
+
+
 def history_answer(view: HistoryView, when: When) -> Answer:
     page = view.page
     if not page.total:
@@ -146,7 +160,7 @@ def history_answer(view: HistoryView, when: When) -> Answer:
     for message in page.messages:
         who = "You" if message.role is Role.USER else "Coach"
         cut = " *(incomplete)*" if not message.complete else ""
-        text = clip(message.text, HISTORY_ENTRY_CHARS) or "*(empty)*"
+        text = history_entry(message.text, message.role) or "*(empty)*"
         lines.append(f"**{who}** · {when(message.created_at)}{cut}\n{text}")
     embed = discord.Embed(
         title=f"History, page {page.page} of {page.pages} (newest first)",
@@ -160,7 +174,8 @@ def history_answer(view: HistoryView, when: When) -> Answer:
 
 
 def goals_answer(goals: list[str], note: str) -> Answer:
-    note = discord_commands(note)
+    """`goals` already escaped; `note` (Saved/Done/Dropped: <goal>) quotes one as typed."""
+    note = discord_commands(shown_as_typed(note))
     if not goals:
         empty = discord_commands("No active goals yet. Add one: /goal add <goal>")
         return Answer(content=f"{note}\n{empty}".strip())
