@@ -16,6 +16,7 @@ from typing import TextIO
 from bots.commands import as_text, is_command, run_command, when_local
 from core.coach import Chunk, Coach, Denied, Done, Failed, SafetyReply, Welcome
 from core.models import Identity, Platform
+from core.text import without_controls
 
 PROMPT = "you> "
 COACH_PREFIX = "coach> "
@@ -30,7 +31,8 @@ class Console:
         self.identity = Identity(platform=Platform.CONSOLE, external_id=_local_user())
 
     def write(self, text: str) -> None:
-        self.out.write(text)
+        # The model's words reach a terminal here: no escape sequence may drive it.
+        self.out.write(without_controls(text))
         self.out.flush()
 
     async def run(self) -> None:
