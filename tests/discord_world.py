@@ -13,7 +13,7 @@ from bots.discord_bot import DiscordCoach
 from bots.stream import STREAMING_INDICATOR
 from core.coach import Coach
 from core.models import Identity, Platform
-from core.store.sqlite import SQLiteStore
+from core.store.sqlite import BUSY_TIMEOUT_SECONDS, SQLiteStore
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.discord_api import LOADING, FakeDiscord, FakeMessage
 from tests.support import FakeClock, coach_on
@@ -130,7 +130,8 @@ async def discord_world(
         FakeDiscord(**(discord_options or {})) as discord_fake,
         FakeAnthropic(**(llm_options or {})) as llm,
     ):
-        store = await SQLiteStore.open(str(tmp_path / "coach.db"))
+        busy_timeout = settings.get("database_timeout_seconds") or BUSY_TIMEOUT_SECONDS
+        store = await SQLiteStore.open(str(tmp_path / "coach.db"), busy_timeout=busy_timeout)
         clock = FakeClock()
         overrides: dict[str, Any] = {
             "discord_bot_token": discord_fake.token,

@@ -117,13 +117,19 @@ async def deployment(
     llm = llm or FakeAnthropic()
     async with fake, llm, aiohttp.ClientSession() as http:
         config = settings_for(fake, llm, tmp_path / db_name, **settings)
-        store = await open_store(config.database_url)
+        store = await open_store(
+            config.database_url,
+            mongodb_database=config.mongodb_database,
+            timeout_seconds=config.database_timeout_seconds,
+        )
         model = AnthropicLLM(
             api_key="test-key",
             model=config.anthropic_model,
             max_tokens=config.anthropic_max_tokens,
             base_url=llm.base_url,
-            max_retries=0,
+            max_retries=config.anthropic_max_retries,
+            deadline_seconds=config.llm_deadline_seconds,
+            stall_seconds=config.llm_stall_seconds,
         )
         coach = Coach(store, model, Persona.load(None), config)
         bot = SlackBot(coach, config, budgets=WorkspaceEdits(*budgets))
