@@ -190,6 +190,22 @@ async def test_messages_at_the_same_instant_keep_insertion_order(store: Store) -
     assert page == sent[::-1]
 
 
+async def test_a_batch_of_messages_reads_as_that_many_single_inserts(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    # Over 1,000: a batch that spans two of the SQLite store's multi-row INSERTs (kept small:
+    # the Mongo emulator inserts one document at a time, each checked against all the rest).
+    # Three messages share each minute, so their order in the batch is the tie-break.
+    sent = [message(user_id, i // 3, f"m{i}") for i in range(1_100)]
+    theirs = message(other, 0, "not yours")
+    await store.add_messages([*sent[:600], theirs, *sent[600:]])
+    await store.add_messages([])
+
+    assert await store.recent_messages(user_id, 4) == sent[-4:]
+    assert await store.history_page(user_id, 1, 5) == (sent[::-1][:5], 1_100)
+    assert await store.messages_between(user_id) == sent
+    assert await store.messages_between(other) == [theirs]
+
+
 async def test_history_pages_newest_first_with_total(store: Store) -> None:
     user_id = await new_user(store)
     sent = [message(user_id, minute, f"m{minute}") for minute in range(5)]

@@ -47,6 +47,10 @@ class Store(Protocol):
 
     # Messages
     async def add_message(self, message: Message) -> None: ...
+    async def add_messages(self, messages: Sequence[Message]) -> None:
+        """Insert many at once (imports, benchmarks), in order, as that many `add_message`
+        calls would; not atomic: a failure may leave the first part inserted."""
+
     async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
         """The last `limit` messages, oldest first."""
 

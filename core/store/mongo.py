@@ -186,6 +186,11 @@ class MongoStore:
         await self._messages.insert_one(_doc(message))
 
     @_unavailable_on_error
+    async def add_messages(self, messages: Sequence[Message]) -> None:
+        if messages:  # ordered: `seq` follows the list, as separate inserts would
+            await self._messages.insert_many([_doc(m) for m in messages])
+
+    @_unavailable_on_error
     async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
         if limit <= 0:
             return []
