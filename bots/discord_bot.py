@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -36,7 +37,7 @@ from bots.discord_render import (
     failure_note,
     when_for,
 )
-from bots.stream import Buckets, Failure, RateLimited, render
+from bots.stream import Buckets, Budgets, EditBucket, Failure, RateLimited, render
 from core.coach import (
     INTERNAL_ERROR_TEXT,
     Chunk,
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 # observed limit, so every reply in a channel shares that budget.
 EDITS_PER_WINDOW = 5
 EDIT_WINDOW_SECONDS = 5.0
+# Of the bot's global requests/s, replies use this share: the rest is headroom for
+# discord.py's own calls and for network jitter bunching paced requests together.
+GLOBAL_SHARE = 0.9
 TYPING_REFRESH_SECONDS = 8.0  # Discord shows "typing…" for 10 s after each trigger
 CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 # The reply reference may notify the person answered; nothing in the text pings anyone.
@@ -79,8 +83,9 @@ class ChannelReply:
 
     limit = MESSAGE_LIMIT
 
-    def __init__(self, message: discord.Message) -> None:
+    def __init__(self, message: discord.Message, global_budget: EditBucket) -> None:
         self.channel = message.channel
+        self.global_budget = global_budget  # typing spends it too; posts/edits via render
         self.reference = (
             message.to_reference(fail_if_not_exists=False) if message.guild is not None else None
         )
@@ -88,6 +93,7 @@ class ChannelReply:
         self._posted = False
 
     async def indicate(self) -> None:
+        await self.global_budget.acquire()
         await self.channel.typing()
         self._typing = asyncio.create_task(self._keep_typing())
 
@@ -95,6 +101,7 @@ class ChannelReply:
         """Until the first text shows: a slow first token must not look like a dead bot."""
         while True:
             await asyncio.sleep(TYPING_REFRESH_SECONDS)
+            await self.global_budget.acquire()
             with contextlib.suppress(discord.HTTPException):
                 await self.channel.typing()
 
@@ -141,6 +148,10 @@ class DiscordCoach(discord.Client):
         self.settings = settings
         self.coaching_channels = frozenset(settings.discord_channel_ids)
         self.buckets = Buckets(*edit_rate)  # by channel id: Discord's message-write bucket
+        # Discord's global limit covers every channel: one budget for the whole bot.
+        self.global_budget = EditBucket(
+            max(1, math.floor(settings.discord_global_rate_limit * GLOBAL_SHARE)), 1.0
+        )
         self.tree = CoachTree(self)
         self.commands = CoachCommands(coach, allow_dms=settings.discord_allow_dms)
         self.tree.add_command(self.commands)
@@ -196,12 +207,12 @@ class DiscordCoach(discord.Client):
     async def converse(self, message: discord.Message, text: str) -> None:
         """Answer one user message, streamed; delivery problems are logged with context."""
         identity = discord_identity(message.author, message.guild.id if message.guild else None)
-        surface = ChannelReply(message)
+        surface = ChannelReply(message, self.global_budget)
         try:
             await render(
                 self.deltas(identity, text, str(message.id)),
                 surface,
-                self.buckets.get(message.channel.id),
+                Budgets(self.buckets.get(message.channel.id), self.global_budget),
                 fail_note=failure_note(INTERNAL_ERROR_TEXT),
             )
         except discord.HTTPException as error:

@@ -3,7 +3,9 @@
 An adapter (Slack edit mode, Discord) gives `render` a `Surface` (post or edit one reply's
 messages) and the `EditBucket` of the platform rate limit the reply falls under (Discord: the
 channel; Slack: the workspace, for chat.update). Every reply in that bucket shares its budget,
-so twenty conversations in one channel never out-write the platform together.
+so twenty conversations in one channel never out-write the platform together. A write that
+falls under two limits at once (Discord: the channel's and the bot's global one) takes a
+`Budgets` chain of both.
 
 The decisions are pure and tested exhaustively: `split_spans` / `split_message` (where a long
 reply breaks into messages, never breaking a code block) and `next_write_at` (when the next
@@ -261,6 +263,11 @@ class EditBucket:
         self._last = now
         return True
 
+    def restamp(self) -> None:
+        """The write of the slot just taken goes out only now (it waited for another
+        budget): space the next write from now, as the platform will count it."""
+        self._last = self.clock()
+
     def penalize(self, retry_after: float) -> None:
         """The platform still said 429: nobody in this bucket writes for `retry_after` s."""
         self._blocked_until = max(self._blocked_until, self.clock() + max(0.0, retry_after))
@@ -307,6 +314,37 @@ class Buckets:
 
     def __len__(self) -> int:
         return len(self._active) + len(self._resting)
+
+
+class Budget(Protocol):
+    """What `render` needs of a write budget: an `EditBucket`, or a chain of them."""
+
+    clock: Clock
+
+    async def acquire(self) -> None: ...
+    def penalize(self, retry_after: float) -> None: ...
+
+
+class Budgets:
+    """A write that spends from several buckets: each in turn, narrowest first (the route's
+    own, then the global one), so a write queues globally only once its route is free.
+
+    A 429 (`penalize`) holds back the first bucket only: the wider ones are paced below the
+    platform's limit, so a refusal means the route's own limit was met.
+    """
+
+    def __init__(self, first: EditBucket, *wider: EditBucket) -> None:
+        self._buckets = (first, *wider)
+        self.clock = first.clock
+
+    async def acquire(self) -> None:
+        for bucket in self._buckets:
+            await bucket.acquire()
+        for bucket in self._buckets[:-1]:
+            bucket.restamp()  # it waited for the wider ones: keep its spacing as sent
+
+    def penalize(self, retry_after: float) -> None:
+        self._buckets[0].penalize(retry_after)
 
 
 # --- The renderer ------------------------------------------------------------------------------
@@ -479,7 +517,7 @@ async def _indicate(surface: Indicates) -> None:
 async def render(
     deltas: AsyncIterable[str | Failure],
     surface: Surface[H],
-    bucket: EditBucket,
+    bucket: Budget,
     *,
     fail_note: str = DEFAULT_FAIL_NOTE,
     indicator: str = STREAMING_INDICATOR,

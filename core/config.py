@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     discord_channel_ids: Annotated[list[int], NoDecode] = []
     discord_allow_dms: bool = True
     discord_message_content_intent: bool = False
+    # Requests per second Discord allows this bot in all (50 unless Discord raised it).
+    discord_global_rate_limit: int = Field(50, ge=1)
 
     # Scheduler
     scheduler_enabled: bool = True

@@ -26,6 +26,7 @@ from bots.stream import (
     MAX_RATE_LIMIT_RETRIES,
     STREAMING_INDICATOR,
     Buckets,
+    Budgets,
     EditBucket,
     Failure,
     RateLimited,
@@ -360,6 +361,27 @@ async def test_penalize_holds_back_a_waiter_already_queued() -> None:
 
     await clock.run(main())
     assert grants == [3.5]
+
+
+async def test_chained_budgets_keep_every_channel_and_the_global_limit_as_sent() -> None:
+    """Discord: a write spends its channel's bucket and the bot's global one (4/s here).
+    Three channels write once, a fourth three times, all from t=0: the fourth's first write
+    waits for the global budget until 0.75 s, and its next is spaced from then, as sent."""
+    clock = VirtualTime()
+    global_budget = bucket_for(clock, max_calls=4, per_seconds=1.0)
+    channels = [bucket_for(clock, max_calls=1, per_seconds=1.0) for _ in range(4)]
+    sent: list[tuple[float, int]] = []
+
+    async def writer(channel: int, writes: int) -> None:
+        budget = Budgets(channels[channel], global_budget)
+        for _ in range(writes):
+            await budget.acquire()
+            sent.append((clock.now, channel))
+
+    await clock.run(asyncio.gather(*(writer(c, 1 if c < 3 else 3) for c in range(4))))
+    times = [t for t, _ in sent]
+    assert all(b - a >= 0.25 - 1e-9 for a, b in itertools.pairwise(times))
+    assert [t for t, c in sent if c == 3] == pytest.approx([0.75, 1.75, 2.75])
 
 
 def test_buckets_share_by_key_and_forget_only_idle_unheld_ones(
