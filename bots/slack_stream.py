@@ -12,6 +12,7 @@ Everything written here is already Slack-safe: the caller escapes the deltas.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ EXPORT_PART_CHARS = 12_000
 UPDATES_PER_MINUTE = 50  # chat.update, Tier 3, per workspace
 APPENDS_PER_MINUTE = 100  # chat.appendStream, per workspace
 MAX_STOP_ATTEMPTS = 5  # a final write refused this often (429) is given up, and logged
-DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 comes without Retry-After
+DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 or a 5xx comes without Retry-After
 # Slack's answers for a stream it has closed; the message stays and takes chat.update.
 STREAM_CLOSED = frozenset(
     {"message_not_in_streaming_state", "stopped_by_user", "streaming_state_conflict"}
@@ -123,11 +124,15 @@ class EditSurface:
 
 
 async def _paced(call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
-    """Await a Web API call; a 429 becomes RateLimited, which the renderer waits out."""
+    """Await a Web API call; a 429 or a 5xx becomes RateLimited, which the renderer waits out
+    and retries with the newest text. (A 5xx used to end the reply at once, and when the
+    error note's own post met the same outage, the user saw nothing at all.)"""
     try:
         return await call
     except SlackApiError as error:
         wait = retry_after(error)
+        if wait is None and error.response.status_code >= 500:
+            wait = DEFAULT_RETRY_AFTER
         if wait is None:
             raise
         raise RateLimited(wait) from error
@@ -187,16 +192,21 @@ class NativeReply:
             tail += f"\n\n{failure.note}" if (whole + tail).strip() else failure.note
         if self._stream is None:
             self._stream = await self._open()
+        # chat.stopStream is not an append: it does not queue for the workspace's append
+        # budget (at 500 concurrent replies that queue alone took minutes). A 429 on it is
+        # waited out by this reply alone.
         for _ in range(MAX_STOP_ATTEMPTS):
-            await self.appends.acquire()
             try:
                 # A refused stop keeps its text in the SDK's buffer: hand it over once only.
                 await self._stream.stop(markdown_text=tail)
                 return None
             except SlackApiError as error:
                 tail = ""
-                if self._refused(error) is not None:
+                wait = retry_after(error)
+                if wait is None:
+                    self._refused(error)  # logs why
                     return Handoff(whole, self._stream.ts, failure)
+                await asyncio.sleep(wait)
         log.error("stream in %s: stop refused %d times", self.where.channel, MAX_STOP_ATTEMPTS)
         return Handoff(whole, self._stream.ts, failure)
 

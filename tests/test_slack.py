@@ -207,6 +207,34 @@ async def test_429_while_streaming_natively_waits_and_completes(tmp_path: Path) 
         assert "chat.update" not in methods(d)  # waited, did not give up on native
 
 
+async def test_429_on_the_stop_waits_and_completes_natively(tmp_path: Path) -> None:
+    llm = FakeAnthropic(reply=LONG_REPLY, token_delay=0.001)
+    async with deployment(tmp_path, llm=llm) as d:
+        d.fake.fail_next("chat.stopStream", status=429, retry_after=0)
+        event = await d.dm("hi")
+        assert d.fake.rate_limited == 1
+        assert reply_in(d, event) == LONG_REPLY
+        assert methods(d).count("chat.stopStream") == 2 and "chat.update" not in methods(d)
+
+
+async def test_stops_do_not_queue_for_the_workspace_append_budget(tmp_path: Path) -> None:
+    """Ten native replies in one workspace with a tiny append budget (2 per 10 s): each ends
+    as soon as its model does, instead of waiting its turn for an append slot to stop."""
+    users = [f"U{n:07d}" for n in range(10)]
+    llm = FakeAnthropic(reply="short and sweet", token_delay=0.001)
+    async with deployment(tmp_path, llm=llm, budgets=((50, 60.0), (2, 10.0))) as d:
+        for user in users:
+            d.fake.add_user(user)
+        envelopes = [message_event(f"hello from {user}", user=user) for user in users]
+        started = time.monotonic()
+        await asyncio.gather(*(d.send(envelope) for envelope in envelopes))
+        await d.bot.wait_idle()
+        assert time.monotonic() - started < 5.0  # queued stops would take 40 s
+        for envelope, user in zip(envelopes, users, strict=True):
+            assert reply_in(d, envelope["event"], channel=dm_channel_id(user)) == llm.reply
+        assert d.fake.rate_limited == 0
+
+
 async def test_429_while_editing_waits_and_completes(tmp_path: Path) -> None:
     llm = FakeAnthropic(reply=LONG_REPLY, token_delay=0.001)
     async with deployment(tmp_path, llm=llm, slack_native_streaming=False) as d:
