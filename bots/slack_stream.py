@@ -165,7 +165,7 @@ class NativeReply:
             self.pending += delta
             # The first text goes out at once; later text waits for a free append slot and
             # meanwhile keeps accumulating, so each append carries everything new.
-            if self.appends.try_acquire() or self._stream is None:
+            if self._stream is None or self.appends.try_acquire():
                 handoff = await self._append()
                 if handoff is not None:
                     return handoff
