@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -80,10 +80,13 @@ async def eventually(
 
 
 @asynccontextmanager
-async def momentum(command: str, cwd: Path, env: dict[str, str]) -> AsyncIterator[Momentum]:
-    """Start `momentum <command>`; killed on the way out if a test left it running."""
+async def momentum(
+    command: str, cwd: Path, env: dict[str, str], *, launcher: Sequence[str] = MOMENTUM
+) -> AsyncIterator[Momentum]:
+    """Start `momentum <command>` (through `launcher`, e.g. a profiler that runs `-m bots`);
+    killed on the way out if a test left it running."""
     process = await asyncio.create_subprocess_exec(
-        *MOMENTUM,
+        *launcher,
         command,
         cwd=cwd,
         env={**CLEAN_ENV, "PYTHONPATH": str(REPO), "LOG_LEVEL": "INFO", **env},

@@ -1,0 +1,1 @@
+"""Momentum benchmarks: `make bench` (see bench/__main__.py)."""

@@ -1,0 +1,104 @@
+"""`make bench`: real `momentum run` processes under load against the loopback fakes, plus the
+store at 100k messages; writes results.json, results.md and latency.png.
+
+    python -m bench                  # the full run (several minutes), into bench/results/
+    python -m bench --smoke          # small loads and store, under a minute (CI runs this)
+    python -m bench --platforms discord --loads 1,500 --profile   # pyinstrument the bot
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.load import RUNNERS, LoadConfig
+
+RESULTS = Path(__file__).parent / "results"
+FULL_LOADS = (1, 10, 100, 500)
+SMOKE_LOADS = (1, 10)
+FULL_STORE = (100_000, 200)  # messages, samples
+SMOKE_STORE = (2_000, 20)
+SMOKE_CONFIG = LoadConfig(ttft=0.2, delta_interval=0.02, reply_words=20, ramp=0.3, timeout=30)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="small and fast, for CI")
+    parser.add_argument("--platforms", default="slack,discord")
+    parser.add_argument("--loads", help="concurrent conversations, e.g. 1,10,100,500")
+    parser.add_argument("--store", default="sqlite,mongo", help="store backends ('' for none)")
+    parser.add_argument("--store-messages", type=int)
+    parser.add_argument("--ttft", type=float, help="the model's time to first token, s")
+    parser.add_argument("--delta-interval", type=float, help="seconds between model deltas")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the bot under pyinstrument; profiles land next to the results")
+    parser.add_argument("--out", type=Path, help="results folder (default bench/results[/smoke])")
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    config = SMOKE_CONFIG if args.smoke else LoadConfig()
+    config = replace(
+        config,
+        ttft=config.ttft if args.ttft is None else args.ttft,
+        delta_interval=config.delta_interval if args.delta_interval is None
+        else args.delta_interval,
+    )
+    loads = [int(n) for n in args.loads.split(",")] if args.loads else (
+        SMOKE_LOADS if args.smoke else FULL_LOADS
+    )
+    out: Path = args.out or (RESULTS / "smoke" if args.smoke else RESULTS)
+    profiles = out / "profiles" if args.profile else None
+    results: dict[str, Any] = {
+        "taken_at": report.stamp(),
+        "mode": "smoke" if args.smoke else "full",
+        "machine": report.machine(),
+        "config": asdict(config),
+        "platforms": {},
+        "store": {},
+    }
+    for name in filter(None, args.platforms.split(",")):
+        runs = results["platforms"][name] = []
+        for load in loads:
+            print(f"{name}: {load} concurrent conversations ...", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory(prefix="momentum-bench-") as workdir:
+                profile = profiles / f"{name}-{load}.txt" if profiles else None
+                figures = await RUNNERS[name](load, config, Path(workdir), profile=profile)
+            runs.append({"load": load, **figures})
+    messages, samples = SMOKE_STORE if args.smoke else FULL_STORE
+    for backend in filter(None, args.store.split(",")):
+        print(f"store: {backend} ...", file=sys.stderr, flush=True)
+        results["store"][backend] = await store_figures(
+            backend, args.store_messages or messages, samples
+        )
+    results["targets"] = report.targets(results)
+    for path in report.write(results, out):
+        print(f"wrote {path}", file=sys.stderr)
+    return results
+
+
+async def store_figures(backend: str, messages: int, samples: int) -> dict[str, Any]:
+    from bench.store import bench_store
+
+    try:
+        figures: dict[str, Any] = await bench_store(
+            backend, messages, samples, log=lambda line: print(line, file=sys.stderr)
+        )
+    except ModuleNotFoundError as missing:  # the Mongo emulator needs Python >= 3.13
+        return {"skipped": f"{missing.name} is not installed"}
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    results = asyncio.run(run(parse(sys.argv[1:] if argv is None else argv)))
+    print(report.markdown(results))
+
+
+if __name__ == "__main__":
+    main()
