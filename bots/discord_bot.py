@@ -22,7 +22,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -61,6 +61,7 @@ EDIT_WINDOW_SECONDS = 5.0
 # discord.py's own calls and for network jitter bunching paced requests together.
 GLOBAL_SHARE = 0.9
 TYPING_REFRESH_SECONDS = 8.0  # Discord shows "typing…" for 10 s after each trigger
+REFUSED_RETRY_SECONDS = 1.0  # wait before writing again after a 5xx or a 429 storm
 CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 # The reply reference may notify the person answered; nothing in the text pings anyone.
 REPLY_MENTIONS = discord.AllowedMentions(
@@ -112,23 +113,34 @@ class ChannelReply:
 
     async def post(self, text: str) -> discord.Message:
         self.stop_typing()
-        try:
+        with refusals_retried():
             if not self._posted and self.reference is not None:
                 sent = await self.channel.send(
                     text, reference=self.reference, silent=True, allowed_mentions=REPLY_MENTIONS
                 )
             else:
                 sent = await self.channel.send(text, silent=True, allowed_mentions=QUIET)
-        except discord.RateLimited as limited:
-            raise RateLimited(limited.retry_after) from limited
         self._posted = True
         return sent
 
     async def edit(self, handle: discord.Message, text: str) -> None:
-        try:
+        with refusals_retried():
             await handle.edit(content=text, allowed_mentions=QUIET)
-        except discord.RateLimited as limited:
-            raise RateLimited(limited.retry_after) from limited
+
+
+@contextlib.contextmanager
+def refusals_retried() -> Iterator[None]:
+    """Passing refusals become RateLimited, which the renderer waits out and retries with the
+    newest text: a 429 that outlasted discord.py's own five tries, and a 5xx (discord.py
+    raises a 503 at once). Before, either ended the reply silently, frozen mid-sentence."""
+    try:
+        yield
+    except discord.RateLimited as limited:
+        raise RateLimited(limited.retry_after) from limited
+    except discord.HTTPException as error:
+        if error.status != 429 and error.status < 500:
+            raise
+        raise RateLimited(REFUSED_RETRY_SECONDS) from error
 
 
 class DiscordCoach(discord.Client):
@@ -215,7 +227,7 @@ class DiscordCoach(discord.Client):
                 Budgets(self.buckets.get(message.channel.id), self.global_budget),
                 fail_note=failure_note(INTERNAL_ERROR_TEXT),
             )
-        except discord.HTTPException as error:
+        except (discord.HTTPException, RateLimited) as error:  # RateLimited: refused too often
             log.error(
                 "Discord refused the reply to message %s in channel %s (user %s): %s",
                 message.id,

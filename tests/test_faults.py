@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import pytest
 
 from bots import discord_render, slack_render
-from bots.stream import STREAMING_INDICATOR
+from bots.stream import MAX_RATE_LIMIT_RETRIES, STREAMING_INDICATOR
 from core.coach import STORE_DOWN_TEXT, Coach
 from core.llm import USER_TEXT, ErrorKind
 from core.models import Identity, Role
@@ -109,6 +109,14 @@ class Chat(Protocol):
         """The final text of each bot reply to `said`, in order."""
         ...
 
+    def refuse(self, write: str, status: int, times: int) -> None:
+        """The platform answers the next `times` calls of `write` with HTTP `status`."""
+        ...
+
+    def refused(self) -> int:
+        """How many writes the platform refused so far."""
+        ...
+
 
 @dataclass
 class SlackChat:
@@ -150,6 +158,15 @@ class SlackChat:
     def replies(self, said: Said) -> list[str]:
         # FakeSlack keeps only the bot's messages (a bot ts may equal the user's, so no filter)
         return [m.text for m in self.d.fake.messages(DM, thread_ts=said.event["event"]["ts"])]
+
+    def refuse(self, write: str, status: int, times: int) -> None:
+        if status == 429:
+            self.d.fake.fail_next(write, status=429, retry_after=0, times=times)
+        else:
+            self.d.fake.fail_next(write, "internal_error", status=status, times=times)
+
+    def refused(self) -> int:
+        return sum(1 for call in self.d.fake.calls if call.status != 200)
 
 
 @dataclass
@@ -210,6 +227,18 @@ class DiscordChat:
 
     def replies(self, said: Said) -> list[str]:
         return ["".join(parts) for parts in self._reply_messages(said)]
+
+    def refuse(self, write: str, status: int, times: int) -> None:
+        method, path = write.split(" ")
+        if status == 429:
+            self.w.discord.rate_limit_next(method, path, retry_after=0.01, times=times)
+        else:
+            self.w.discord.fail_next(
+                method, path, status=status, code=0, message="Server error", times=times
+            )
+
+    def refused(self) -> int:
+        return sum(1 for call in self.w.discord.calls if call.status >= 400)
 
 
 @asynccontextmanager
@@ -481,3 +510,38 @@ async def test_mongodb_stopped_is_told_in_bounded_time_and_the_bot_serves_on_res
         assert chat.replies(said) == [note, whole_reply("hello")]
         assert [text for _, text, _ in await stored(chat)][-2:] == ["hello", whole_reply("hello")]
         await serves_again(chat)
+
+
+# --- The platform refuses writes ---------------------------------------------------------------
+
+# The writes each adapter makes for one reply (Slack native streaming, Slack edits, Discord).
+WRITES = {
+    "slack-native": ["chat.startStream", "chat.appendStream", "chat.stopStream"],
+    "slack-edits": ["chat.postMessage", "chat.update"],
+    "discord": ["POST /channels/*/messages", "PATCH /channels/*/messages/*"],
+}
+WRITE_CASES = [(platform, write) for platform, writes in WRITES.items() for write in writes]
+STORM = MAX_RATE_LIMIT_RETRIES  # consecutive 429s on one write: the most a reply waits out
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+@pytest.mark.parametrize(("platform", "write"), WRITE_CASES)
+async def test_refused_writes_are_retried_into_one_complete_reply(
+    tmp_path: Path, platform: str, write: str, status: int
+) -> None:
+    """A storm of 429s, or a few 5xx, on a write the reply needs: the user still gets the
+    whole reply, once, and the next message is answered as usual."""
+    times = STORM if status == 429 else 2
+    async with chat_on(platform, tmp_path, llm={"token_delay": 0.01}) as chat:
+        chat.refuse(write, status, times)
+        said = await chat.say("hello")
+        # Slack's native stream hands over to edits at the first error that is not a 429.
+        handed_over = platform == "slack-native" and status != 429
+        assert chat.refused() == (1 if handed_over else times)
+        assert chat.replies(said) == [whole_reply("hello")]
+        assert await stored(chat) == [
+            (Role.USER, "hello", True),
+            (Role.ASSISTANT, whole_reply("hello"), True),
+        ]
+        await serves_again(chat)
+        assert chat.replies(said) == [whole_reply("hello")]
