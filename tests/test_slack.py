@@ -78,6 +78,18 @@ async def test_a_dm_is_streamed_into_its_thread(tmp_path: Path, native: bool) ->
             assert reply.blocks == [{"type": "markdown", "text": LONG_REPLY}]
 
 
+async def test_web_api_calls_reuse_kept_alive_connections(tmp_path: Path) -> None:
+    """A new TCP (and, on slack.com, TLS) connection per call would add a round trip or
+    three to every status, stream and edit call."""
+    llm = FakeAnthropic(reply=LONG_REPLY, token_delay=0.001)
+    async with deployment(tmp_path, llm=llm) as d:
+        await d.dm("hi")
+        await d.dm("and again")
+        calls = [c for c in d.fake.calls if c.method != "auth.test"]
+        assert len(calls) >= 6
+        assert len({c.peer for c in calls}) <= 2
+
+
 async def test_status_shows_thinking_before_the_first_token(tmp_path: Path) -> None:
     async with deployment(tmp_path, llm=FakeAnthropic(ttft=0.05)) as d:
         event = await d.dm("hi")

@@ -90,6 +90,7 @@ class Call:
     time: float  # time.monotonic() on arrival
     status: int = 200
     error: str | None = None  # Slack error code when the answer was ok: false
+    peer: Any = None  # the client's (host, port): one per TCP connection
 
 
 @dataclass
@@ -306,7 +307,8 @@ class FakeSlack:
         args, token = await _read_args(request)
         now = time.monotonic()
         status, body, headers = self._answer(method, args, token, now)
-        self.calls.append(Call(method, args, now, status, body.get("error")))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.calls.append(Call(method, args, now, status, body.get("error"), peer))
         if status == 429:
             self.rate_limited += 1
         headers["X-OAuth-Scopes"] = self.scopes
