@@ -27,7 +27,7 @@ import pytest
 
 from bots import discord_render, slack_render
 from bots.stream import MAX_RATE_LIMIT_RETRIES, STREAMING_INDICATOR
-from core.coach import STORE_DOWN_TEXT, Coach
+from core.coach import INTERNAL_ERROR_TEXT, STORE_DOWN_TEXT, Coach
 from core.llm import USER_TEXT, ErrorKind
 from core.models import Identity, Role
 from tests.discord_world import World, discord_world
@@ -545,3 +545,19 @@ async def test_refused_writes_are_retried_into_one_complete_reply(
         ]
         await serves_again(chat)
         assert chat.replies(said) == [whole_reply("hello")]
+
+
+async def test_a_storm_outlasting_the_patience_ends_in_a_plain_note(tmp_path: Path) -> None:
+    """Slack refuses every edit for longer than a reply waits: the user is told in a note of
+    its own, their message is kept, and once Slack takes edits again the bot answers as usual
+    (the model is asked about the message whose reply never arrived)."""
+    async with chat_on("slack-edits", tmp_path, llm={"token_delay": 0.01}) as chat:
+        chat.refuse("chat.update", 429, MAX_RATE_LIMIT_RETRIES + 1)  # one more than it waits
+        said = await chat.say("hello", replies=2)
+        growing, told = chat.replies(said)
+        assert growing.endswith(STREAMING_INDICATOR)  # Slack took no edit of it
+        assert told == f"{slack_render.WARNING} {INTERNAL_ERROR_TEXT}"
+        assert chat.refused() == MAX_RATE_LIMIT_RETRIES + 1
+        assert await stored(chat) == [(Role.USER, "hello", True)]
+        await serves_again(chat, unanswered="hello")
+        assert len(chat.replies(said)) == 2
