@@ -94,17 +94,19 @@ class ChannelReply:
         self._posted = False
 
     async def indicate(self) -> None:
-        await self.global_budget.acquire()
-        await self.channel.typing()
+        # "typing…" is a courtesy: when the bot's global budget has no slot free right now,
+        # replies are queueing for it, and a slot is worth more as text than as an indicator.
+        if self.global_budget.try_acquire():
+            await self.channel.typing()
         self._typing = asyncio.create_task(self._keep_typing())
 
     async def _keep_typing(self) -> None:
         """Until the first text shows: a slow first token must not look like a dead bot."""
         while True:
             await asyncio.sleep(TYPING_REFRESH_SECONDS)
-            await self.global_budget.acquire()
-            with contextlib.suppress(discord.HTTPException):
-                await self.channel.typing()
+            if self.global_budget.try_acquire():
+                with contextlib.suppress(discord.HTTPException):
+                    await self.channel.typing()
 
     def stop_typing(self) -> None:
         if self._typing is not None:

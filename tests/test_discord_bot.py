@@ -206,6 +206,32 @@ async def test_two_users_in_one_channel_at_once(tmp_path: Path) -> None:
     assert writes_are_spaced(channel_writes(w, w.coaching_channel))
 
 
+async def test_many_channels_at_once_stay_under_the_global_limit(tmp_path: Path) -> None:
+    """Four channels answered at once by a bot Discord allows 3 requests/s in all (the fake
+    refuses the 4th in any second): no 429, every reply whole, and "typing…" only where a
+    slot was free, since queued replies need the slots for their text."""
+    channels = [1100000000000000210 + n for n in range(4)]
+    users = [1100000000000000310 + n for n in range(4)]
+    discord_options = {"channel_ids": channels, "user_ids": users, "global_limit": (3, 1.0)}
+    async with discord_world(
+        tmp_path, discord_options=discord_options, discord_channel_ids=channels,
+        discord_global_rate_limit=3, llm_options={"reply": "Short and sweet."},
+    ) as w:
+        # The login's own requests count too (at Discord's 50/s they fit in the headroom).
+        await asyncio.sleep(1.0)
+        asked = await asyncio.gather(*(
+            w.say(f"hello {n}", channel_id=c, author_id=u)
+            for n, (c, u) in enumerate(zip(channels, users, strict=True))
+        ))
+        for channel, message_id in zip(channels, asked, strict=True):
+            await w.final_answer(
+                message_id, lambda text: text.endswith("Short and sweet."), channel, within=15.0
+            )
+        typing = [c for c in w.discord.calls if c.path.endswith("/typing")]
+    assert w.discord.rate_limited == 0
+    assert 1 <= len(typing) < len(channels)
+
+
 # --- Access and safety ----------------------------------------------------------------------
 
 
