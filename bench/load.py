@@ -1,5 +1,9 @@
 """One load run: a real `momentum run` process, N concurrent conversations, one platform.
 
+Closed loop: N conversations in flight at once (the first N spread over the ramp), each
+next one starting as soon as one finishes, until `conversations(N)` have been had, so that
+even N=1 gives percentiles from many samples.
+
 The bench process plays the outside world on loopback (tests/fakes): the platform (Slack's
 Events API + Web API with its documented rate limits enforced, or Discord's gateway + REST
 with the per-channel and global limits enforced) and Anthropic (a fixed time to first token,
@@ -10,10 +14,11 @@ conversation is one message and one streamed reply, timed from the moment its ev
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +53,9 @@ from tests.momentum_process import MOMENTUM, Momentum, momentum
 SIGNING_SECRET = "bench-signing-secret"
 DISCORD_CHANNEL_BASE = 1_100_000_000_010_000_000  # far from the fake's own ids
 DISCORD_USER_BASE = 1_100_000_000_020_000_000
-DISCORD_LIMITS = {"message_bucket": (5, 5.0), "global_limit": (50, 1.0)}  # REFERENCE.md
+DISCORD_CHANNEL_LIMIT = (5, 5.0)  # message writes per channel (REFERENCE.md)
+DISCORD_GLOBAL_LIMIT = 50  # requests/s per bot, unless Discord raised it for a large bot
+RAISED_GLOBAL_LIMIT = 500  # a raised limit: shows Momentum's own overhead at 500
 FILLER = (
     "Great question, let's make this week count. Pick the one habit that moves your goal "
     "most, block twenty minutes for it tomorrow morning, and tell me how it went. Small "
@@ -61,8 +68,12 @@ class LoadConfig:
     ttft: float = 0.4  # the model's time to first token, seconds
     delta_interval: float = 0.05  # seconds between word-sized deltas (~25 tokens/s)
     reply_words: int = 40  # so a reply streams for about reply_words * delta_interval
-    ramp: float = 2.0  # the conversations' first messages are spread over this many seconds
+    ramp: float = 2.0  # the first N conversations start spread over this many seconds
     timeout: float = 240.0  # give up waiting for the replies after this long
+    min_conversations: int = 20  # per run, whatever N
+
+    def conversations(self, n: int) -> int:
+        return max(n, self.min_conversations)
 
 
 def reply_for(key: str, words: int) -> str:
@@ -119,7 +130,7 @@ def launcher(profile: Path | None) -> list[str]:
 async def run_slack(
     n: int, config: LoadConfig, workdir: Path, *, profile: Path | None = None
 ) -> dict[str, Any]:
-    users = [f"U0BENCH{i:05d}" for i in range(n)]
+    users = [f"U0BENCH{i:05d}" for i in range(config.conversations(n))]
     db = workdir / "slack.db"
     await seed_welcomed_users(
         db, [Identity(platform=Platform.SLACK, external_id=u, workspace_id=TEAM_ID) for u in users]
@@ -151,11 +162,13 @@ async def run_slack(
                     response.raise_for_status()
                 return key, sent_at
 
-            def done() -> int:
+            def finished() -> set[int]:
                 screens = slack_screens(slack)
-                return sum(screens.get(dm_channel_id(u), ([], False))[1] for u in users)
+                return {
+                    i for i, u in enumerate(users) if screens.get(dm_channel_id(u), ([], 0))[1]
+                }
 
-            sent, usage = await _drive(process, n, config, send, done)
+            sent, usage = await _drive(process, n, config, send, finished)
             screens = slack_screens(slack)
             by_key = {f"slack c{i}": dm_channel_id(u) for i, u in enumerate(users)}
             convs = _conversations(sent, llm, lambda key: screens.get(by_key[key]))
@@ -163,13 +176,19 @@ async def run_slack(
 
 
 async def run_discord(
-    n: int, config: LoadConfig, workdir: Path, *, profile: Path | None = None
+    n: int,
+    config: LoadConfig,
+    workdir: Path,
+    *,
+    profile: Path | None = None,
+    global_limit: int = DISCORD_GLOBAL_LIMIT,
 ) -> dict[str, Any]:
-    channels = [DISCORD_CHANNEL_BASE + i for i in range(n)]
-    users = [DISCORD_USER_BASE + i for i in range(n)]
+    channels = [DISCORD_CHANNEL_BASE + i for i in range(config.conversations(n))]
+    users = [DISCORD_USER_BASE + i for i in range(config.conversations(n))]
     db = workdir / "discord.db"
+    limits = {"message_bucket": DISCORD_CHANNEL_LIMIT, "global_limit": (global_limit, 1.0)}
     async with (
-        FakeDiscord(channel_ids=channels, user_ids=users, **DISCORD_LIMITS) as discord,
+        FakeDiscord(channel_ids=channels, user_ids=users, **limits) as discord,
         _anthropic(config) as llm,
     ):
         await seed_welcomed_users(db, [
@@ -183,6 +202,7 @@ async def run_discord(
             "DISCORD_GATEWAY_URL": discord.gateway_url,
             "DISCORD_CHANNEL_IDS": ",".join(map(str, channels)),
             "DISCORD_MESSAGE_CONTENT_INTENT": "true",
+            "DISCORD_GLOBAL_RATE_LIMIT": str(global_limit),
             "LOG_LEVEL": "INFO",  # "logged in" is logged at INFO
         }
         async with momentum("run", workdir, env, launcher=launcher(profile)) as process:
@@ -195,11 +215,11 @@ async def run_discord(
                 await discord.dispatch("MESSAGE_CREATE", data)
                 return key, sent_at
 
-            def done() -> int:
+            def finished() -> set[int]:
                 screens = discord_screens(discord)
-                return sum(screens.get(c, ([], False))[1] for c in channels)
+                return {i for i, c in enumerate(channels) if screens.get(c, ([], 0))[1]}
 
-            sent, usage = await _drive(process, n, config, send, done)
+            sent, usage = await _drive(process, n, config, send, finished)
             screens = discord_screens(discord)
             by_key = {f"discord c{i}": c for i, c in enumerate(channels)}
             convs = _conversations(sent, llm, lambda key: screens.get(by_key[key]))
@@ -224,38 +244,57 @@ class Usage:
     cpu_seconds: float
     peak_rss_mb: float
     completed: int
+    bench_cpu_seconds: float  # the fakes' process: near wall_seconds means it was the limit
 
 
 async def _drive(
     process: Momentum,
     n: int,
     config: LoadConfig,
-    send: Callable[[int], Any],
-    done: Callable[[], int],
+    send: Callable[[int], Awaitable[tuple[str, float]]],
+    finished: Callable[[], set[int]],
 ) -> tuple[list[tuple[str, float]], Usage]:
-    """Send the N first messages spread over the ramp, wait for the replies to finish."""
-    pid = process.process.pid
+    """Hold N conversations in flight until all have been had; what the bot spent on them."""
+    pid, total = process.process.pid, config.conversations(n)
     cpu_before, started = cpu_seconds(pid), time.monotonic()
+    bench_before = time.process_time()
+    done: dict[int, asyncio.Event] = {i: asyncio.Event() for i in range(total)}
+    in_flight = asyncio.Semaphore(n)
+    sent: list[tuple[str, float]] = []
 
-    async def later(i: int) -> tuple[str, float]:
-        await asyncio.sleep(config.ramp * i / n)
-        result: tuple[str, float] = await send(i)
-        return result
+    async def conversation(i: int) -> None:
+        async with in_flight:
+            if i < n:
+                await asyncio.sleep(config.ramp * i / n)
+            sent.append(await send(i))
+            await done[i].wait()
 
-    sent = await asyncio.gather(*(later(i) for i in range(n)))
-    deadline = started + config.timeout
-    while (completed := done()) < n and time.monotonic() < deadline:
-        if process.process.returncode is not None:
-            raise RuntimeError(f"momentum exited during the load:\n{process.log}")
-        await asyncio.sleep(0.1)
+    async def watch() -> None:
+        """One reader of the fakes' logs for every conversation (rebuilding them is O(calls))."""
+        while True:
+            for i in finished():
+                done[i].set()
+            if process.process.returncode is not None:
+                raise RuntimeError(f"momentum exited during the load:\n{process.log}")
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async with asyncio.timeout(config.timeout):  # late replies count as incomplete
+            await asyncio.gather(*(conversation(i) for i in range(total)))
+    except TimeoutError:
+        pass
+    finally:
+        watcher.cancel()
     usage = Usage(
         wall_seconds=time.monotonic() - started,
         cpu_seconds=cpu_seconds(pid) - cpu_before,
         peak_rss_mb=peak_rss_mb(pid),
-        completed=completed,
+        completed=len(finished()),
+        bench_cpu_seconds=time.process_time() - bench_before,
     )
     await process.terminate(within=30.0)
-    return list(sent), usage
+    return sent, usage
 
 
 def _conversations(
@@ -293,8 +332,14 @@ def _figures(
         "replies_per_s": round(complete / usage.wall_seconds, 2) if usage.wall_seconds else 0,
         "cpu_s_per_reply": round(usage.cpu_seconds / max(1, complete), 4),
         "peak_rss_mb": round(usage.peak_rss_mb, 1),
+        "bot_cpu_share": round(usage.cpu_seconds / usage.wall_seconds, 2),
+        "fakes_cpu_share": round(usage.bench_cpu_seconds / usage.wall_seconds, 2),
         "config": asdict(config),
     }
 
 
-RUNNERS = {"slack": run_slack, "discord": run_discord}
+RUNNERS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    "slack": run_slack,
+    "discord": run_discord,
+    "discord-raised": functools.partial(run_discord, global_limit=RAISED_GLOBAL_LIMIT),
+}

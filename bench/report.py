@@ -19,7 +19,7 @@ LAG_SLACK_MS = 100.0  # token-to-screen lag may exceed one edit interval by this
 CONTEXT_BUILD_P50_MS = 5.0
 # One conversation's edit interval: Slack native appends (100/min per workspace), Discord
 # message edits (5 per 5 s per channel).
-EDIT_INTERVAL_MS = {"slack": 600.0, "discord": 1000.0}
+EDIT_INTERVAL_MS = {"slack": 600.0, "discord": 1000.0, "discord-raised": 1000.0}
 
 
 def machine() -> dict[str, Any]:
