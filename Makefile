@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ test: $(STAMP)
 	$(BIN)/mypy core
 	$(BIN)/python -m pytest -q
 
+# The full benchmark (several minutes): bench/results/results.{json,md} and latency.png.
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Small loads and store, under a minute; `make test` runs it too (tests/test_bench.py).
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

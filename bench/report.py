@@ -125,17 +125,19 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("store"):
         lines += [
             "",
-            "| store | messages | context build p50/p95/p99 ms | history page p50/p95/p99 ms |",
-            "|---|---:|---|---|",
+            "| store | messages | context build p50/p95/p99 ms | history page 1, p50/p95/p99 ms "
+            "| deep history page, p50/p95/p99 ms |",
+            "|---|---:|---|---|---|",
         ]
         for backend, s in results["store"].items():
             if "context_build_ms" not in s:
                 lines.append(f"| {backend} | – | skipped: {s.get('skipped')} | |")
                 continue
-            c, h = s["context_build_ms"], s["history_page_ms"]
+            c, h, d = s["context_build_ms"], s["history_page_ms"], s["history_deep_page_ms"]
             lines.append(
-                f"| {backend} | {s['messages']:,} | {c['p50']} / {c['p95']} / {c['p99']} "
-                f"| {h['p50']} / {h['p95']} / {h['p99']} |"
+                f"| {backend} ({s.get('server', backend)}) | {s['messages']:,} "
+                f"| {c['p50']} / {c['p95']} / {c['p99']} | {h['p50']} / {h['p95']} / {h['p99']} "
+                f"| page {s['deep_page']}: {d['p50']} / {d['p95']} / {d['p99']} |"
             )
     lines += ["", "| target | limit | measured | met |", "|---|---|---|---|"]
     for t in results.get("targets", []):
