@@ -40,6 +40,9 @@ MAX_RATE_LIMIT_RETRIES = 5  # consecutive 429s on one reply before giving up
 ACTIVE_BUCKETS_KEPT = 1024  # idle buckets beyond this are kept only while someone holds them
 
 _WHITESPACE = re.compile(r"\s+")
+# Slack sends and shows `<`, `>` and `&` as &lt; &gt; &amp;: a hard cut must not halve one.
+_ENTITY = re.compile(r"&(?:[A-Za-z]{2,8}|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});")
+MAX_ENTITY = 10  # the longest _ENTITY match
 _LANG_TAG = re.compile(rf"[A-Za-z0-9_+\-.#]{{1,{MAX_LANG_TAG}}}(?=\r?\n)")
 
 log = logging.getLogger(__name__)
@@ -140,7 +143,7 @@ def _next_cut(text: str, pos: int, limit: int, fences: _Fences) -> _Cut:
             lead = _WHITESPACE.match(text, pos)
             first = lead.end() if lead else pos
             for c in range(pos + room, first, -1):
-                if not fences.splits_fence(c) and fits(c):
+                if not fences.splits_fence(c) and not _splits_entity(text, c) and fits(c):
                     choice = (c, c)
                     break
             else:
@@ -155,6 +158,15 @@ def _next_cut(text: str, pos: int, limit: int, fences: _Fences) -> _Cut:
         return _Cut(Span(pos, c, reopen, close), resume, False)
 
 
+def _splits_entity(text: str, c: int) -> bool:
+    """Would a cut at `c` fall inside an HTML entity such as &lt;?"""
+    start = text.rfind("&", max(0, c - MAX_ENTITY), c)
+    if start < 0:
+        return False
+    entity = _ENTITY.match(text, start)
+    return entity is not None and entity.end() > c
+
+
 def _last_visible(text: str) -> int:
     i = len(text) - 1
     while i >= 0 and text[i].isspace():
@@ -166,7 +178,8 @@ def split_spans(text: str, limit: int) -> list[Span]:
     """Where `text` breaks into messages of at most `limit` characters.
 
     Text that fits is one span, unchanged ([] for ""). Otherwise each cut prefers a paragraph
-    break, then a line break, then a space, then any point that splits no ``` fence; a cut
+    break, then a line break, then a space, then any point that splits no ``` fence and no
+    HTML entity (&lt;); a cut
     inside a code block closes it (`close`) and the next part reopens it with the same
     language tag (`reopen`). The contract, precisely: the spans are in order, non-empty and
     hold visible text; everything of `text` outside them is whitespace (the whitespace at each

@@ -197,6 +197,14 @@ def test_text_without_spaces_is_cut_hard() -> None:
     assert split_message("x" * 250, 100) == ["x" * 100, "x" * 100, "x" * 50]
 
 
+def test_a_hard_cut_never_halves_an_html_entity() -> None:
+    """Slack shows <, > and & escaped: a part ending '&l' would show as garbage."""
+    for text in ("&lt;" * 60, "x" + "&amp;" * 50, "&#128512;" * 30):
+        parts = split_message(text, 100)
+        assert "".join(parts) == text
+        assert all(p.endswith(";") for p in parts)
+
+
 def test_indentation_after_a_line_break_stays_with_the_next_part() -> None:
     assert split_message("a" * 95 + "\n    indented", 100) == ["a" * 95, "    indented"]
 
