@@ -50,6 +50,10 @@ MAX_ACTIVE_GOALS = 20
 STORE_DOWN_TEXT = (
     "I can't reach my memory right now, so nothing was saved. Please try again in a minute."
 )
+STORE_DOWN_AFTER_REPLY_TEXT = (  # the user has seen (part of) the reply; it was not kept
+    "I can't reach my memory right now, so I won't remember this reply. "
+    "Please try again in a minute."
+)
 INTERNAL_ERROR_TEXT = "Something went wrong on my side. It has been logged; please try again."
 EMPTY_MESSAGE_TEXT = (
     "I found no text in that message, and text is all I can read. "
@@ -232,7 +236,10 @@ class Coach:
         except StoreUnavailable as error:
             log.error("store unavailable while replying to %s: %s", identity.external_id, error)
             await self._release(claim)
-            yield Failed("store_unavailable", STORE_DOWN_TEXT)
+            yield Failed(
+                "store_unavailable",
+                STORE_DOWN_AFTER_REPLY_TEXT if claim.settled else STORE_DOWN_TEXT,
+            )
         except Exception:
             log.exception("reply failed for %s:%s", identity.platform, identity.external_id)
             await self._release(claim)

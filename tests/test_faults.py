@@ -27,7 +27,7 @@ import pytest
 
 from bots import discord_render, slack_render
 from bots.stream import MAX_RATE_LIMIT_RETRIES, STREAMING_INDICATOR
-from core.coach import INTERNAL_ERROR_TEXT, STORE_DOWN_TEXT, Coach
+from core.coach import INTERNAL_ERROR_TEXT, STORE_DOWN_AFTER_REPLY_TEXT, STORE_DOWN_TEXT, Coach
 from core.llm import USER_TEXT, ErrorKind
 from core.models import Identity, Role
 from tests.discord_world import World, discord_world
@@ -445,6 +445,7 @@ async def test_a_message_claimed_before_the_lock_is_not_lost(tmp_path: Path, pla
         platform, tmp_path, database_timeout_seconds=0.3, llm={"token_delay": 0.05}
     ) as chat:
         note = chat.note(STORE_DOWN_TEXT)
+        unkept = chat.note(STORE_DOWN_AFTER_REPLY_TEXT)
         first = await chat.send("first")
         await until(lambda: chat.llm.requests and chat.llm.requests[0].deltas)
         second = await chat.send("second")
@@ -453,7 +454,7 @@ async def test_a_message_claimed_before_the_lock_is_not_lost(tmp_path: Path, pla
             await chat.settle(first)
             await chat.settle(second)
             # The first reply was shown whole but could not be saved: the user is told.
-            assert chat.replies(first) == [f"{whole_reply('first')}\n\n{note}"]
+            assert chat.replies(first) == [f"{whole_reply('first')}\n\n{unkept}"]
             assert chat.replies(second) == [note]
             assert len(chat.llm.requests) == 1
         await chat.resend(second, replies=2)
