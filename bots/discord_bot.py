@@ -237,8 +237,21 @@ class DiscordCoach(discord.Client):
                 message.author.id,
                 error,
             )
+            await self.tell_unfinished(message.channel)
         finally:
             surface.stop_typing()
+
+    async def tell_unfinished(self, channel: discord.abc.Messageable) -> None:
+        """One plain try, after a pause, at telling the user their reply broke off: a
+        message frozen mid-sentence must not look like the whole answer."""
+        await asyncio.sleep(REFUSED_RETRY_SECONDS)
+        await self.global_budget.acquire()
+        try:
+            await channel.send(
+                failure_note(INTERNAL_ERROR_TEXT), silent=True, allowed_mentions=QUIET
+            )
+        except discord.HTTPException as error:
+            log.error("Discord refused the note about an unfinished reply too: %s", error)
 
     async def deltas(
         self, identity: Identity, text: str, event_id: str

@@ -562,3 +562,21 @@ async def test_a_storm_outlasting_the_patience_ends_in_a_plain_note(tmp_path: Pa
         assert await stored(chat) == [(Role.USER, "hello", True)]
         await serves_again(chat, unanswered="hello")
         assert len(chat.replies(said)) == 2
+
+
+async def test_a_discord_storm_outlasting_the_patience_ends_in_a_plain_note(
+    tmp_path: Path,
+) -> None:
+    """Discord refuses every edit for longer than discord.py (5 tries a call) and the renderer
+    (MAX_RATE_LIMIT_RETRIES more) wait: the frozen message is followed by a plain note, and
+    once Discord takes edits again the bot answers as usual."""
+    async with chat_on("discord", tmp_path, llm={"token_delay": 0.01}) as chat:
+        chat.refuse("PATCH /channels/*/messages/*", 429, 5 * (MAX_RATE_LIMIT_RETRIES + 1))
+        said = await chat.send("hello")
+        note = chat.note(INTERNAL_ERROR_TEXT)
+        await until(lambda: chat.replies(said) and chat.replies(said)[0].endswith(note), 20.0)
+        (reply,) = chat.replies(said)
+        frozen = reply.removesuffix(note)
+        assert frozen.endswith(STREAMING_INDICATOR)  # Discord took no edit of it
+        assert whole_reply("hello").startswith(frozen.removesuffix(STREAMING_INDICATOR))
+        await serves_again(chat)  # the model had finished: its reply to "hello" was kept
