@@ -175,7 +175,7 @@ class FakeSlack:
         self._failures: dict[str, deque[_Failure]] = {}
         self._recent: dict[str, deque[float]] = {}  # method -> accepted call times
         self._ts_base = int(time.time())
-        self._ts_seq = 0
+        self._ts_seq = 500_000  # bot ts never equal a user event's (_event_ts counts from 1)
         self.acks: list[dict[str, Any]] = []  # Socket Mode acknowledgements, in arrival order
         self.sockets_opened = 0
         self._tickets: set[str] = set()  # issued by apps.connections.open, each usable once
