@@ -276,6 +276,10 @@ class EditBucket:
         self._last = now
         return True
 
+    def crowded(self) -> bool:
+        """Someone is queued for a slot: a write that may be skipped should let them go."""
+        return self._lock.locked()
+
     def restamp(self) -> None:
         """The write of the slot just taken goes out only now (it waited for another
         budget): space the next write from now, as the platform will count it."""
@@ -335,6 +339,7 @@ class Budget(Protocol):
     clock: Clock
 
     async def acquire(self) -> None: ...
+    def crowded(self) -> bool: ...
     def penalize(self, retry_after: float) -> None: ...
 
 
@@ -355,6 +360,9 @@ class Budgets:
             await bucket.acquire()
         for bucket in self._buckets[:-1]:
             bucket.restamp()  # it waited for the wider ones: keep its spacing as sent
+
+    def crowded(self) -> bool:
+        return any(bucket.crowded() for bucket in self._buckets)
 
     def penalize(self, retry_after: float) -> None:
         self._buckets[0].penalize(retry_after)
@@ -520,6 +528,12 @@ async def _read(
                 log.warning("closing the reply stream failed", exc_info=True)
 
 
+def _can_wait(screen: _Screen[H], draft: _Draft) -> bool:
+    """The next write is an in-between edit of a growing message: one that may be skipped."""
+    stale = screen.first_stale(draft.targets())
+    return not draft.done and stale is not None and stale < len(screen.result.handles)
+
+
 async def _indicate(surface: Indicates) -> None:
     try:
         await surface.indicate()
@@ -540,7 +554,9 @@ async def render(
 
     The indicator shows at once; the first text is posted when the first delta arrives (posts
     spend the bucket too). Deltas keep accumulating while a write waits or is in flight, and
-    each write carries the newest text, so edits coalesce instead of queueing. Past the
+    each write carries the newest text, so edits coalesce instead of queueing. When others
+    are queued for the bucket (`crowded`), an in-between edit is skipped: first posts and
+    final edits, which a user waits for, go first. Past the
     message limit the message is finished and the reply continues in a new one. At the end
     every message gets its final text without the indicator (skipped only if it shows exactly
     that already). A `Failure(note)` in the stream, or an exception from it, ends the reply
@@ -572,6 +588,11 @@ async def render(
             if indicating is not None:
                 await indicating  # the indicator must not land after the first message
                 indicating = None
+            if _can_wait(screen, draft) and bucket.crowded():
+                # Others are queued for the budget (a first post, a final edit): this
+                # in-between edit yields to them; a later one will carry its text.
+                await changed.wait()
+                continue
             await bucket.acquire()
             targets = draft.targets()  # the newest text, not what was there when we queued
             stale = screen.first_stale(targets)

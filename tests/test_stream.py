@@ -30,6 +30,7 @@ from bots.stream import (
     EditBucket,
     Failure,
     RateLimited,
+    RenderResult,
     closed_fences,
     next_write_at,
     render,
@@ -451,6 +452,26 @@ async def test_concurrent_replies_in_one_bucket_never_outrun_it() -> None:
     for k, (surface, result) in enumerate(zip(surfaces, results, strict=True)):
         assert surface.messages == result.texts == ["".join(words[k])]
         assert result.posts == 1
+
+
+async def test_a_new_reply_is_not_queued_behind_in_between_edits() -> None:
+    """Eight replies streaming through one budget of 4 writes/s; a ninth asks at t=5. Its
+    first text waits for at most the one write already queued (plus its own slot), not
+    behind an in-between edit of each of the eight; and every reply still ends whole."""
+    clock = VirtualTime()
+    bucket = bucket_for(clock, max_calls=4, per_seconds=1.0)
+    surfaces = [FakeSurface(clock) for _ in range(9)]
+    words = [[f"r{k}w{i} " for i in range(40)] for k in range(9)]
+
+    async def late(k: int) -> RenderResult[int]:
+        await clock.sleep(5.0 if k == 8 else k / 100)
+        return await render(paced(clock, words[k], 0.25), surfaces[k], bucket)
+
+    results = await clock.run(asyncio.gather(*(late(k) for k in range(9))))
+    first_post = next(w.at for w in surfaces[8].sent() if w.kind == "post")
+    assert first_post - (5.0 + 0.25) <= 2 * bucket.interval + 1e-9
+    for k, (surface, result) in enumerate(zip(surfaces, results, strict=True)):
+        assert surface.messages == result.texts == ["".join(words[k])]
 
 
 async def test_fast_deltas_coalesce_and_every_edit_carries_the_newest_text() -> None:
