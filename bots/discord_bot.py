@@ -61,6 +61,7 @@ EDIT_WINDOW_SECONDS = 5.0
 # discord.py's own calls and for network jitter bunching paced requests together.
 GLOBAL_SHARE = 0.9
 TYPING_REFRESH_SECONDS = 8.0  # Discord shows "typing…" for 10 s after each trigger
+TYPING_MAX_WAIT_SECONDS = 0.1  # a later "typing…" is no longer a prompt sign of life
 REFUSED_RETRY_SECONDS = 1.0  # wait before writing again after a 5xx or a 429 storm
 CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 # The reply reference may notify the person answered; nothing in the text pings anyone.
@@ -94,19 +95,22 @@ class ChannelReply:
         self._posted = False
 
     async def indicate(self) -> None:
-        # "typing…" is a courtesy: when the bot's global budget has no slot free right now,
-        # replies are queueing for it, and a slot is worth more as text than as an indicator.
-        if self.global_budget.try_acquire():
-            await self.channel.typing()
+        await self._type()
         self._typing = asyncio.create_task(self._keep_typing())
 
     async def _keep_typing(self) -> None:
         """Until the first text shows: a slow first token must not look like a dead bot."""
         while True:
             await asyncio.sleep(TYPING_REFRESH_SECONDS)
-            if self.global_budget.try_acquire():
-                with contextlib.suppress(discord.HTTPException):
-                    await self.channel.typing()
+            with contextlib.suppress(discord.HTTPException):
+                await self._type()
+
+    async def _type(self) -> None:
+        # "typing…" is a courtesy: when replies are already queueing for the bot's global
+        # budget, a slot is worth more as text than as an indicator that would come late.
+        if self.global_budget.backlog() <= TYPING_MAX_WAIT_SECONDS:
+            await self.global_budget.acquire()
+            await self.channel.typing()
 
     def stop_typing(self) -> None:
         if self._typing is not None:

@@ -253,17 +253,28 @@ class EditBucket:
         self._lock = asyncio.Lock()
         self._last: float | None = None
         self._blocked_until = -math.inf
+        self._waiting = 0
 
     async def acquire(self) -> None:
         """Wait for this caller's turn and a free slot; the write should follow at once."""
-        async with self._lock:
-            while True:
-                now = self.clock()
-                at = next_write_at(self._last, self.interval, now, self._blocked_until)
-                if at <= now:
-                    self._last = now
-                    return
-                await self._sleep(at - now)
+        self._waiting += 1
+        try:
+            async with self._lock:
+                while True:
+                    now = self.clock()
+                    at = next_write_at(self._last, self.interval, now, self._blocked_until)
+                    if at <= now:
+                        self._last = now
+                        return
+                    await self._sleep(at - now)
+        finally:
+            self._waiting -= 1
+
+    def backlog(self) -> float:
+        """About how long a write queued now would wait for its slot, in seconds."""
+        now = self.clock()
+        free_at = next_write_at(self._last, self.interval, now, self._blocked_until)
+        return free_at - now + self._waiting * self.interval
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free now and nobody is queued; never waits. For writers that

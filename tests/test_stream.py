@@ -618,6 +618,23 @@ def test_render_always_ends_with_the_split_of_the_full_text(
     assert order == sorted(order)  # once message n+1 exists, message n is never written again
 
 
+async def test_backlog_is_the_wait_a_write_queued_now_would_have() -> None:
+    clock = VirtualTime()
+    bucket = bucket_for(clock, max_calls=4, per_seconds=1.0)  # a slot every 0.25 s
+
+    async def main() -> list[float]:
+        seen = [bucket.backlog()]  # free: no wait
+        await bucket.acquire()
+        seen.append(bucket.backlog())  # the next slot
+        queued = [asyncio.create_task(bucket.acquire()) for _ in range(2)]
+        await asyncio.sleep(0)
+        seen.append(bucket.backlog())  # behind the two queued
+        await asyncio.gather(*queued)
+        return seen
+
+    assert await clock.run(main()) == pytest.approx([0.0, 0.25, 0.75])
+
+
 async def test_try_acquire_takes_a_free_slot_and_never_waits() -> None:
     now = [0.0]
     bucket = EditBucket(2, 1.0, clock=lambda: now[0])  # one write per 0.5 s
