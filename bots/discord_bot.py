@@ -59,9 +59,9 @@ EDITS_PER_WINDOW = 5
 EDIT_WINDOW_SECONDS = 5.0
 # Of the bot's global requests/s, replies use this share: the rest is headroom for
 # discord.py's own calls and for network jitter bunching paced requests together.
-GLOBAL_SHARE = 0.9
+GLOBAL_SHARE = 0.8
 TYPING_REFRESH_SECONDS = 8.0  # Discord shows "typing…" for 10 s after each trigger
-TYPING_MAX_WAIT_SECONDS = 0.1  # a later "typing…" is no longer a prompt sign of life
+TYPING_MAX_WAIT_SECONDS = 0.25  # a later "typing…" is no longer a prompt sign of life
 REFUSED_RETRY_SECONDS = 1.0  # wait before writing again after a 5xx or a 429 storm
 CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 # The reply reference may notify the person answered; nothing in the text pings anyone.
