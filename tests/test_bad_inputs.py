@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -88,29 +90,38 @@ async def test_bad_input(case: dict[str, Any], tmp_path: Path) -> None:
 # --- The Coach and the console -----------------------------------------------------------
 
 
-async def run_coach(case: dict[str, Any], tmp_path: Path) -> None:
-    expect = case["expect"]
+@asynccontextmanager
+async def coach_for(
+    case: dict[str, Any], tmp_path: Path
+) -> AsyncIterator[tuple[Coach, FakeAnthropic]]:
+    """The Coach on a fresh SQLite file, its model answering as the case says."""
     store = await SQLiteStore.open(str(tmp_path / "coach.db"))
     try:
         async with (
             FakeAnthropic(reply=llm_reply(case)) as llm,
             coach_on(store, llm.base_url, FakeClock()) as coach,
         ):
-            for line in case.get("setup", []):
-                await run_command(coach, person(), line)
-            events = await collect(coach, person(), text_of(case["input"]))
-            kinds = [type(e).__name__ for e in events if not isinstance(e, Chunk)]
-            if "events" in expect:
-                assert kinds == expect["events"]
-            for key, kind in (("failed", Failed), ("denied", Denied), ("done", Done)):
-                if key in expect:
-                    [event] = [e for e in events if isinstance(e, kind)]
-                    assert (event.user_text if isinstance(event, Failed) else event.text) == (
-                        text_of(expect[key])
-                    )
-            await check_model_and_store(coach, llm, expect)
+            yield coach, llm
     finally:
         await store.close()
+
+
+async def run_coach(case: dict[str, Any], tmp_path: Path) -> None:
+    expect = case["expect"]
+    async with coach_for(case, tmp_path) as (coach, llm):
+        for line in case.get("setup", []):
+            await run_command(coach, person(), line)
+        events = await collect(coach, person(), text_of(case["input"]))
+        kinds = [type(e).__name__ for e in events if not isinstance(e, Chunk)]
+        if "events" in expect:
+            assert kinds == expect["events"]
+        for key, kind in (("failed", Failed), ("denied", Denied), ("done", Done)):
+            if key in expect:
+                [event] = [e for e in events if isinstance(e, kind)]
+                assert (event.user_text if isinstance(event, Failed) else event.text) == (
+                    text_of(expect[key])
+                )
+        await check_model_and_store(coach, llm, expect)
 
 
 async def check_model_and_store(coach: Coach, llm: FakeAnthropic, expect: dict[str, Any]) -> None:
@@ -139,26 +150,19 @@ async def check_model_and_store(coach: Coach, llm: FakeAnthropic, expect: dict[s
 async def run_console(case: dict[str, Any], tmp_path: Path) -> None:
     """A line typed at the terminal (a command or a chat message): the exact output."""
     expect = case["expect"]
-    store = await SQLiteStore.open(str(tmp_path / "coach.db"))
-    try:
-        async with (
-            FakeAnthropic(reply=llm_reply(case)) as llm,
-            coach_on(store, llm.base_url, FakeClock()) as coach,
-        ):
-            out = io.StringIO()
-            console = Console(coach, stdin=io.StringIO(), stdout=out)
-            console.identity = person()
-            await already_welcomed(coach, person())
-            for line in case.get("setup", []):
-                await console.handle(line)
-            out.seek(0)
-            out.truncate()
-            await console.handle(text_of(case["input"]))
-            if "output" in expect:
-                assert out.getvalue() == text_of(expect["output"])
-            await check_model_and_store(coach, llm, expect)
-    finally:
-        await store.close()
+    async with coach_for(case, tmp_path) as (coach, llm):
+        out = io.StringIO()
+        console = Console(coach, stdin=io.StringIO(), stdout=out)
+        console.identity = person()
+        await already_welcomed(coach, person())
+        for line in case.get("setup", []):
+            await console.handle(line)
+        out.seek(0)
+        out.truncate()
+        await console.handle(text_of(case["input"]))
+        if "output" in expect:
+            assert out.getvalue() == text_of(expect["output"])
+        await check_model_and_store(coach, llm, expect)
 
 
 async def already_welcomed(coach: Coach, who: Identity) -> None:
