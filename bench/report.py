@@ -135,7 +135,7 @@ def markdown(results: dict[str, Any]) -> str:
                 continue
             c, h, d = s["context_build_ms"], s["history_page_ms"], s["history_deep_page_ms"]
             lines.append(
-                f"| {backend} ({s.get('server', backend)}) | {s['messages']:,} "
+                f"| {s.get('server', backend)} | {s['messages']:,} "
                 f"| {c['p50']} / {c['p95']} / {c['p99']} | {h['p50']} / {h['p95']} / {h['p99']} "
                 f"| page {s['deep_page']}: {d['p50']} / {d['p95']} / {d['p99']} |"
             )
