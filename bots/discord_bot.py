@@ -60,6 +60,7 @@ EDIT_WINDOW_SECONDS = 5.0
 # Of the bot's global requests/s, replies use this share: the rest is headroom for
 # discord.py's own calls and for network jitter bunching paced requests together.
 GLOBAL_SHARE = 0.8
+GLOBAL_BURST = 3  # Discord counts requests per second, not a pace: a few may go at once
 TYPING_REFRESH_SECONDS = 8.0  # Discord shows "typing…" for 10 s after each trigger
 TYPING_MAX_WAIT_SECONDS = 0.25  # a later "typing…" is no longer a prompt sign of life
 REFUSED_RETRY_SECONDS = 1.0  # wait before writing again after a 5xx or a 429 storm
@@ -167,9 +168,10 @@ class DiscordCoach(discord.Client):
         self.coaching_channels = frozenset(settings.discord_channel_ids)
         self.buckets = Buckets(*edit_rate)  # by channel id: Discord's message-write bucket
         # Discord's global limit covers every channel: one budget for the whole bot.
-        self.global_budget = EditBucket(
-            max(1, math.floor(settings.discord_global_rate_limit * GLOBAL_SHARE)), 1.0
-        )
+        limit = settings.discord_global_rate_limit
+        pace = max(1, math.floor(limit * GLOBAL_SHARE))
+        # A burst spends headroom: pace + burst - 1 writes must fit in Discord's second.
+        self.global_budget = EditBucket(pace, 1.0, burst=max(1, min(GLOBAL_BURST, limit - pace)))
         self.tree = CoachTree(self)
         self.commands = CoachCommands(coach, allow_dms=settings.discord_allow_dms)
         self.tree.add_command(self.commands)

@@ -232,9 +232,11 @@ def next_write_at(
 class EditBucket:
     """The write budget of one platform rate-limit bucket, shared by every reply in it.
 
-    `max_calls` per `per_seconds`, spaced evenly. Waiters are served first come, first served
-    (asyncio.Lock is FIFO), and a waiter re-checks after sleeping, so a `penalize` from a 429
-    holds back everyone already queued.
+    `max_calls` per `per_seconds`, spaced evenly. With `burst` > 1, that many writes may go
+    back to back after a quiet spell (GCRA: any `per_seconds` then holds at most about
+    `max_calls + burst - 1`), for limits counted over a window rather than as a pace.
+    Waiters are served first come, first served (asyncio.Lock is FIFO), and a waiter
+    re-checks after sleeping, so a `penalize` from a 429 holds back everyone already queued.
     """
 
     def __init__(
@@ -244,16 +246,25 @@ class EditBucket:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        burst: int = 1,
     ) -> None:
-        if max_calls < 1 or per_seconds <= 0:
-            raise ValueError(f"need max_calls >= 1 and per_seconds > 0: {max_calls}, {per_seconds}")
+        if max_calls < 1 or per_seconds <= 0 or burst < 1:
+            raise ValueError(f"need max_calls, burst >= 1, per_seconds > 0: {max_calls}, {burst}")
         self.interval = per_seconds / max_calls
+        self.burst = burst
         self.clock = clock
         self._sleep = sleep
         self._lock = asyncio.Lock()
-        self._last: float | None = None
+        self._last: float | None = None  # the latest write, as if all had been spaced evenly
         self._blocked_until = -math.inf
         self._waiting = 0
+
+    def _free_at(self, now: float) -> float:
+        last = None if self._last is None else self._last - (self.burst - 1) * self.interval
+        return next_write_at(last, self.interval, now, self._blocked_until)
+
+    def _take(self, now: float) -> None:
+        self._last = now if self._last is None else max(self._last + self.interval, now)
 
     async def acquire(self) -> None:
         """Wait for this caller's turn and a free slot; the write should follow at once."""
@@ -262,9 +273,9 @@ class EditBucket:
             async with self._lock:
                 while True:
                     now = self.clock()
-                    at = next_write_at(self._last, self.interval, now, self._blocked_until)
+                    at = self._free_at(now)
                     if at <= now:
-                        self._last = now
+                        self._take(now)
                         return
                     await self._sleep(at - now)
         finally:
@@ -273,18 +284,15 @@ class EditBucket:
     def backlog(self) -> float:
         """About how long a write queued now would wait for its slot, in seconds."""
         now = self.clock()
-        free_at = next_write_at(self._last, self.interval, now, self._blocked_until)
-        return free_at - now + self._waiting * self.interval
+        return self._free_at(now) - now + self._waiting * self.interval
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free now and nobody is queued; never waits. For writers that
         keep reading while they may not write, so that their next write carries more text."""
         now = self.clock()
-        if self._lock.locked() or next_write_at(
-            self._last, self.interval, now, self._blocked_until
-        ) > now:
+        if self._lock.locked() or self._free_at(now) > now:
             return False
-        self._last = now
+        self._take(now)
         return True
 
     def crowded(self) -> bool:
@@ -294,7 +302,8 @@ class EditBucket:
     def restamp(self) -> None:
         """The write of the slot just taken goes out only now (it waited for another
         budget): space the next write from now, as the platform will count it."""
-        self._last = self.clock()
+        now = self.clock()
+        self._last = now if self._last is None else max(self._last, now)
 
     def penalize(self, retry_after: float) -> None:
         """The platform still said 429: nobody in this bucket writes for `retry_after` s."""
@@ -303,9 +312,9 @@ class EditBucket:
     def idle(self) -> bool:
         """True when this bucket behaves exactly like a new one (so it may be forgotten)."""
         now = self.clock()
-        return (
-            not self._lock.locked()
-            and next_write_at(self._last, self.interval, now, self._blocked_until) <= now
+        idle_since = None if self._last is None else self._last + self.interval
+        return not self._lock.locked() and (idle_since is None or idle_since <= now) and (
+            self._blocked_until <= now
         )
 
 

@@ -618,6 +618,26 @@ def test_render_always_ends_with_the_split_of_the_full_text(
     assert order == sorted(order)  # once message n+1 exists, message n is never written again
 
 
+async def test_a_burst_goes_at_once_after_a_quiet_spell_then_the_pace_holds() -> None:
+    clock = VirtualTime()
+    bucket = EditBucket(4, 1.0, clock=clock, sleep=clock.sleep, burst=3)
+    grants: list[float] = []
+
+    async def writes(n: int) -> None:
+        for _ in range(n):
+            await bucket.acquire()
+            grants.append(clock.now)
+
+    async def main() -> None:
+        await writes(6)
+        await clock.sleep(2.0)  # quiet: the burst is back
+        await writes(4)
+
+    await clock.run(main())
+    assert grants == pytest.approx([0, 0, 0, 0.25, 0.5, 0.75, 2.75, 2.75, 2.75, 3.0])
+    assert bucket.idle() is False and EditBucket(4, 1.0, burst=3).idle()
+
+
 async def test_backlog_is_the_wait_a_write_queued_now_would_have() -> None:
     clock = VirtualTime()
     bucket = bucket_for(clock, max_calls=4, per_seconds=1.0)  # a slot every 0.25 s
