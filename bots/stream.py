@@ -179,11 +179,11 @@ def split_spans(text: str, limit: int) -> list[Span]:
 
     Text that fits is one span, unchanged ([] for ""). Otherwise each cut prefers a paragraph
     break, then a line break, then a space, then any point that splits no ``` fence and no
-    HTML entity (&lt;); a cut
-    inside a code block closes it (`close`) and the next part reopens it with the same
-    language tag (`reopen`). The contract, precisely: the spans are in order, non-empty and
-    hold visible text; everything of `text` outside them is whitespace (the whitespace at each
-    split point, except indentation after its last newline, which stays with the next part);
+    HTML entity (&lt;); a cut inside a code block closes it (`close`) and the next part
+    reopens it with the same language tag (`reopen`). The contract, precisely: the spans are
+    in order, non-empty and hold visible text; everything of `text` outside them is whitespace
+    (the whitespace at each split point, except indentation after its last newline, which
+    stays with the next part);
     every part but the last has balanced fences, and the last is open only if `text` is.
     """
     if limit < MIN_SPLIT_LIMIT:
