@@ -183,8 +183,8 @@ def split_spans(text: str, limit: int) -> list[Span]:
     reopens it with the same language tag (`reopen`). The contract, precisely: the spans are
     in order, non-empty and hold visible text; everything of `text` outside them is whitespace
     (the whitespace at each split point, except indentation after its last newline, which
-    stays with the next part);
-    every part but the last has balanced fences, and the last is open only if `text` is.
+    stays with the next part); every part but the last has balanced fences, and the last is
+    open only if `text` is.
     """
     if limit < MIN_SPLIT_LIMIT:
         raise ValueError(f"limit must be at least {MIN_SPLIT_LIMIT}, got {limit}")
