@@ -243,7 +243,7 @@ class Usage:
     wall_seconds: float
     cpu_seconds: float
     peak_rss_mb: float
-    completed: int
+    total: int  # conversations the run was to have
     bench_cpu_seconds: float  # the fakes' process: near wall_seconds means it was the limit
 
 
@@ -278,19 +278,22 @@ async def _drive(
                 raise RuntimeError(f"momentum exited during the load:\n{process.log}")
             await asyncio.sleep(0.05)
 
+    work = asyncio.ensure_future(asyncio.gather(*(conversation(i) for i in range(total))))
     watcher = asyncio.create_task(watch())
-    try:
-        async with asyncio.timeout(config.timeout):  # late replies count as incomplete
-            await asyncio.gather(*(conversation(i) for i in range(total)))
-    except TimeoutError:
-        pass
-    finally:
-        watcher.cancel()
+    # Replies still missing after the timeout count as incomplete; a dead bot ends the run.
+    ended, _ = await asyncio.wait(
+        {work, watcher}, timeout=config.timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in (work, watcher):
+        task.cancel()
+    await asyncio.gather(work, watcher, return_exceptions=True)
+    if watcher in ended:
+        watcher.result()  # raises why the bot is gone
     usage = Usage(
         wall_seconds=time.monotonic() - started,
         cpu_seconds=cpu_seconds(pid) - cpu_before,
         peak_rss_mb=peak_rss_mb(pid),
-        completed=len(finished()),
+        total=total,
         bench_cpu_seconds=time.process_time() - bench_before,
     )
     await process.terminate(within=30.0)
@@ -319,7 +322,7 @@ def _figures(
 ) -> dict[str, Any]:
     complete = sum(c.complete for c in convs)
     return {
-        "conversations": len(convs),
+        "conversations": usage.total,  # the ones never sent count as incomplete
         "complete": complete,
         "overhead_ms": ms_summary(overhead(c) for c in convs),
         "first_text_overhead_ms": ms_summary(first_text_overhead(c) for c in convs),
