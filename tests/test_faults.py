@@ -551,8 +551,9 @@ async def test_refused_writes_are_retried_into_one_complete_reply(
 async def test_a_storm_outlasting_the_patience_ends_in_a_plain_note(tmp_path: Path) -> None:
     """Slack refuses every edit for longer than a reply waits: the user is told in a note of
     its own, their message is kept, and once Slack takes edits again the bot answers as usual
-    (the model is asked about the message whose reply never arrived)."""
-    async with chat_on("slack-edits", tmp_path, llm={"token_delay": 0.01}) as chat:
+    (the model is asked about the message whose reply never arrived). The model is slow
+    (0.1 s a word) so that the reply is given up while it still streams, on any machine."""
+    async with chat_on("slack-edits", tmp_path, llm={"token_delay": 0.1}) as chat:
         chat.refuse("chat.update", 429, MAX_RATE_LIMIT_RETRIES + 1)  # one more than it waits
         said = await chat.say("hello", replies=2)
         growing, told = chat.replies(said)
