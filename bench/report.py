@@ -12,14 +12,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bots.discord_bot import EDIT_WINDOW_SECONDS, EDITS_PER_WINDOW
+from bots.slack_stream import APPENDS_PER_MINUTE
+
 # The targets (2-core machine, loopback fakes).
 OVERHEAD_P50_MS, OVERHEAD_P99_MS = 15.0, 60.0
 HEAVY_LOAD, HEAVY_OVERHEAD_P99_MS, HEAVY_RSS_MB = 500, 250.0, 300.0
 LAG_SLACK_MS = 100.0  # token-to-screen lag may exceed one edit interval by this much
 CONTEXT_BUILD_P50_MS = 5.0
-# One conversation's edit interval: Slack native appends (100/min per workspace), Discord
-# message edits (5 per 5 s per channel).
-EDIT_INTERVAL_MS = {"slack": 600.0, "discord": 1000.0, "discord-raised": 1000.0}
+# One conversation's edit interval, as the bot paces it: Slack native appends (per workspace),
+# Discord message writes (per channel).
+_SLACK_MS = 60_000 / APPENDS_PER_MINUTE
+_DISCORD_MS = EDIT_WINDOW_SECONDS * 1000 / EDITS_PER_WINDOW
+EDIT_INTERVAL_MS = {"slack": _SLACK_MS, "discord": _DISCORD_MS, "discord-raised": _DISCORD_MS}
 
 
 def machine() -> dict[str, Any]:

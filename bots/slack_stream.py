@@ -204,7 +204,7 @@ class NativeReply:
                 tail = ""
                 wait = retry_after(error)
                 if wait is None:
-                    self._refused(error)  # logs why
+                    self._log_handover(error)
                     return Handoff(whole, self._stream.ts, failure)
                 await asyncio.sleep(wait)
         log.error("stream in %s: stop refused %d times", self.where.channel, MAX_STOP_ATTEMPTS)
@@ -225,13 +225,16 @@ class NativeReply:
         if wait is not None:
             self.appends.penalize(wait)
             return None
+        self._log_handover(error)
+        return Handoff(self.text + self.pending, self._stream.ts if self._stream else None)
+
+    def _log_handover(self, error: SlackApiError) -> None:
         code = error.response.get("error")
-        ts = self._stream.ts if self._stream is not None else None
         if code in STREAM_CLOSED:
+            ts = self._stream.ts if self._stream is not None else None
             log.info("Slack closed the stream %s (%s): finishing with chat.update", ts, code)
         else:
             log.warning("native streaming failed in %s (%s): using edits", self.where.channel, code)
-        return Handoff(self.text + self.pending, ts)
 
 
 async def _prepend(
