@@ -37,6 +37,7 @@ MIN_SPLIT_LIMIT = 100  # below this a part could not hold a reopened fence and s
 MAX_LANG_TAG = 24  # a longer "```word" is not a language tag (bounds the reopen line)
 SETTLE_LOOKAHEAD = 32  # text past a message's window that makes its cut final
 MAX_RATE_LIMIT_RETRIES = 5  # consecutive 429s on one reply before giving up
+UNFREEZE_WAIT_SECONDS = 5.0  # the most a reply given up on waits to take its indicator off
 ACTIVE_BUCKETS_KEPT = 1024  # idle buckets beyond this are kept only while someone holds them
 
 _WHITESPACE = re.compile(r"\s+")
@@ -561,6 +562,20 @@ async def _indicate(surface: Indicates) -> None:
         log.warning("typing/status indicator failed", exc_info=True)
 
 
+async def _unfreeze(screen: _Screen[H], bucket: Budget, indicator: str) -> None:
+    """Giving up on a reply after the platform's last short wait: one try at taking the
+    indicator off its messages, so that a reply cut off mid-sentence does not look alive.
+    The adapter's note about the failure follows either way, at most this much later."""
+    try:
+        async with asyncio.timeout(UNFREEZE_WAIT_SECONDS):
+            for i, text in enumerate(screen.result.texts):
+                if text.endswith(indicator):
+                    await bucket.acquire()
+                    await screen.write(i, text.removesuffix(indicator).rstrip())
+    except Exception as error:  # still refused, or slower than a note may be late
+        log.warning("could not take the indicator off a reply given up on: %r", error)
+
+
 async def render(
     deltas: AsyncIterable[str | Failure],
     surface: Surface[H],
@@ -582,7 +597,8 @@ async def render(
     that already). A `Failure(note)` in the stream, or an exception from it, ends the reply
     with the text so far plus the note (`fail_note` for exceptions, which are also returned
     in `RenderResult.error`). A `RateLimited` write penalizes the bucket and is retried with
-    the newest text; errors from the surface itself propagate.
+    the newest text; past `MAX_RATE_LIMIT_RETRIES` in a row it propagates, after one try at
+    taking the indicator off (`_unfreeze`). Errors from the surface itself propagate.
 
     Messages are cut at `surface.limit - len(indicator) - len(FENCE_CLOSE)`, so a growing
     message always has room to close an open code block and show the indicator.
@@ -624,9 +640,11 @@ async def render(
             except RateLimited as limited:
                 refused += 1
                 result.rate_limited += 1
-                if refused > MAX_RATE_LIMIT_RETRIES:
-                    raise
                 bucket.penalize(limited.retry_after)
+                if refused > MAX_RATE_LIMIT_RETRIES:
+                    if limited.retry_after <= UNFREEZE_WAIT_SECONDS:
+                        await _unfreeze(screen, bucket, indicator)
+                    raise
     finally:
         tasks = [t for t in (reader, indicating) if t is not None]
         for task in tasks:

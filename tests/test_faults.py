@@ -549,15 +549,19 @@ async def test_refused_writes_are_retried_into_one_complete_reply(
 
 
 async def test_a_storm_outlasting_the_patience_ends_in_a_plain_note(tmp_path: Path) -> None:
-    """Slack refuses every edit for longer than a reply waits: the user is told in a note of
-    its own, their message is kept, and once Slack takes edits again the bot answers as usual
-    (the model is asked about the message whose reply never arrived). The model is slow
-    (0.1 s a word) so that the reply is given up while it still streams, on any machine."""
+    """Slack refuses every edit for longer than a reply waits: the cut reply loses its "▌",
+    the user is told in a note of its own, their message is kept, and once Slack takes edits
+    again the bot answers as usual (the model is asked about the message whose reply never
+    arrived). The model is slow (0.1 s a word) so that the reply is given up while it still
+    streams, on any machine."""
     async with chat_on("slack-edits", tmp_path, llm={"token_delay": 0.1}) as chat:
         chat.refuse("chat.update", 429, MAX_RATE_LIMIT_RETRIES + 1)  # one more than it waits
         said = await chat.say("hello", replies=2)
-        growing, told = chat.replies(said)
-        assert growing.endswith(STREAMING_INDICATOR)  # Slack took no edit of it
+        frozen, told = chat.replies(said)
+        # Slack took no edit while the model streamed; once it took edits again, the
+        # indicator came off, so the cut reply does not look like it is still coming.
+        assert not frozen.endswith(STREAMING_INDICATOR)
+        assert frozen and whole_reply("hello").startswith(frozen)
         assert told == f"{slack_render.WARNING} {INTERNAL_ERROR_TEXT}"
         assert chat.refused() == MAX_RATE_LIMIT_RETRIES + 1
         assert await stored(chat) == [(Role.USER, "hello", True)]
@@ -569,15 +573,16 @@ async def test_a_discord_storm_outlasting_the_patience_ends_in_a_plain_note(
     tmp_path: Path,
 ) -> None:
     """Discord refuses every edit for longer than discord.py (5 tries a call) and the renderer
-    (MAX_RATE_LIMIT_RETRIES more) wait: the frozen message is followed by a plain note, and
-    once Discord takes edits again the bot answers as usual."""
+    (MAX_RATE_LIMIT_RETRIES more) wait: the cut message loses its "▌" and is followed by a
+    plain note, and once Discord takes edits again the bot answers as usual."""
     async with chat_on("discord", tmp_path, llm={"token_delay": 0.01}) as chat:
         chat.refuse("PATCH /channels/*/messages/*", 429, 5 * (MAX_RATE_LIMIT_RETRIES + 1))
         said = await chat.send("hello")
         note = chat.note(INTERNAL_ERROR_TEXT)
         await until(lambda: chat.replies(said) and chat.replies(said)[0].endswith(note), 20.0)
         (reply,) = chat.replies(said)
-        frozen = reply.removesuffix(note)
-        assert frozen.endswith(STREAMING_INDICATOR)  # Discord took no edit of it
-        assert whole_reply("hello").startswith(frozen.removesuffix(STREAMING_INDICATOR))
+        frozen = reply.removesuffix(note).rstrip()
+        # Discord took no edit while the model streamed, then one without the indicator.
+        assert frozen and not frozen.endswith(STREAMING_INDICATOR.strip())
+        assert whole_reply("hello").startswith(frozen)
         await serves_again(chat)  # the model had finished: its reply to "hello" was kept

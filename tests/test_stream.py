@@ -25,6 +25,7 @@ from bots.stream import (
     FENCE_CLOSE,
     MAX_RATE_LIMIT_RETRIES,
     STREAMING_INDICATOR,
+    UNFREEZE_WAIT_SECONDS,
     Buckets,
     Budgets,
     EditBucket,
@@ -576,6 +577,37 @@ async def test_a_platform_that_keeps_refusing_is_reported() -> None:
     with pytest.raises(RateLimited):
         await clock.run(render(paced(clock, ["hi"], 0.01), surface, bucket_for(clock)))
     assert surface.attempts == MAX_RATE_LIMIT_RETRIES + 1
+
+
+GIVE_UP = range(2, MAX_RATE_LIMIT_RETRIES + 3)  # every edit after the first post, until given up
+
+
+async def test_a_reply_given_up_on_loses_its_indicator_when_the_platform_allows() -> None:
+    clock = VirtualTime()
+    surface = FakeSurface(clock, refuse={n: 0.1 for n in GIVE_UP})
+    words = paced(clock, ["Keep ", "going ", "strong"], 0.5)
+    with pytest.raises(RateLimited):
+        await clock.run(render(words, surface, bucket_for(clock)))
+    assert surface.messages == ["Keep"]  # cut short, but no longer looking alive
+    assert surface.attempts == MAX_RATE_LIMIT_RETRIES + 3
+
+
+@pytest.mark.parametrize(
+    ("refuse", "why"),
+    [
+        ({n: 0.1 for n in range(2, 20)}, "the storm goes on"),
+        ({n: UNFREEZE_WAIT_SECONDS + 1 for n in GIVE_UP}, "the platform's wait is too long"),
+    ],
+)
+async def test_a_reply_given_up_on_keeps_its_indicator_when_the_platform_refuses(
+    refuse: dict[int, float], why: str
+) -> None:
+    clock = VirtualTime()
+    surface = FakeSurface(clock, refuse=refuse)
+    words = paced(clock, ["Keep ", "going ", "strong"], 0.5)
+    with pytest.raises(RateLimited):
+        await clock.run(render(words, surface, bucket_for(clock)))
+    assert surface.messages == ["Keep " + STREAMING_INDICATOR], why
 
 
 async def test_empty_reply_posts_nothing_and_indicate_is_optional() -> None:
