@@ -12,7 +12,8 @@ that channel shares (Discord limits message writes per channel), and a final edi
 2,000 characters a reply continues in a new message, with code blocks closed and reopened.
 Everything is sent silent and with no mentions, except that the reply reference may ping
 the person being answered. The message id is the event id, so a replayed event is answered
-once.
+once. Each message of a reply is posted with one nonce, kept across retries and enforced by
+Discord, so a post retried after a 5xx that Discord had in fact taken is not shown twice.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import contextlib
 import logging
 import math
 import re
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -94,6 +96,10 @@ class ChannelReply:
         )
         self._typing: asyncio.Task[None] | None = None
         self._posted = False
+        # The message part being posted: its nonce lives until a post of it succeeds, so
+        # a retry after a 5xx that Discord had in fact taken returns that message instead
+        # of a second copy (enforce_nonce, which discord.py sets with any nonce).
+        self._nonce: str | None = None
 
     async def indicate(self) -> None:
         await self._type()
@@ -120,14 +126,28 @@ class ChannelReply:
 
     async def post(self, text: str) -> discord.Message:
         self.stop_typing()
+        retry = self._nonce is not None
+        if self._nonce is None:
+            self._nonce = secrets.token_hex(12)  # Discord allows 25 characters
         with refusals_retried():
             if not self._posted and self.reference is not None:
                 sent = await self.channel.send(
-                    text, reference=self.reference, silent=True, allowed_mentions=REPLY_MENTIONS
+                    text,
+                    reference=self.reference,
+                    silent=True,
+                    allowed_mentions=REPLY_MENTIONS,
+                    nonce=self._nonce,
                 )
             else:
-                sent = await self.channel.send(text, silent=True, allowed_mentions=QUIET)
+                sent = await self.channel.send(
+                    text, silent=True, allowed_mentions=QUIET, nonce=self._nonce
+                )
+            if retry and sent.content != text:
+                # Discord returned the copy it had taken before its 5xx, with the older
+                # text: bring it up to date, since the renderer takes it as showing `text`.
+                await sent.edit(content=text, allowed_mentions=QUIET)
         self._posted = True
+        self._nonce = None  # the next part is a new message
         return sent
 
     async def edit(self, handle: discord.Message, text: str) -> None:

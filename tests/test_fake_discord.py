@@ -351,6 +351,45 @@ async def test_429_on_edit_is_waited_out(fake: FakeDiscord) -> None:
     assert fake.message(sent.id).deleted and not fake.messages_in(fake.channel_ids[0])
 
 
+async def test_a_nonce_with_enforce_nonce_creates_the_message_once(fake: FakeDiscord) -> None:
+    """discord.py sends every message with a nonce and enforce_nonce. Discord takes a message
+    but answers 503; the retry with the same nonce gets that message back (its text, not the
+    retry's) and creates and echoes nothing. Without enforce_nonce a nonce dedupes nothing."""
+    client = make_client()
+    echoed: list[int] = []
+
+    @client.event
+    async def on_message(message: discord.Message) -> None:
+        echoed.append(message.id)
+
+    async with fake.running(client), aiohttp.ClientSession() as session:
+        channel = client.get_channel(fake.channel_ids[0])
+        assert isinstance(channel, discord.TextChannel)
+        fake.fail_next(
+            "POST", "/channels/*/messages", status=503, code=0, message="Server error",
+            after_applying=True,
+        )
+        with pytest.raises(discord.DiscordServerError):
+            await channel.send("draft", nonce="part-1")
+        (taken,) = fake.messages_in(channel.id)
+        again = await channel.send("newer draft", nonce="part-1")
+        assert again.id == taken.id and again.content == "draft"
+        await channel.send("next part", nonce="part-2")
+        with pytest.raises(discord.HTTPException) as too_long:
+            await channel.send("x", nonce="n" * 26)  # Discord allows 25 characters
+        assert too_long.value.status == 400
+        url = f"{fake.api_url}/channels/{channel.id}/messages"
+        headers = {"Authorization": f"Bot {fake.token}"}
+        body = {"content": "plain", "nonce": "part-3"}  # no enforce_nonce
+        for _ in range(2):
+            async with session.post(url, json=body, headers=headers) as response:
+                assert response.status == 200
+        await fake.wait_for(lambda: len(echoed) >= 4)
+    shown = fake.messages_in(fake.channel_ids[0])
+    assert [m.content for m in shown] == ["draft", "next part", "plain", "plain"]
+    assert echoed == [m.id for m in shown]  # the answer that returned "draft" echoed nothing
+
+
 async def test_channel_bucket_headers_pace_discord_py() -> None:
     async with FakeDiscord(message_bucket=(2, 0.4)) as fake:
         client = make_client()

@@ -36,6 +36,7 @@ from tests.fakes.anthropic_api import (
     Drop,
     FakeAnthropic,
     HttpError,
+    Reply,
     Stall,
     StreamError,
 )
@@ -586,3 +587,43 @@ async def test_a_discord_storm_outlasting_the_patience_ends_in_a_plain_note(
         assert frozen and not frozen.endswith(STREAMING_INDICATOR.strip())
         assert whole_reply("hello").startswith(frozen)
         await serves_again(chat)  # the model had finished: its reply to "hello" was kept
+
+
+@pytest.mark.parametrize("part", [0, 1], ids=["first-message", "continuation"])
+async def test_a_discord_post_taken_before_a_503_is_not_posted_twice(
+    tmp_path: Path, part: int
+) -> None:
+    """Discord creates a message of the reply, then answers 503. The bot posts again (with
+    newer text), but with the same nonce, so Discord returns the message it already has: the
+    user sees the reply once, whole, and the next message is answered as usual."""
+    long_text = whole_reply("hello") + " " + " ".join(f"word{i}" for i in range(300))
+    text = long_text if part else whole_reply("hello")  # two messages, or one
+    async with chat_on("discord", tmp_path, llm={"token_delay": 0.002}) as chat:
+        assert isinstance(chat, DiscordChat)
+        fake = chat.w.discord
+        chat.llm.enqueue(Reply(text))
+        if part:  # the first message went through; the continuation is the one taken
+            said = await chat.send("hello")
+            await fake.wait_for_call("POST", "/channels/*/messages", within=WITHIN)
+        fake.fail_next(
+            "POST",
+            "/channels/*/messages",
+            status=503,
+            code=0,
+            message="Server error",
+            after_applying=True,
+        )
+        if not part:
+            said = await chat.send("hello")
+        # Until the bot's last message ends the reply (settle() could stop between parts).
+        last_word = text.split()[-1]
+        await fake.wait_for(
+            lambda: (shown := chat.w.bot_messages()) and shown[-1].content.endswith(last_word),
+            WITHIN,
+        )
+        assert chat.refused() == 1
+        (messages,) = chat._reply_messages(said)
+        assert len(messages) == part + 1 == len(chat.w.bot_messages())
+        assert " ".join(messages).split() == text.split()  # whole, nothing twice
+        assert await stored(chat) == [(Role.USER, "hello", True), (Role.ASSISTANT, text, True)]
+        await serves_again(chat)

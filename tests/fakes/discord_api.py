@@ -23,6 +23,12 @@ session so a RESUME replays what the client missed, as Discord does.
 When the client did not IDENTIFY with the message-content intent, guild messages that do not
 mention the bot reach it with empty content, as on Discord. The bot's own messages are echoed
 back as MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE, as on Discord (`echo=False` to stop).
+A message create with a `nonce` and `enforce_nonce: true` (discord.py sends both with every
+send) returns the live message the same author created in that channel with that nonce in the
+last `NONCE_WINDOW_SECONDS`, if any, and creates and echoes nothing. (Discord documents "the
+same author" and "the past few minutes"; the channel, "live" and the window are this fake's.)
+`fail_next(..., after_applying=True)` applies the write and then answers with the error, as
+when Discord took a message but its answer was a 503.
 
 discord.py quirks this fake accommodates (see tests/test_fake_discord.py):
 
@@ -80,6 +86,8 @@ THREAD_MEMBER_COUNT_CAP = 50  # Discord stops counting a thread's members at 50
 SILENT = 1 << 12  # message flag: @silent, no push notification
 MESSAGE_CONTENT_INTENT = 1 << 15
 ATTACHMENT_LIMIT = 10 * 1024 * 1024
+NONCE_MAX_LENGTH = 25
+NONCE_WINDOW_SECONDS = 180.0  # "the past few minutes"
 _EVERYONE_PERMISSIONS = str((discord.Permissions.general() | discord.Permissions.text()).value)
 _MENTION = re.compile(r"<@!?(\d+)>")
 
@@ -196,6 +204,7 @@ class _Fault:
     body: JSON
     headers: dict[str, str]
     times: int
+    after_applying: bool = False  # the write happens; only its answer is the error
 
 
 @dataclass
@@ -545,6 +554,8 @@ class FakeDiscord:
             "components": body.get("components") or [], "flags": int(body.get("flags") or 0),
             "type": 0,
         }
+        if (nonce := body.get("nonce")) is not None:
+            data["nonce"] = nonce
         if ref := body.get("message_reference"):
             data["type"] = 19
             data["message_reference"] = {
@@ -920,10 +931,12 @@ class FakeDiscord:
         code: int = 50007,
         message: str = "Cannot send messages to this user",
         times: int = 1,
+        after_applying: bool = False,
     ) -> None:
-        """Answer the next `times` matching requests with a Discord error body."""
+        """Answer the next `times` matching requests with a Discord error body; with
+        `after_applying`, each request is carried out first (a 5xx after the write)."""
         body = {"message": message, "code": code}
-        self._faults.append(_Fault(method, path_pattern, status, body, {}, times))
+        self._faults.append(_Fault(method, path_pattern, status, body, {}, times, after_applying))
 
     @staticmethod
     def _ratelimit_headers(limit: int, remaining: int, reset_after: float, bucket: str
@@ -1001,6 +1014,9 @@ class FakeDiscord:
         response: web.StreamResponse
         extra: dict[str, str] = {}
         if fault := self._take_fault(call):
+            if fault.after_applying:
+                with contextlib.suppress(web.HTTPException):
+                    await handler(request)  # Discord did it; the bot hears only the error
             response = _json(fault.body, fault.status, fault.headers)
         elif (refused := self._global(call)) is not None:
             response = refused
@@ -1096,11 +1112,28 @@ class FakeDiscord:
         if not (body.get("content") or body.get("embeds") or body.get("_files")
                 or body.get("components") or body.get("sticker_ids")):
             return _error(400, "Cannot send an empty message", 50006)
+        nonce = body.get("nonce")
+        if nonce is not None and len(str(nonce)) > NONCE_MAX_LENGTH:
+            return _error(400, "Invalid Form Body", 50035)
+        if nonce is not None and body.get("enforce_nonce") and (
+            earlier := self._nonced(channel_id, str(nonce))
+        ):
+            return _json(earlier.data)  # already created: no new message, no echo
         message = self._store(self._message_data(channel_id, self.bot_id, body),
                               allowed_mentions=body.get("allowed_mentions"))
         self._joined(channel_id, self.bot_id)
         await self._echo("MESSAGE_CREATE", message)
         return _json(message.data)
+
+    def _nonced(self, channel_id: int, nonce: str) -> FakeMessage | None:
+        """The bot's live message in the channel created with `nonce` within the window."""
+        since_ms = (time.time() - NONCE_WINDOW_SECONDS) * 1000 - DISCORD_EPOCH_MS
+        return next((
+            m for m in self._messages.values()
+            if m.channel_id == channel_id and m.author_id == self.bot_id and not m.deleted
+            and "nonce" in m.data and str(m.data["nonce"]) == nonce
+            and (m.id >> 22) >= since_ms
+        ), None)
 
     async def _get_message(self, request: web.Request) -> web.Response:
         message = self._find_message(request)
