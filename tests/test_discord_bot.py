@@ -90,6 +90,30 @@ async def test_channel_message_is_streamed_as_a_silent_reply(tmp_path: Path) -> 
     assert history == [(Role.USER, "How do I start?", True), (Role.ASSISTANT, reply, True)]
 
 
+async def test_typing_is_refreshed_until_the_first_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model takes a while to start: "typing…" is triggered again every refresh (0.1 s
+    here, 8 s in production) so the bot does not look dead, and never after the first text."""
+    refresh = 0.1
+    monkeypatch.setattr("bots.discord_bot.TYPING_REFRESH_SECONDS", refresh)
+    options = {"reply": words(20), "ttft": 6 * refresh, "token_delay": 0.01}
+    async with discord_world(tmp_path, llm_options=options) as w:
+        user = await w.coach.user(w.identity(w.alice))
+        await w.coach.store.update_user(user.id, welcomed=True)  # a welcome would show at once
+        asked = await w.say("hello")
+        await w.final_answer(asked, lambda text: text.endswith("word19"))
+        await asyncio.sleep(3 * refresh)  # a refresh still running would type again by now
+    channel = f"/channels/{w.coaching_channel}"
+    typing = [c.time for c in w.discord.calls if c.path == f"{channel}/typing"]
+    first_text = next(
+        c.time for c in w.discord.calls if c.method == "POST" and c.path == f"{channel}/messages"
+    )
+    assert len(typing) >= 4  # at once, then about every 0.1 s while the model is silent
+    assert typing[-1] - typing[0] >= (len(typing) - 1) * refresh - WRITE_SLACK  # not faster
+    assert typing[-1] < first_text
+
+
 async def test_mention_outside_coaching_channels(tmp_path: Path) -> None:
     async with discord_world(tmp_path) as w:
         ignored = await w.say("just chatting", channel_id=w.other_channel)
