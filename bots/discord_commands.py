@@ -5,6 +5,15 @@ it to `bots.commands.run_command`, so the rules live in one place. Answers are e
 Work that may outlast Discord's 3-second answer deadline is deferred: always for export and
 history, and for any other command that has not finished after `DEFER_AFTER_SECONDS`.
 Clear and forget ask first, with buttons that run the grammar's `Confirm.command`.
+
+The buttons survive a restart (deploy, crash) between the question and the click: they are
+`discord.ui.DynamicItem`s whose custom_id carries all a fresh process needs (the action, the
+Discord user who asked, the expiry on the coach's clock, the question's id), and `CoachTree`
+registers them when the bot is built. Only the asker may answer; after
+`CONFIRM_TIMEOUT_SECONDS` "yes" deletes nothing and says to run the command again; each
+question is answered once (a claim in the store, so a double click or a click on a stale
+copy never repeats the action, whichever process gets it). In the process that asked, a
+question left unanswered is also edited to say so when it expires.
 """
 
 from __future__ import annotations
@@ -12,13 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Self
 from zoneinfo import available_timezones
 
 import discord
 from discord import app_commands
 
-from bots.commands import Confirm, Result, run_command
+from bots.commands import CONFIRM_WORD, Confirm, Reply, Result, run_command
 from bots.discord_connect import QUIET, discord_identity
 from bots.discord_render import Answer, answer_for, clip, when_for
 from core.coach import MAX_GOAL_CHARS, Coach
@@ -30,11 +43,23 @@ DEFER_AFTER_SECONDS = 2.0  # answer directly when we can; defer before the 3 s d
 CONFIRM_TIMEOUT_SECONDS = 120.0
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
 CHOICE_NAME_LIMIT = 100
+# A button's custom_id is `<CONFIRM_ID or KEEP_ID>:<action>:<user id>:<expiry>:<question id>`.
 CONFIRM_ID = "momentum:confirm"
 KEEP_ID = "momentum:keep"
+CONFIRMED_ACTIONS = ("clear", "forget")  # the grammar's commands that answer with a Confirm
+ANSWER_TEMPLATE = re.compile(
+    rf"(?P<answer>{re.escape(CONFIRM_ID)}|{re.escape(KEEP_ID)}):"
+    rf"(?P<action>{'|'.join(CONFIRMED_ACTIONS)}):"
+    r"(?P<user_id>[0-9]{1,20}):(?P<expires>[0-9]{1,12}):(?P<question_id>[0-9]{1,20})"
+)
 NOTHING_DELETED = "Okay, nothing was deleted."
 NO_ANSWER = "No answer, so nothing was deleted."
 NOT_YOURS = "These buttons belong to someone else's question."
+EXPIRED = (
+    "⌛ That question expired, so nothing was deleted. "
+    "If you still want to, run `/coach {action}` again."
+)
+ALREADY_SETTLED = "That question is already settled, so I did nothing more."
 SOMETHING_WENT_WRONG = "⚠️ Something went wrong on my side. It has been logged; please try again."
 # What a user's Discord client sent does not match the commands this bot has (a stale command
 # list, or options of the wrong type): their problem to retry, not a failure "on my side".
@@ -69,52 +94,141 @@ async def send_answer(
         await interaction.response.send_message(**fields)
 
 
-class ConfirmView(discord.ui.View):
-    """Two buttons under a destructive command's question; only the asker can press them."""
+@dataclass(frozen=True)
+class Question:
+    """A destructive command's question, as its buttons carry it: no memory needed."""
 
-    def __init__(self, coach: Coach, identity: Identity, confirm: Confirm) -> None:
+    action: str  # one of CONFIRMED_ACTIONS
+    user_id: int  # the Discord user who asked: nobody else may answer
+    expires: int  # unix seconds on the coach's clock; "yes" after this deletes nothing
+    id: int  # the asking interaction's id: each question is answered once
+
+    @classmethod
+    def asked(cls, confirm: Confirm, user_id: int, question_id: int, now: datetime) -> Question:
+        action = confirm.command.split()[0]
+        if action not in CONFIRMED_ACTIONS or confirm.command != f"{action} {CONFIRM_WORD}":
+            raise ValueError(f"no confirmation buttons for {confirm.command!r}")
+        expires = now + timedelta(seconds=CONFIRM_TIMEOUT_SECONDS)
+        return cls(action, user_id, math.ceil(expires.timestamp()), question_id)
+
+    @property
+    def command(self) -> str:
+        """The grammar's line that carries the action out."""
+        return f"{self.action} {CONFIRM_WORD}"
+
+    @property
+    def claim_key(self) -> str:
+        return f"discord:question:{self.id}"
+
+    def custom_id(self, answer: str) -> str:
+        return f"{answer}:{self.action}:{self.user_id}:{self.expires}:{self.id}"
+
+    def expired(self, now: datetime) -> bool:
+        return now.timestamp() >= self.expires
+
+
+class AnswerButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=ANSWER_TEMPLATE
+):
+    """A "Yes, delete" or "Keep everything" button, rebuilt from its custom_id by whichever
+    process receives the click: it works after a restart."""
+
+    def __init__(self, question: Question, answer: str) -> None:
+        confirm = answer == CONFIRM_ID
+        super().__init__(
+            discord.ui.Button(
+                label="Yes, delete" if confirm else "Keep everything",
+                style=discord.ButtonStyle.danger if confirm else discord.ButtonStyle.secondary,
+                custom_id=question.custom_id(answer),
+            )
+        )
+        self.question = question
+        self.answer = answer
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> Self:
+        question = Question(
+            match["action"], int(match["user_id"]), int(match["expires"]), int(match["question_id"])
+        )
+        return cls(question, match["answer"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        # discord.py only logs what a dynamic item raises; the user must hear about it.
+        try:
+            await settle(coach_of(interaction.client), self.question, self.answer, interaction)
+        except Exception as error:
+            log.error(
+                "confirmation of /coach %s failed for Discord user %s",
+                self.question.action,
+                interaction.user.id,
+                exc_info=error,
+            )
+            await tell_something_went_wrong(interaction)
+
+
+async def settle(
+    coach: Coach, question: Question, answer: str, interaction: discord.Interaction
+) -> None:
+    """One click on a question's buttons: only its asker, only once, "yes" only in time."""
+    if interaction.user.id != question.user_id:
+        await interaction.response.send_message(NOT_YOURS, ephemeral=True)
+        return
+    if not await coach.claim_once(question.claim_key):
+        await interaction.response.send_message(ALREADY_SETTLED, ephemeral=True)
+        return
+    if answer == KEEP_ID:
+        await interaction.response.edit_message(content=NOTHING_DELETED, embed=None, view=None)
+        return
+    if question.expired(coach.clock()):
+        await coach.release_claim(question.claim_key)  # nothing happened: nothing settled
+        text = EXPIRED.format(action=question.action)
+        await interaction.response.edit_message(content=text, embed=None, view=None)
+        return
+    identity = discord_identity(interaction.user, interaction.guild_id)
+    try:
+        result = await run_command(coach, identity, question.command)
+    except BaseException:
+        await coach.release_claim(question.claim_key)
+        raise
+    if isinstance(result, Reply) and result.error:  # e.g. the store was down: not done
+        await coach.release_claim(question.claim_key)
+    answered = await render(coach, identity, result)
+    await interaction.response.edit_message(content=answered.content, embed=None, view=None)
+
+
+def coach_of(client: discord.Client) -> Coach:
+    """The Coach of the bot that received a click (`DiscordCoach.coach`)."""
+    coach = getattr(client, "coach", None)
+    if not isinstance(coach, Coach):
+        raise TypeError(f"{type(client).__name__} has no coach to answer a question with")
+    return coach
+
+
+class ConfirmView(discord.ui.View):
+    """The two buttons under a question. They act on their own (`AnswerButton`); the view
+    only tidies up in the process that asked: unanswered at the timeout, the question says
+    so. A restart loses that tidy-up, never the buttons."""
+
+    def __init__(self, coach: Coach, question: Question, asked: discord.Interaction) -> None:
         super().__init__(timeout=CONFIRM_TIMEOUT_SECONDS)
         self.coach = coach
-        self.identity = identity
-        self.confirm = confirm
-        self.asked: discord.Interaction | None = None  # set once the question is sent
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if str(interaction.user.id) == self.identity.external_id:
-            return True
-        await interaction.response.send_message(NOT_YOURS, ephemeral=True)
-        return False
-
-    @discord.ui.button(label="Yes, delete", style=discord.ButtonStyle.danger, custom_id=CONFIRM_ID)
-    async def go_ahead(
-        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmView]
-    ) -> None:
-        self.stop()
-        result = await run_command(self.coach, self.identity, self.confirm.command)
-        answer = await render(self.coach, self.identity, result)
-        await interaction.response.edit_message(content=answer.content, embed=None, view=None)
-
-    @discord.ui.button(label="Keep everything", style=discord.ButtonStyle.secondary,
-                       custom_id=KEEP_ID)
-    async def keep(
-        self, interaction: discord.Interaction, button: discord.ui.Button[ConfirmView]
-    ) -> None:
-        self.stop()
-        await interaction.response.edit_message(content=NOTHING_DELETED, view=None)
-
-    async def on_error(
-        self,
-        interaction: discord.Interaction,
-        error: Exception,
-        item: discord.ui.Item[ConfirmView],
-    ) -> None:
-        log.error("confirmation failed for Discord user %s", interaction.user.id, exc_info=error)
-        await tell_something_went_wrong(interaction)
+        self.question = question
+        self.asked = asked
+        self.add_item(AnswerButton(question, CONFIRM_ID))
+        self.add_item(AnswerButton(question, KEEP_ID))
 
     async def on_timeout(self) -> None:
-        if self.asked is not None:
-            with contextlib.suppress(discord.HTTPException):
-                await self.asked.edit_original_response(content=NO_ANSWER, view=None)
+        try:
+            if await self.coach.claim_once(self.question.claim_key):  # else: answered
+                await self.asked.edit_original_response(content=NO_ANSWER, embed=None, view=None)
+        except Exception as error:
+            log.warning("could not mark question %s unanswered: %s", self.question.id, error)
 
 
 async def render(coach: Coach, identity: Identity, result: Result) -> Answer:
@@ -164,8 +278,9 @@ class CoachCommands(app_commands.Group):
         result, answer = await work
         view = None
         if isinstance(result, Confirm):
-            view = ConfirmView(self.coach, identity, result)
-            view.asked = interaction
+            now = self.coach.clock()
+            question = Question.asked(result, interaction.user.id, interaction.id, now)
+            view = ConfirmView(self.coach, question, interaction)
         await send_answer(interaction, answer, view)
 
     async def _run(self, identity: Identity, line: str) -> tuple[Result, Answer]:
@@ -302,7 +417,15 @@ class CoachCommands(app_commands.Group):
 
 
 class CoachTree(app_commands.CommandTree[discord.Client]):
-    """A command tree whose failures end in a friendly ephemeral line and a log entry."""
+    """A command tree whose failures end in a friendly ephemeral line and a log entry.
+
+    It also registers the buttons that its questions carry, with the client it is built for,
+    so that a click reaches them however long ago (and in whichever process) they were sent.
+    """
+
+    def __init__(self, client: discord.Client, **options: Any) -> None:
+        super().__init__(client, **options)
+        client.add_dynamic_items(AnswerButton)
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -262,6 +262,16 @@ class Coach:
         expires = now + timedelta(hours=self.settings.dedupe_ttl_hours)
         return await self.store.claim_event(key, now, expires)
 
+    async def claim_once(self, key: str) -> bool:
+        """True the first time `key` is claimed (within the dedupe TTL), False after: for a
+        platform action that may arrive twice, at whichever process is running (a
+        confirmation button clicked twice, or again after a restart)."""
+        return await self._claim(key, self.clock())
+
+    async def release_claim(self, key: str) -> None:
+        """Give back a `claim_once` key whose action did not happen after all."""
+        await self._release(EventClaim(key=key))
+
     async def _reply(
         self, identity: Identity, text: str, event_id: str | None, claim: EventClaim
     ) -> AsyncGenerator[ReplyEvent, None]:

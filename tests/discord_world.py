@@ -4,8 +4,8 @@ fake Discord, a real Coach (SQLite store, real anthropic SDK) against the fake A
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,20 @@ class World:
     coach: Coach
     bot: DiscordCoach
     clock: FakeClock
+    edit_rate: tuple[int, float] = FAST_EDITS
+    _running: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    async def start_bot(self) -> DiscordCoach:
+        """A new DiscordCoach on this Discord and this Coach (so this store), once ready."""
+        self.bot = new_bot(self.coach, self.edit_rate)
+        await self._running.enter_async_context(self.discord.running(self.bot))
+        return self.bot
+
+    async def restart(self) -> DiscordCoach:
+        """A deploy or a crash: the bot goes, and a new one, knowing only what Discord and
+        the store tell it, takes over."""
+        await self._running.aclose()
+        return await self.start_bot()
 
     @property
     def coaching_channel(self) -> int:
@@ -116,6 +130,10 @@ class World:
         return interaction, message
 
 
+def new_bot(coach: Coach, edit_rate: tuple[int, float]) -> DiscordCoach:
+    return DiscordCoach(coach, coach.settings, edit_rate=edit_rate, guild_ready_timeout=0.05)
+
+
 @asynccontextmanager
 async def discord_world(
     tmp_path: Path,
@@ -140,10 +158,9 @@ async def discord_world(
         } | settings
         try:
             async with coach_on(store, llm.base_url, clock, **overrides) as coach:
-                bot = DiscordCoach(
-                    coach, coach.settings, edit_rate=edit_rate, guild_ready_timeout=0.05
-                )
-                async with discord_fake.running(bot):
-                    yield World(discord_fake, llm, coach, bot, clock)
+                world = World(discord_fake, llm, coach, new_bot(coach, edit_rate), clock, edit_rate)
+                async with world._running:
+                    await world._running.enter_async_context(discord_fake.running(world.bot))
+                    yield world
         finally:
             await store.close()

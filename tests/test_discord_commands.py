@@ -1,5 +1,5 @@
 """`/coach` app commands against the fake Discord: each subcommand, autocomplete, deferral,
-the confirmation buttons, and the explicit `discord-sync`."""
+the confirmation buttons (also after a restart), and the explicit `discord-sync`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,25 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bots import discord_commands
 from bots.commands import run_command
 from bots.discord_bot import sync_commands
-from bots.discord_commands import CONFIRM_ID, KEEP_ID, NOT_YOURS, NOTHING_DELETED
+from bots.discord_commands import (
+    ALREADY_SETTLED,
+    CONFIRM_ID,
+    CONFIRM_TIMEOUT_SECONDS,
+    EXPIRED,
+    KEEP_ID,
+    NO_ANSWER,
+    NOT_YOURS,
+    NOTHING_DELETED,
+)
 from bots.discord_render import EXPORT_FILENAME
 from core.models import GoalStatus
 from tests.discord_world import World, discord_world
-from tests.fakes.discord_api import EPHEMERAL, FakeMessage
+from tests.fakes.discord_api import EPHEMERAL, FakeMessage, InteractionResponse
 from tests.support import T0
 
 
@@ -149,17 +161,50 @@ async def test_slow_commands_are_deferred(tmp_path: Path) -> None:
         assert answer.ephemeral and "No active goals yet" in text_of(answer)
 
 
-async def click(world: World, message: FakeMessage, custom_id: str) -> FakeMessage:
-    interaction = world.discord.component_interaction(message.id, custom_id)
+def button(message: FakeMessage, kind: str) -> str:
+    """The custom_id of the message's CONFIRM_ID or KEEP_ID button."""
+    (custom_id,) = [
+        c["custom_id"]
+        for row in message.data["components"]
+        for c in row["components"]
+        if c["custom_id"] == kind or c["custom_id"].startswith(f"{kind}:")
+    ]
+    return custom_id
+
+
+def buttons(message: FakeMessage) -> list[str]:
+    """The labels the user sees under the message."""
+    return [c["label"] for row in message.data["components"] for c in row["components"]]
+
+
+QUESTION_BUTTONS = ["Yes, delete", "Keep everything"]
+
+
+def clicking(
+    world: World, message: FakeMessage, custom_id: str, *, user_id: int | None = None
+) -> dict[str, Any]:
+    """A click (by Alice unless told), carrying the message as it is now: built before
+    another click is answered, it is the second half of a double click."""
+    return world.discord.component_interaction(message.id, custom_id, user_id=user_id)
+
+
+async def press(world: World, interaction: dict[str, Any]) -> InteractionResponse:
+    """Send the click; the bot's one answer to it."""
     await world.discord.dispatch("INTERACTION_CREATE", interaction)
     await world.discord.wait_for(lambda: world.discord.responses_to(interaction))
     (response,) = world.discord.responses_to(interaction)
+    return response
+
+
+async def click(world: World, message: FakeMessage, custom_id: str) -> FakeMessage:
+    response = await press(world, clicking(world, message, custom_id))
     assert response.type == 7  # the question is edited into the answer
     return world.discord.message(message.id)
 
 
-def buttons(message: FakeMessage) -> list[str]:
-    return [c["custom_id"] for row in message.data["components"] for c in row["components"]]
+async def messages_of(world: World, user_id: int) -> list[str]:
+    user = await world.coach.user(world.identity(user_id))
+    return [m.text for m in await world.coach.store.messages_between(user.id)]
 
 
 async def test_clear_asks_first_then_deletes_history(tmp_path: Path) -> None:
@@ -167,16 +212,15 @@ async def test_clear_asks_first_then_deletes_history(tmp_path: Path) -> None:
         asked = await w.say("remember this")
         await w.final_answer(asked, lambda text: "Coach: remember this" in text)
         question = await ask(w, "clear")
-        assert question.content.startswith("⚠️") and buttons(question) == [CONFIRM_ID, KEEP_ID]
-        kept = await click(w, question, KEEP_ID)
+        assert question.content.startswith("⚠️") and buttons(question) == QUESTION_BUTTONS
+        kept = await click(w, question, button(question, KEEP_ID))
         assert kept.content == NOTHING_DELETED and kept.data["components"] == []
-        user = await w.coach.user(w.identity(w.alice))
-        assert len(await w.coach.store.messages_between(user.id)) == 2
+        assert len(await messages_of(w, w.alice)) == 2
 
         question = await ask(w, "clear")
-        cleared = await click(w, question, CONFIRM_ID)
+        cleared = await click(w, question, button(question, CONFIRM_ID))
         assert "2 message(s) deleted" in cleared.content and cleared.data["components"] == []
-        assert await w.coach.store.messages_between(user.id) == []
+        assert await messages_of(w, w.alice) == []
 
 
 async def test_forget_asks_first_then_deletes_everything(tmp_path: Path) -> None:
@@ -186,7 +230,7 @@ async def test_forget_asks_first_then_deletes_everything(tmp_path: Path) -> None
         before = await w.coach.user(alice)
         question = await ask(w, "forget")
         assert "can't be undone" in question.content
-        gone = await click(w, question, CONFIRM_ID)
+        gone = await click(w, question, button(question, CONFIRM_ID))
         assert gone.content.startswith("Everything is deleted")
         assert await w.coach.store.get_user(before.id) is None
 
@@ -194,12 +238,122 @@ async def test_forget_asks_first_then_deletes_everything(tmp_path: Path) -> None
 async def test_only_the_asker_can_press_the_buttons(tmp_path: Path) -> None:
     async with discord_world(tmp_path) as w:
         question = await ask(w, "forget")
-        interaction = w.discord.component_interaction(question.id, CONFIRM_ID, user_id=w.bob)
-        await w.discord.dispatch("INTERACTION_CREATE", interaction)
-        (refusal,) = await w.discord.wait_for(lambda: w.discord.responses_to(interaction))
+        refusal = await press(w, clicking(w, question, button(question, CONFIRM_ID), user_id=w.bob))
         assert refusal.type == 4 and refusal.ephemeral and refusal.data["content"] == NOT_YOURS
         assert await w.coach.store.get_user((await w.coach.user(w.identity(w.alice))).id)
-        assert buttons(w.discord.message(question.id)) == [CONFIRM_ID, KEEP_ID]
+        assert buttons(w.discord.message(question.id)) == QUESTION_BUTTONS
+
+
+# --- the buttons after a restart: a new process, no memory of the question -----------------
+
+
+async def test_confirm_works_after_a_restart(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        asked = await w.say("remember this")
+        await w.final_answer(asked, lambda text: "Coach: remember this" in text)
+        question = await ask(w, "clear")
+        first_bot = w.bot
+        await w.restart()
+        assert w.bot is not first_bot and first_bot.is_closed()
+
+        cleared = await click(w, question, button(question, CONFIRM_ID))
+        assert "2 message(s) deleted" in cleared.content and cleared.data["components"] == []
+        assert await messages_of(w, w.alice) == []
+
+
+async def test_after_a_restart_only_the_asker_can_answer(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        alice = w.identity(w.alice)
+        await run_command(w.coach, alice, "goal add Run")
+        question = await ask(w, "forget")
+        await w.restart()
+
+        for kind in (CONFIRM_ID, KEEP_ID):
+            refusal = await press(w, clicking(w, question, button(question, kind), user_id=w.bob))
+            assert refusal.type == 4 and refusal.ephemeral
+            assert refusal.data["content"] == NOT_YOURS
+        assert [g.text for g in await w.coach.goals(alice)] == ["Run"]
+        assert buttons(w.discord.message(question.id)) == QUESTION_BUTTONS
+
+        gone = await click(w, question, button(question, CONFIRM_ID))  # Alice still can
+        assert gone.content.startswith("Everything is deleted")
+
+
+async def test_keep_after_a_restart_deletes_nothing_and_settles_the_question(
+    tmp_path: Path,
+) -> None:
+    async with discord_world(tmp_path) as w:
+        alice = w.identity(w.alice)
+        await run_command(w.coach, alice, "goal add Run")
+        question = await ask(w, "forget")
+        # "Yes" clicked while "keep" was on its way: it cannot turn "keep" into "delete".
+        racing = clicking(w, question, button(question, CONFIRM_ID))
+        await w.restart()
+
+        kept = await click(w, question, button(question, KEEP_ID))
+        assert kept.content == NOTHING_DELETED and kept.data["components"] == []
+        late = await press(w, racing)
+        assert late.type == 4 and late.ephemeral and late.data["content"] == ALREADY_SETTLED
+        assert [g.text for g in await w.coach.goals(alice)] == ["Run"]
+        assert w.discord.message(question.id).content == NOTHING_DELETED
+
+
+async def test_an_expired_question_deletes_nothing_and_says_so(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        asked = await w.say("remember this")
+        await w.final_answer(asked, lambda text: "Coach: remember this" in text)
+        question = await ask(w, "clear")
+        w.clock.advance(seconds=CONFIRM_TIMEOUT_SECONDS)  # the coach's clock: no waiting
+
+        expired = await click(w, question, button(question, CONFIRM_ID))
+        assert expired.content == EXPIRED.format(action="clear")
+        assert "expired" in expired.content and "`/coach clear` again" in expired.content
+        assert expired.data["components"] == []
+        assert len(await messages_of(w, w.alice)) == 2
+
+        again = await ask(w, "clear")  # doing what it says works
+        await w.restart()
+        w.clock.advance(seconds=CONFIRM_TIMEOUT_SECONDS - 1)
+        cleared = await click(w, again, button(again, CONFIRM_ID))
+        assert "2 message(s) deleted" in cleared.content
+        assert await messages_of(w, w.alice) == []
+
+
+async def test_a_second_click_does_not_repeat_the_action(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        asked = await w.say("remember this")
+        await w.final_answer(asked, lambda text: "Coach: remember this" in text)
+        question = await ask(w, "clear")
+        confirm = button(question, CONFIRM_ID)
+        # A double click: both clicks carry the message as it was, buttons and all.
+        second = clicking(w, question, confirm)
+        cleared = await click(w, question, confirm)
+        assert "2 message(s) deleted" in cleared.content and cleared.data["components"] == []
+
+        asked = await w.say("remember this too")
+        await w.final_answer(asked, lambda text: "Coach: remember this too" in text)
+        await w.restart()  # the claim is in the store, not in the process
+        again = await press(w, second)
+        assert again.type == 4 and again.ephemeral and again.data["content"] == ALREADY_SETTLED
+        assert await messages_of(w, w.alice) == ["remember this too", "Coach: remember this too"]
+        assert w.discord.message(question.id).content == cleared.content
+
+
+async def test_an_unanswered_question_says_so_at_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discord_commands, "CONFIRM_TIMEOUT_SECONDS", 0.1)  # not 2 minutes
+    async with discord_world(tmp_path) as w:
+        asked = await w.say("remember this")
+        await w.final_answer(asked, lambda text: "Coach: remember this" in text)
+        question = await ask(w, "clear")
+        late = clicking(w, question, button(question, CONFIRM_ID))
+        await w.discord.wait_for(lambda: w.discord.message(question.id).content == NO_ANSWER)
+        assert w.discord.message(question.id).data["components"] == []
+
+        answer = await press(w, late)  # clicked just as the question closed
+        assert answer.type == 4 and answer.ephemeral and answer.data["content"] == ALREADY_SETTLED
+        assert len(await messages_of(w, w.alice)) == 2
 
 
 async def test_commands_work_in_dms(tmp_path: Path) -> None:
