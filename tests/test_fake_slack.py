@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -312,3 +313,83 @@ async def test_socket_urls_are_single_use(fake: FakeSlack) -> None:
             await fake.wait_for_socket()
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await session.ws_connect(url)
+
+
+# --- Message metadata, history reads, and writes taken before an error -------------------
+
+MARK = {"event_type": "reply_post", "event_payload": {"post": "abc"}}
+
+
+async def test_metadata_is_stored_and_read_back_only_when_asked(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    posted = await client.chat_postMessage(channel=DM, thread_ts="1.0", text="a", metadata=MARK)
+    assert posted["message"]["metadata"] == MARK
+    with_all = await client.conversations_replies(channel=DM, ts="1.0", include_all_metadata=True)
+    assert [m.get("metadata") for m in with_all["messages"]] == [MARK]
+    plain = await client.conversations_replies(channel=DM, ts="1.0")
+    assert "metadata" not in plain["messages"][0]
+    with pytest.raises(SlackApiError, match="invalid_metadata_format"):
+        await client.chat_postMessage(channel=DM, text="b", metadata={"event_type": "x"})
+
+
+async def test_replies_and_history_read_like_slack(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    top = await client.chat_postMessage(channel=DM, text="top")
+    replies = [
+        (await client.chat_postMessage(channel=DM, thread_ts=top["ts"], text=f"r{n}"))["ts"]
+        for n in range(3)
+    ]
+    thread = await client.conversations_replies(channel=DM, ts=top["ts"])
+    assert [m["text"] for m in thread["messages"]] == ["top", "r0", "r1", "r2"]  # oldest first
+    newer = await client.conversations_replies(channel=DM, ts=top["ts"], oldest=replies[0])
+    assert [m["text"] for m in newer["messages"]] == ["r1", "r2"]  # `oldest` is exclusive…
+    same = await client.conversations_replies(
+        channel=DM, ts=top["ts"], oldest=replies[0], inclusive=True
+    )
+    assert [m["text"] for m in same["messages"]] == ["r0", "r1", "r2"]  # …unless inclusive
+    first = await client.conversations_replies(channel=DM, ts=top["ts"], limit=3)
+    assert first["has_more"] and len(first["messages"]) == 3
+    cursor = first["response_metadata"]["next_cursor"]
+    rest = await client.conversations_replies(channel=DM, ts=top["ts"], cursor=cursor)
+    assert [m["text"] for m in rest["messages"]] == ["r2"] and not rest["has_more"]
+    await client.chat_postMessage(channel=DM, text="later")
+    history = await client.conversations_history(channel=DM)
+    assert [m["text"] for m in history["messages"]] == ["later", "top"]  # newest, no replies
+
+
+async def test_history_reads_need_the_conversations_history_scope() -> None:
+    async with FakeSlack(scopes="chat:write,im:history") as fake:
+        client = client_for(fake)
+        await client.conversations_history(channel=DM)
+        for channel, needed in (("C0TEAM", "channels:history"), ("G0PRIV", "groups:history")):
+            with pytest.raises(SlackApiError) as err:
+                await client.conversations_replies(channel=channel, ts="1.0")
+            assert (err.value.response["error"], err.value.response["needed"]) == (
+                "missing_scope",
+                needed,
+            )
+
+
+async def test_a_write_can_be_taken_and_still_answered_with_an_error(fake: FakeSlack) -> None:
+    client = client_for(fake)
+    fake.fail_next("chat.postMessage", status=503, after_applying=True, skip=1)
+    await client.chat_postMessage(channel=DM, text="one")  # skipped: a normal answer
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_postMessage(channel=DM, text="two", metadata=MARK)
+    assert err.value.response.status_code == 503
+    assert [m.text for m in fake.messages(DM)] == ["one", "two"]  # taken all the same
+    assert fake.messages(DM)[1].metadata == MARK
+    fake.fail_next("chat.postMessage", status=503)
+    with pytest.raises(SlackApiError):
+        await client.chat_postMessage(channel=DM, text="three")
+    assert len(fake.messages(DM)) == 2  # a plain failure takes nothing
+
+
+async def test_bot_ts_follow_the_clock_past_user_events(fake: FakeSlack) -> None:
+    """A reply's ts is newer than the message it answers, as on Slack, also when a second
+    has passed since the fake started (a search with `oldest` relies on it)."""
+    first = (await client_for(fake).chat_postMessage(channel=DM, text="a"))["ts"]
+    await asyncio.sleep(1.0 - time.time() % 1.0 + 0.01)  # into the next second
+    asked = message_event("hi")["event"]["ts"]
+    reply = (await client_for(fake).chat_postMessage(channel=DM, text="b"))["ts"]
+    assert float(first) < float(asked) < float(reply)

@@ -26,6 +26,16 @@ returns a one-use `ws://` URL on this server. The app connects, gets `hello`, an
         await fake.wait_for_socket()
         ack = await fake.deliver(message_event("hi"))    # {"envelope_id": ...}
 
+Message metadata (`metadata={"event_type": ..., "event_payload": {...}}` on chat.postMessage
+and chat.update) is stored and returned by conversations.history / conversations.replies when
+they are called with `include_all_metadata`, as Slack does; those two check the history scope
+of the conversation's type (im:history for a D… channel, channels:history for C…,
+groups:history for G…) against `scopes` and answer `missing_scope` without it. The fake keeps
+only the bot's messages, so a thread's parent (the user's message) is not among the replies.
+`fail_next(..., after_applying=True)` carries the call out and then answers the error, as when
+Slack (or a proxy in front of it) took a write but answered 5xx; `skip=n` lets `n` calls pass
+first, to hit, say, the second chat.postMessage of a reply.
+
 Also here: request signing (`sign_request`) and builders for the payloads Slack delivers
 to the app (Events API envelopes, slash commands, block_actions), over HTTP or the socket.
 """
@@ -65,6 +75,9 @@ DEFAULT_LIMITS: dict[str, int] = {"chat.update": 50, "chat.appendStream": 100}
 SOCKET_PATH = "/link/"
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})  # the only ones an xapp- token may call
 
+# The scope that reads a conversation's history, by the first letter of its id.
+HISTORY_SCOPES = {"D": "im:history", "C": "channels:history", "G": "groups:history"}
+
 _JSON_ARGS = ("blocks", "attachments", "chunks", "view", "metadata", "loading_messages")
 
 
@@ -74,11 +87,12 @@ def dm_channel_id(user_id: str) -> str:
 
 
 class SlackError(Exception):
-    """An `ok: false` answer with Slack's error code."""
+    """An `ok: false` answer with Slack's error code (and any fields Slack adds to it)."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, **fields: Any) -> None:
         super().__init__(error)
         self.error = error
+        self.fields = fields
 
 
 @dataclass
@@ -107,8 +121,9 @@ class Message:
     chunks: list[dict[str, Any]] = field(default_factory=list)  # non-text stream chunks
     started: float = 0.0  # monotonic time of chat.startStream
     edits: int = 0  # chat.update / appendStream count
+    metadata: dict[str, Any] | None = None  # {"event_type": ..., "event_payload": {...}}
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, *, metadata: bool = True) -> dict[str, Any]:
         msg: dict[str, Any] = {
             "type": "message",
             "user": BOT_USER_ID,
@@ -122,6 +137,8 @@ class Message:
             msg["blocks"] = self.blocks
         if self.thread_ts:
             msg["thread_ts"] = self.thread_ts
+        if metadata and self.metadata is not None:
+            msg["metadata"] = self.metadata
         return msg
 
 
@@ -139,6 +156,8 @@ class _Failure:
     status: int
     retry_after: int | None
     times: int
+    after_applying: bool = False  # carry the call out, then answer the error
+    skip: int = 0  # calls to let through before this failure applies
 
 
 class FakeSlack:
@@ -174,8 +193,10 @@ class FakeSlack:
         self._responses: dict[str, list[dict[str, Any]]] = {}  # response_url tag -> posts
         self._failures: dict[str, deque[_Failure]] = {}
         self._recent: dict[str, deque[float]] = {}  # method -> accepted call times
-        self._ts_base = int(time.time())
-        self._ts_seq = 500_000  # bot ts never equal a user event's (_event_ts counts from 1)
+        # Bot ts: the current second, then a count from .500001 (never a user event's ts,
+        # which count from .000001), so they follow time like Slack's and never go back.
+        self._ts_second = 0
+        self._ts_seq = 0
         self.acks: list[dict[str, Any]] = []  # Socket Mode acknowledgements, in arrival order
         self.sockets_opened = 0
         self._tickets: set[str] = set()  # issued by apps.connections.open, each usable once
@@ -195,7 +216,9 @@ class FakeSlack:
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
             "assistant.threads.setStatus": self._set_status,
+            "conversations.history": self._conversations_history,
             "conversations.open": self._conversations_open,
+            "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
             "views.publish": self._views_publish,
         }
@@ -284,12 +307,21 @@ class FakeSlack:
         status: int = 200,
         retry_after: int | None = None,
         times: int = 1,
+        after_applying: bool = False,
+        skip: int = 0,
     ) -> None:
-        """Make the next `times` calls to `method` fail. status=429 means `ratelimited`."""
+        """Make the next `times` calls to `method` fail. status=429 means `ratelimited`.
+
+        With `after_applying`, each of those calls is carried out first (a message is posted,
+        a text changed) and then answered with the error: Slack took it, its answer was lost
+        to a 5xx. `skip` lets that many calls to `method` succeed before the first failure.
+        """
         if status == 429:
             error = error or "ratelimited"
             retry_after = 1 if retry_after is None else retry_after
-        failure = _Failure(error or "internal_error", status, retry_after, times)
+        failure = _Failure(
+            error or "internal_error", status, retry_after, times, after_applying, skip
+        )
         self._failures.setdefault(method, deque()).append(failure)
 
     def expire_stream(
@@ -321,26 +353,43 @@ class FakeSlack:
             return 200, {"ok": False, "error": "not_authed"}, {}
         if (method in APP_TOKEN_METHODS) != token.startswith("xapp-"):
             return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
-        failures = self._failures.get(method)
-        if failures:
-            f = failures[0]
-            f.times -= 1
-            if f.times <= 0:
-                failures.popleft()
-            headers = {} if f.retry_after is None else {"Retry-After": str(f.retry_after)}
-            return f.status, {"ok": False, "error": f.error}, headers
+        failure = self._take_failure(method)
+        if failure is not None:
+            if failure.after_applying:
+                self._apply(method, args, now)
+            headers = {}
+            if failure.retry_after is not None:
+                headers["Retry-After"] = str(failure.retry_after)
+            return failure.status, {"ok": False, "error": failure.error}, headers
         retry_after = self._over_limit(method, now)
         if retry_after is not None:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+        return 200, self._apply(method, args, now), {}
+
+    def _take_failure(self, method: str) -> _Failure | None:
+        failures = self._failures.get(method)
+        if not failures:
+            return None
+        f = failures[0]
+        if f.skip > 0:
+            f.skip -= 1
+            return None
+        f.times -= 1
+        if f.times <= 0:
+            failures.popleft()
+        return f
+
+    def _apply(self, method: str, args: dict[str, Any], now: float) -> dict[str, Any]:
+        """Carry a call out; the body of Slack's answer to it."""
         handler = self._handlers.get(method)
         if handler is None:
-            return 200, {"ok": False, "error": "unknown_method", "req_method": method}, {}
+            return {"ok": False, "error": "unknown_method", "req_method": method}
         try:
-            return 200, {"ok": True, **handler(args, now)}, {}
+            return {"ok": True, **handler(args, now)}
         except SlackError as e:
-            return 200, {"ok": False, "error": e.error}, {}
+            return {"ok": False, "error": e.error, **e.fields}
         except KeyError as e:  # a required argument is missing
-            return 200, {"ok": False, "error": "invalid_arguments", "missing": str(e)}, {}
+            return {"ok": False, "error": "invalid_arguments", "missing": str(e)}
 
     def _over_limit(self, method: str, now: float) -> int | None:
         """Sliding-window budget; returns Retry-After seconds when the call is refused."""
@@ -469,8 +518,11 @@ class FakeSlack:
     # -- methods ---------------------------------------------------------------------
 
     def _new_ts(self) -> str:
+        second = int(time.time())
+        if second > self._ts_second or self._ts_seq >= 999_999:
+            self._ts_second, self._ts_seq = max(second, self._ts_second + 1), 500_000
         self._ts_seq += 1
-        return f"{self._ts_base + self._ts_seq // 1_000_000}.{self._ts_seq % 1_000_000:06d}"
+        return f"{self._ts_second}.{self._ts_seq:06d}"
 
     def _find(self, args: dict[str, Any]) -> Message:
         msg = self._messages.get(args["channel"], {}).get(args["ts"])
@@ -495,6 +547,7 @@ class FakeSlack:
             raise SlackError("channel_not_found")
         text, blocks = _content(args)
         msg = Message(channel, self._new_ts(), text, blocks, args.get("thread_ts") or None)
+        msg.metadata = _metadata(args)
         self._messages.setdefault(channel, {})[msg.ts] = msg
         return {"channel": channel, "ts": msg.ts, "message": msg.as_json()}
 
@@ -505,6 +558,8 @@ class FakeSlack:
             msg.text = text
         if "blocks" in args:
             msg.blocks = blocks
+        if "metadata" in args:
+            msg.metadata = _metadata(args)
         msg.edits += 1
         return {"channel": msg.channel, "ts": msg.ts, "text": msg.text, "message": msg.as_json()}
 
@@ -564,6 +619,30 @@ class FakeSlack:
         channel = dm_channel_id(users[0])
         return {"no_op": channel in self._messages, "channel": {"id": channel}}
 
+    def _conversations_history(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        """A channel's messages, newest first; thread replies only under their parent."""
+        channel = self._readable(args)
+        top = [m for m in self.messages(channel) if m.thread_ts in (None, m.ts)]
+        return _page(top[::-1], args, default_limit=100, max_limit=999)
+
+    def _conversations_replies(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        """A thread, oldest first: its parent (when it is a stored message), then its replies."""
+        channel, ts = self._readable(args), str(args["ts"])
+        known = self._messages.get(channel, {}).get(ts)
+        parent = (known.thread_ts or ts) if known is not None else ts
+        thread = [m for m in self.messages(channel) if parent in (m.ts, m.thread_ts)]
+        return _page(thread, args, default_limit=1000, max_limit=1000)
+
+    def _readable(self, args: dict[str, Any]) -> str:
+        """The channel, if the token's scopes may read its history (else `missing_scope`)."""
+        channel = str(args.get("channel") or "")
+        if not channel:
+            raise SlackError("channel_not_found")
+        needed = HISTORY_SCOPES.get(channel[0], "channels:history")
+        if needed not in self.scopes.split(","):
+            raise SlackError("missing_scope", needed=needed, provided=self.scopes)
+        return channel
+
     def _users_info(self, args: dict[str, Any], now: float) -> dict[str, Any]:
         user = self.users.get(args["user"])
         if user is None:
@@ -605,6 +684,55 @@ def _content(args: dict[str, Any]) -> tuple[str, list[dict[str, Any]] | None]:
     if blocks is not None and (not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS):
         raise SlackError("invalid_blocks")
     return text[:TEXT_LIMIT], blocks
+
+
+def _metadata(args: dict[str, Any]) -> dict[str, Any] | None:
+    """Validate message metadata like chat.postMessage does: an event_type and a payload."""
+    metadata = args.get("metadata")
+    if metadata is None:
+        return None
+    if not (
+        isinstance(metadata, dict)
+        and isinstance(metadata.get("event_type"), str)
+        and metadata["event_type"]
+        and isinstance(metadata.get("event_payload"), dict)
+    ):
+        raise SlackError("invalid_metadata_format")
+    return {"event_type": metadata["event_type"], "event_payload": metadata["event_payload"]}
+
+
+def _flag(value: Any) -> bool:
+    """A boolean argument as slack_sdk sends it: True in JSON, "1"/"true" in a query."""
+    return value is True or str(value).lower() in ("1", "true")
+
+
+def _page(
+    messages: list[Message], args: dict[str, Any], *, default_limit: int, max_limit: int
+) -> dict[str, Any]:
+    """One page of conversations.history / conversations.replies: `oldest` and `latest`
+    (exclusive unless `inclusive`), `limit`, and a cursor (here simply an offset)."""
+    inclusive = _flag(args.get("inclusive"))
+    oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or math.inf)
+
+    def within(ts: float) -> bool:
+        if inclusive:
+            return oldest <= ts <= latest
+        return oldest < ts < latest
+
+    chosen = [m for m in messages if within(float(m.ts))]
+    try:
+        limit = min(max(1, int(args.get("limit") or default_limit)), max_limit)
+        start = int(args.get("cursor") or 0)
+    except ValueError as error:
+        raise SlackError("invalid_cursor") from error
+    page = chosen[start : start + limit]
+    more = start + limit < len(chosen)
+    metadata = _flag(args.get("include_all_metadata"))
+    return {
+        "messages": [m.as_json(metadata=metadata) for m in page],
+        "has_more": more,
+        "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+    }
 
 
 def _envelope_type(payload: dict[str, Any]) -> str:
