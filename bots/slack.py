@@ -262,6 +262,7 @@ class SlackBot:
                 thread_ts=str(event.get("thread_ts") or ts),
                 user_id=identity.external_id,
                 team_id=identity.workspace_id or "",
+                message_ts=ts,
             ),
             key=f"{channel}:{ts}",
             retried=is_retry(request),

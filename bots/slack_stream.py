@@ -7,6 +7,27 @@ chat.update budget, ~50/min shared by every conversation) when Slack refuses to 
 or closes one mid-reply (`message_not_in_streaming_state` after ~5 minutes, or the user's
 stop button): the closed stream's own message is then finished with chat.update.
 
+A post that Slack answers with a 5xx may still have been made (a proxy's 500 or 503 after the
+write), and chat.postMessage has no idempotency key: posting again would show that part of the
+reply twice. So every post carries a marker of its own in the message's metadata
+(`REPLY_POST_EVENT`, a random id, nothing of the conversation: metadata is readable by any
+app in the workspace), and before a part whose post met a 5xx is posted again, the thread is
+searched for it (conversations.replies with `include_all_metadata`, newer than the user's
+message or the reply's previous part). Found, it becomes that part and is edited to the newest
+text. A 429 was not taken, so it is simply posted again (a 429 on the search is waited out,
+a few times). A failed search (e.g. `missing_scope` in a channel, where the manifest
+asks for no history scope) is logged and the part posted again: a duplicate is better than a
+lost reply. In DMs, `im:history` allows the search.
+
+Native streaming has no such guard: chat.startStream takes no `metadata` (only
+chat.stopStream does) and a 5xx on it leaves us without the stream's ts, so a stream Slack
+started before answering 5xx cannot be told from another reply in the same thread (matching
+its author and first words could take over another user's reply in a channel thread). If
+Slack did start it, the user sees that stream's first words (left streaming until Slack
+closes it after ~5 minutes) above the whole reply, which edits then post. A 5xx on
+appendStream or stopStream is safe: the stream's ts is known, and edits take over that very
+message.
+
 Everything written here is already Slack-safe: the caller escapes the deltas.
 """
 
@@ -14,8 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
@@ -41,6 +64,8 @@ UPDATES_PER_MINUTE = 50  # chat.update, Tier 3, per workspace
 APPENDS_PER_MINUTE = 100  # chat.appendStream, per workspace
 MAX_STOP_ATTEMPTS = 5  # a final write refused this often (429) is given up, and logged
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 or a 5xx comes without Retry-After
+REPLY_POST_EVENT = "momentum_reply_post"  # metadata event_type: {"post": <this post's marker>}
+MAX_LOOKUP_CALLS = 5  # conversations.replies calls (pages, 429s) in one search for a post
 # Slack's answers for a stream it has closed; the message stays and takes chat.update.
 STREAM_CLOSED = frozenset(
     {"message_not_in_streaming_state", "stopped_by_user", "streaming_state_conflict"}
@@ -51,12 +76,14 @@ Delta = str | Failure
 
 @dataclass(frozen=True)
 class Destination:
-    """The thread a reply goes to, and who it is for (native streams need the recipient)."""
+    """The thread a reply goes to, and who it is for (native streams need the recipient).
+    Every reply goes into a thread: `thread_ts` is the user's message or its thread."""
 
     channel: str
     thread_ts: str
     user_id: str
     team_id: str
+    message_ts: str = ""  # the user's message: every message of its reply is newer
 
 
 def retry_after(error: SlackApiError) -> float | None:
@@ -92,28 +119,103 @@ class EditSurface:
     """bots/stream.py's Surface for Slack: chat.postMessage, then chat.update, in the thread.
 
     `adopt` is the ts of a native stream Slack closed: the reply's first message is that one,
-    finished with chat.update instead of a new post.
+    finished with chat.update instead of a new post. A part whose post met a 5xx may adopt
+    the message that post made after all (see the module docstring).
     """
 
     limit = MESSAGE_LIMIT
 
     def __init__(self, client: AsyncWebClient, where: Destination, adopt: str | None) -> None:
         self.client, self.where, self._adopt = client, where, adopt
+        self._unsure: list[str] = []  # markers of this part's posts answered with a 5xx
+        self._last_ts: str | None = None  # the reply's latest message
 
     async def post(self, text: str) -> str:
+        if self._adopt is None and self._unsure:
+            self._adopt = await self._taken()
         if self._adopt is not None:
-            ts, self._adopt = self._adopt, None
-            await self.edit(ts, text)
-            return ts
-        response = await _paced(
-            self.client.chat_postMessage(
-                channel=self.where.channel,
-                thread_ts=self.where.thread_ts,
-                text=text,
-                blocks=reply_blocks(text),
+            await self.edit(self._adopt, text)  # a 429 here keeps it adopted for the retry
+            return self._posted(self._adopt)
+        marker = uuid.uuid4().hex
+        try:
+            response = await _paced(
+                self.client.chat_postMessage(
+                    channel=self.where.channel,
+                    thread_ts=self.where.thread_ts,
+                    text=text,
+                    blocks=reply_blocks(text),
+                    metadata={"event_type": REPLY_POST_EVENT, "event_payload": {"post": marker}},
+                )
             )
+        except RateLimited as refused:
+            if _maybe_taken(refused):
+                self._unsure.append(marker)
+            raise
+        return self._posted(str(response["ts"]))
+
+    def _posted(self, ts: str) -> str:
+        self._adopt, self._unsure, self._last_ts = None, [], ts
+        return ts
+
+    async def _taken(self) -> str | None:
+        """The message one of this part's posts made although Slack answered it with a 5xx,
+        or None (not found, or the search failed: the caller posts again)."""
+        where = self.where
+        try:
+            found = await self._find(set(self._unsure))
+        except Exception as error:
+            code = error.response.get("error") if isinstance(error, SlackApiError) else None
+            log.warning(
+                "could not check whether Slack took a post it answered with a 5xx in %s "
+                "(%s): posting again, which may show that part of the reply twice",
+                where.channel,
+                code or repr(error),
+            )
+            return None
+        if not found:
+            log.info("a post answered with a 5xx in %s was not taken: posting again", where.channel)
+            return None
+        first, *extra = found
+        log.info(
+            "Slack took a post it answered with a 5xx (%s in %s): going on in it",
+            first,
+            where.channel,
         )
-        return str(response["ts"])
+        for ts in extra:  # several tries were taken: one message of the part stays
+            try:
+                await self.client.chat_delete(channel=where.channel, ts=ts)
+            except Exception as error:
+                log.warning("a second copy %s in %s stays: %r", ts, where.channel, error)
+        self._unsure = []
+        return first
+
+    async def _find(self, markers: set[str]) -> list[str]:
+        """The ts of the thread's messages that carry one of `markers`, oldest first. A 429
+        is waited out here, a few times: not in the shared write budget, which it is not."""
+        where, cursor = self.where, None
+        found: list[str] = []
+        oldest = self._last_ts or where.message_ts or where.thread_ts
+        for call in range(MAX_LOOKUP_CALLS):
+            try:
+                page = await self.client.conversations_replies(
+                    channel=where.channel,
+                    ts=where.thread_ts,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    cursor=cursor,
+                )
+            except SlackApiError as error:
+                wait = retry_after(error)
+                if wait is None or call == MAX_LOOKUP_CALLS - 1:
+                    raise
+                await asyncio.sleep(wait)
+                continue
+            messages = page.get("messages") or []
+            found += [str(m["ts"]) for m in messages if _post_marker(m) in markers]
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return sorted(found, key=float)
 
     async def edit(self, handle: str, text: str) -> None:
         await _paced(
@@ -121,6 +223,21 @@ class EditSurface:
                 channel=self.where.channel, ts=handle, text=text, blocks=reply_blocks(text)
             )
         )
+
+
+def _post_marker(message: dict[str, Any]) -> str | None:
+    """The marker `EditSurface.post` put in a message's metadata, if it did."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != REPLY_POST_EVENT:
+        return None
+    marker = (metadata.get("event_payload") or {}).get("post")
+    return marker if isinstance(marker, str) else None
+
+
+def _maybe_taken(refused: RateLimited) -> bool:
+    """A write refused with a 5xx may have been carried out all the same; a 429 was not."""
+    error = refused.__cause__
+    return isinstance(error, SlackApiError) and error.response.status_code >= 500
 
 
 async def _paced(call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
