@@ -20,7 +20,7 @@ from tests.fakes.anthropic_api import Reply
 from tests.fakes.slack_api import FakeSlack
 from tests.test_faults import WITHIN, SlackChat, chat_on, serves_again, stored, whole_reply
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.faults, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 # Long enough for two messages in edit mode (a message holds MESSAGE_LIMIT characters).
 TWO_PART_REPLY = " ".join(f"word{i}" for i in range(MESSAGE_LIMIT // 6))
