@@ -332,7 +332,7 @@ async def test_metadata_is_stored_and_read_back_only_when_asked(fake: FakeSlack)
         await client.chat_postMessage(channel=DM, text="b", metadata={"event_type": "x"})
 
 
-async def test_replies_and_history_read_like_slack(fake: FakeSlack) -> None:
+async def test_replies_read_like_slack(fake: FakeSlack) -> None:
     client = client_for(fake)
     top = await client.chat_postMessage(channel=DM, text="top")
     replies = [
@@ -352,15 +352,12 @@ async def test_replies_and_history_read_like_slack(fake: FakeSlack) -> None:
     cursor = first["response_metadata"]["next_cursor"]
     rest = await client.conversations_replies(channel=DM, ts=top["ts"], cursor=cursor)
     assert [m["text"] for m in rest["messages"]] == ["r2"] and not rest["has_more"]
-    await client.chat_postMessage(channel=DM, text="later")
-    history = await client.conversations_history(channel=DM)
-    assert [m["text"] for m in history["messages"]] == ["later", "top"]  # newest, no replies
 
 
-async def test_history_reads_need_the_conversations_history_scope() -> None:
+async def test_thread_reads_need_the_history_scope_of_the_conversation_type() -> None:
     async with FakeSlack(scopes="chat:write,im:history") as fake:
         client = client_for(fake)
-        await client.conversations_history(channel=DM)
+        await client.conversations_replies(channel=DM, ts="1.0")
         for channel, needed in (("C0TEAM", "channels:history"), ("G0PRIV", "groups:history")):
             with pytest.raises(SlackApiError) as err:
                 await client.conversations_replies(channel=channel, ts="1.0")

@@ -27,10 +27,10 @@ returns a one-use `ws://` URL on this server. The app connects, gets `hello`, an
         ack = await fake.deliver(message_event("hi"))    # {"envelope_id": ...}
 
 Message metadata (`metadata={"event_type": ..., "event_payload": {...}}` on chat.postMessage
-and chat.update) is stored and returned by conversations.history / conversations.replies when
-they are called with `include_all_metadata`, as Slack does; those two check the history scope
+and chat.update) is stored and returned by conversations.replies (the bot's only history
+read) when called with `include_all_metadata`, as Slack does; it checks the history scope
 of the conversation's type (im:history for a D… channel, channels:history for C…,
-groups:history for G…) against `scopes` and answer `missing_scope` without it. The fake keeps
+groups:history for G…) against `scopes` and answers `missing_scope` without it. The fake keeps
 only the bot's messages, so a thread's parent (the user's message) is not among the replies.
 `fail_next(..., after_applying=True)` carries the call out and then answers the error, as when
 Slack (or a proxy in front of it) took a write but answered 5xx; `skip=n` lets `n` calls pass
@@ -216,7 +216,6 @@ class FakeSlack:
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
             "assistant.threads.setStatus": self._set_status,
-            "conversations.history": self._conversations_history,
             "conversations.open": self._conversations_open,
             "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
@@ -619,19 +618,13 @@ class FakeSlack:
         channel = dm_channel_id(users[0])
         return {"no_op": channel in self._messages, "channel": {"id": channel}}
 
-    def _conversations_history(self, args: dict[str, Any], now: float) -> dict[str, Any]:
-        """A channel's messages, newest first; thread replies only under their parent."""
-        channel = self._readable(args)
-        top = [m for m in self.messages(channel) if m.thread_ts in (None, m.ts)]
-        return _page(top[::-1], args, default_limit=100, max_limit=999)
-
     def _conversations_replies(self, args: dict[str, Any], now: float) -> dict[str, Any]:
         """A thread, oldest first: its parent (when it is a stored message), then its replies."""
         channel, ts = self._readable(args), str(args["ts"])
         known = self._messages.get(channel, {}).get(ts)
         parent = (known.thread_ts or ts) if known is not None else ts
         thread = [m for m in self.messages(channel) if parent in (m.ts, m.thread_ts)]
-        return _page(thread, args, default_limit=1000, max_limit=1000)
+        return _page(thread, args, max_limit=1000)
 
     def _readable(self, args: dict[str, Any]) -> str:
         """The channel, if the token's scopes may read its history (else `missing_scope`)."""
@@ -707,9 +700,9 @@ def _flag(value: Any) -> bool:
 
 
 def _page(
-    messages: list[Message], args: dict[str, Any], *, default_limit: int, max_limit: int
+    messages: list[Message], args: dict[str, Any], *, max_limit: int
 ) -> dict[str, Any]:
-    """One page of conversations.history / conversations.replies: `oldest` and `latest`
+    """One page of conversations.replies: `oldest` and `latest`
     (exclusive unless `inclusive`), `limit`, and a cursor (here simply an offset)."""
     inclusive = _flag(args.get("inclusive"))
     oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or math.inf)
@@ -721,7 +714,7 @@ def _page(
 
     chosen = [m for m in messages if within(float(m.ts))]
     try:
-        limit = min(max(1, int(args.get("limit") or default_limit)), max_limit)
+        limit = min(max(1, int(args.get("limit") or max_limit)), max_limit)
         start = int(args.get("cursor") or 0)
     except ValueError as error:
         raise SlackError("invalid_cursor") from error
