@@ -145,9 +145,29 @@ class Message(_Model):
     created_at: datetime
     # False when the model stopped mid-reply (outage, timeout): the text is what was said.
     complete: bool = True
+    # False when the platform never showed the reply (it refused every write): the model is
+    # not told it said what the user never read.
+    delivered: bool = True
     meta: MessageMeta
 
     _aware = field_validator("created_at")(_require_aware)
+
+
+class InFlight(_Model):
+    """A reply being streamed to a platform, kept so that one cut off by a crash is finished
+    at the next start (see core/in_flight.py)."""
+
+    id: str  # the turn's ticket
+    user_id: str
+    platform: Platform
+    owner: str  # the process streaming it (core.turn_order.Owner)
+    event_key: str | None = None  # the message's dedupe claim, given back on repair
+    place: dict[str, str]  # where the platform shows it: the adapter's own references
+    text: str = ""  # what the model had said at the last renewal
+    started_at: datetime
+    expires_at: datetime  # renewed while it streams; past it, the streaming process is gone
+
+    _aware = field_validator("started_at", "expires_at")(_require_aware)
 
 
 class AccessReason(StrEnum):

@@ -20,6 +20,7 @@ from core.models import (
     Goal,
     GoalStatus,
     Identity,
+    InFlight,
     Meeting,
     MeetingStatus,
     Message,
@@ -566,6 +567,157 @@ async def test_concurrent_claim_event_has_one_winner(
     # The same after expiry: exactly one racer reclaims the key.
     results = await race(store_target, store, lambda s: s.claim_event("evt", at(10), at(20)))
     assert sum(results) == 1
+
+
+# Turn leases (core/turn_order.py): one holder at a time, the earliest waiting ticket next
+
+
+def order(n: int) -> str:
+    """A ticket order; larger n, later message."""
+    return f"{n:020d}.000000000001"
+
+
+async def test_turn_lease_is_held_by_one_ticket_until_released(store: Store) -> None:
+    user_id = await new_user(store)
+    assert await store.claim_turn(user_id, "a", order(1), T0, at(1))
+    assert await store.claim_turn(user_id, "a", order(1), T0, at(1))  # its own: still its
+    assert not await store.claim_turn(user_id, "b", order(2), T0, at(1))
+    assert not await store.claim_turn(user_id, "c", order(0), at(0.5), at(1.5))  # even earlier
+    await store.release_turn(user_id, "b")  # not b's: no effect
+    assert not await store.claim_turn(user_id, "b", order(2), T0, at(1))
+    await store.release_turn(user_id, "a")
+    assert await store.claim_turn(user_id, "b", order(2), T0, at(1))
+    other = await new_user(store, "U2")  # users' leases are independent
+    assert await store.claim_turn(other, "z", order(9), T0, at(1))
+
+
+async def test_turn_lease_runs_out_unless_renewed(store: Store) -> None:
+    user_id = await new_user(store)
+    assert await store.claim_turn(user_id, "a", order(1), T0, at(1))
+    assert await store.renew_turn(user_id, "a", at(2))
+    assert not await store.claim_turn(user_id, "b", order(2), at(1.5), at(3))  # renewed
+    assert not await store.renew_turn(user_id, "b", at(9))  # only the holder renews
+    assert await store.claim_turn(user_id, "b", order(2), at(2), at(3))  # ran out at 2
+    assert not await store.renew_turn(user_id, "a", at(9))  # a lost it
+
+
+async def test_the_earliest_waiting_ticket_takes_the_freed_lease(store: Store) -> None:
+    user_id = await new_user(store)
+    assert await store.claim_turn(user_id, "a", order(1), T0, at(5))
+    for ticket, n in (("c", 3), ("b", 2), ("d", 4)):  # waiting, in any order of arrival
+        await store.wait_turn(user_id, ticket, order(n), T0, at(1))
+    await store.release_turn(user_id, "a")
+    assert not await store.claim_turn(user_id, "c", order(3), T0, at(5))
+    assert not await store.claim_turn(user_id, "d", order(4), T0, at(5))
+    assert await store.claim_turn(user_id, "b", order(2), T0, at(5))
+    await store.release_turn(user_id, "b")
+    # b waits no more; c and d still do, and c is the earlier.
+    assert not await store.claim_turn(user_id, "d", order(4), T0, at(5))
+    assert await store.claim_turn(user_id, "c", order(3), T0, at(5))
+    await store.release_turn(user_id, "c")
+    assert await store.claim_turn(user_id, "d", order(4), T0, at(5))
+
+
+async def test_a_waiting_ticket_that_stops_asking_is_passed_over(store: Store) -> None:
+    user_id = await new_user(store)
+    await store.wait_turn(user_id, "b", order(2), T0, at(1))
+    assert not await store.claim_turn(user_id, "c", order(3), at(0.5), at(2))
+    assert await store.claim_turn(user_id, "c", order(3), at(1), at(2))  # b's wait ran out
+    await store.release_turn(user_id, "c")
+    await store.wait_turn(user_id, "d", order(4), at(1), at(3))
+    await store.release_turn(user_id, "d")  # d gave up waiting: its place goes too
+    assert await store.claim_turn(user_id, "e", order(5), at(1), at(3))
+
+
+async def test_concurrent_claim_turn_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    tickets = iter(range(RACERS * 2))
+
+    def attempt(s: Store) -> Awaitable[bool]:
+        n = next(tickets)
+        return s.claim_turn(user_id, f"t{n}", order(n), T0, at(1))
+
+    assert sum(await race(store_target, store, attempt)) == 1
+    # Once it runs out, again exactly one racer takes it over.
+    later = iter(range(100, 100 + RACERS))
+
+    def again(s: Store) -> Awaitable[bool]:
+        n = next(later)
+        return s.claim_turn(user_id, f"t{n}", order(n), at(1), at(2))
+
+    assert sum(await race(store_target, store, again)) == 1
+
+
+# Replies in flight (core/in_flight.py)
+
+
+def in_flight(user_id: str, reply_id: str = "r1", minutes: float = 0) -> InFlight:
+    return InFlight(
+        id=reply_id,
+        user_id=user_id,
+        platform=Platform.SLACK,
+        owner="host:123:abc",
+        event_key="slack:C1:1.2",
+        place={"channel": "D1", "thread_ts": "1.2"},
+        started_at=at(minutes),
+        expires_at=at(minutes + 1),
+    )
+
+
+async def test_replies_in_flight_are_kept_updated_and_removed(store: Store) -> None:
+    user_id = await new_user(store)
+    first, second = in_flight(user_id, "r1"), in_flight(user_id, "r2", minutes=1)
+    await store.add_in_flight(second)
+    await store.add_in_flight(first)
+    assert await store.in_flight(Platform.SLACK) == [first, second]  # oldest first
+    assert await store.in_flight(Platform.DISCORD) == []
+    await store.update_in_flight("r1", place={"channel": "D1", "ts": "1.3"}, text="So far")
+    await store.update_in_flight("r1", expires_at=at(3))
+    assert (await store.in_flight(Platform.SLACK))[0] == first.model_copy(
+        update={"place": {"channel": "D1", "ts": "1.3"}, "text": "So far", "expires_at": at(3)}
+    )
+    await store.remove_in_flight("r1")
+    await store.remove_in_flight("never-there")
+    assert await store.in_flight(Platform.SLACK) == [second]
+
+
+async def test_a_reply_in_flight_is_taken_over_once_and_only_as_seen(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    record = in_flight(user_id)
+    await store.add_in_flight(record)
+    results = await race(store_target, store, lambda s: s.take_in_flight(record, "me", at(5)))
+    (taken,) = [r for r in results if r is not None]
+    assert taken == record.model_copy(update={"owner": "me", "expires_at": at(5)})
+    # A record renewed since it was read is not taken: its process is alive.
+    await store.update_in_flight(record.id, expires_at=at(9))
+    assert await store.take_in_flight(taken, "other", at(10)) is None
+
+
+async def test_welcome_is_claimed_once_and_delivery_marked(store: Store) -> None:
+    user_id = await new_user(store)
+    assert await store.claim_welcome(user_id)
+    assert not await store.claim_welcome(user_id)
+    assert (await store.get_user(user_id)).welcomed  # type: ignore[union-attr]
+    reply = message(user_id, 1, "hello", Role.ASSISTANT)
+    await store.add_message(reply)
+    assert (await store.recent_messages(user_id, 1))[0].delivered
+    await store.mark_undelivered(reply.id)
+    assert not (await store.recent_messages(user_id, 1))[0].delivered
+
+
+async def test_delete_user_takes_their_lease_and_replies_in_flight(store: Store) -> None:
+    user_id = await new_user(store)
+    keep = await new_user(store, "U2")
+    await store.claim_turn(user_id, "a", order(1), T0, at(9))
+    await store.add_in_flight(in_flight(user_id, "r1"))
+    await store.add_in_flight(in_flight(keep, "r2"))
+    await store.delete_user(user_id)
+    assert [r.id for r in await store.in_flight(Platform.SLACK)] == ["r2"]
+    assert await store.claim_turn(user_id, "b", order(2), T0, at(1))  # a's lease went too
 
 
 # Datetimes

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, Protocol
 
+from core.in_flight import InFlightStore
 from core.models import Goal, GoalStatus, Identity, Meeting, MeetingStatus, Message, Phase, User
+from core.turn_order import TurnStore
 
 # `recap_sent` is no plain flag: `finish_recap` sets it together with the recap's text.
 MeetingFlag = Literal["reminder_sent"]
@@ -25,7 +27,7 @@ class StoreUnavailable(Exception):
     """The database cannot be reached or written right now."""
 
 
-class Store(Protocol):
+class Store(TurnStore, InFlightStore, Protocol):
     async def close(self) -> None: ...
 
     # Users
@@ -41,9 +43,12 @@ class Store(Protocol):
         timezone: str | None = None,
         welcomed: bool | None = None,
     ) -> User | None: ...
+    async def claim_welcome(self, user_id: str) -> bool:
+        """Mark the user welcomed; True only for the call that changed it (one welcome)."""
+
     async def list_users(self) -> list[User]: ...
     async def delete_user(self, user_id: str) -> None:
-        """Delete the user and everything of theirs."""
+        """Delete the user and everything of theirs (turn lease and replies in flight too)."""
 
     # Messages
     async def add_message(self, message: Message) -> None: ...
@@ -63,6 +68,9 @@ class Store(Protocol):
         self, user_id: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[Message]:
         """Messages with start <= created_at < end, oldest first."""
+
+    async def mark_undelivered(self, message_id: str) -> None:
+        """The platform never showed this message (see Message.delivered)."""
 
     async def clear_messages(self, user_id: str) -> int: ...
 

@@ -9,8 +9,9 @@ every datetime, query bounds included, goes through `_ts` to keep it so.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from core.models import (
     Goal,
     GoalStatus,
     Identity,
+    InFlight,
     Meeting,
     MeetingStatus,
     Message,
     MessageMeta,
     Phase,
+    Platform,
     User,
 )
 from core.store import MeetingFlag, StoreUnavailable
@@ -33,8 +36,10 @@ from core.store import MeetingFlag, StoreUnavailable
 BUSY_TIMEOUT_SECONDS = 10.0  # another process (a separate scheduler) may hold the lock a moment
 WAL_SWITCH_ATTEMPTS = 20
 WAL_SWITCH_BACKOFF_SECONDS = 0.02
-# 7 parameters a row: 7,000 per statement, within SQLite's limit (32,766 since 3.32).
+# 8 parameters a row: 8,000 per statement, within SQLite's limit (32,766 since 3.32).
 ROWS_PER_INSERT = 1000
+
+Params = Sequence[Any] | Mapping[str, Any]  # `?` placeholders, or `:name` ones
 
 MIGRATIONS = [
     """
@@ -67,6 +72,21 @@ MIGRATIONS = [
     """,
     """
     ALTER TABLE meetings ADD COLUMN recap_claimed_until TEXT
+    """,
+    """
+    ALTER TABLE messages ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE turns (user_id TEXT PRIMARY KEY, holder TEXT, expires_at TEXT);
+    CREATE TABLE turn_waits (
+        ticket TEXT PRIMARY KEY, user_id TEXT NOT NULL, ticket_order TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX turn_waits_by_user ON turn_waits (user_id, ticket_order);
+    CREATE TABLE in_flight (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, platform TEXT NOT NULL, owner TEXT NOT NULL,
+        event_key TEXT, place TEXT NOT NULL, text TEXT NOT NULL, started_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX in_flight_by_platform ON in_flight (platform, started_at)
     """,
 ]
 
@@ -105,6 +125,7 @@ def _message(row: sqlite3.Row) -> Message:
         text=row["text"],
         created_at=row["created_at"],
         complete=bool(row["complete"]),
+        delivered=bool(row["delivered"]),
         meta=MessageMeta.model_validate_json(row["meta"]),
     )
 
@@ -117,8 +138,19 @@ def _message_row(message: Message) -> tuple[Any, ...]:
         message.text,
         _ts(message.created_at),
         int(message.complete),
+        int(message.delivered),
         message.meta.model_dump_json(exclude_none=True),
     )
+
+
+def _in_flight(row: sqlite3.Row) -> InFlight:
+    return InFlight.model_validate({**dict(row), "place": json.loads(row["place"])})
+
+
+def _turn_params(
+    user_id: str, ticket: str, order: str, now: datetime, until: datetime
+) -> dict[str, str]:
+    return {"user": user_id, "ticket": ticket, "order": order, "now": _ts(now), "until": _ts(until)}
 
 
 def _goal(row: sqlite3.Row) -> Goal:
@@ -195,18 +227,18 @@ class SQLiteStore:
     async def close(self) -> None:
         await self._db.close()
 
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async def _all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         try:
             async with self._db.execute(sql, params) as cursor:
                 return list(await cursor.fetchall())
         except sqlite3.OperationalError as error:
             raise StoreUnavailable(str(error)) from error
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
-    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+    async def _write(self, sql: str, params: Params = ()) -> int:
         try:
             async with self._db.execute(sql, params) as cursor:
                 return cursor.rowcount
@@ -266,12 +298,21 @@ class SQLiteStore:
             )
         return await self.get_user(user_id)
 
+    async def claim_welcome(self, user_id: str) -> bool:
+        changed = await self._write(
+            "UPDATE users SET welcomed = 1 WHERE id = ? AND welcomed = 0", (user_id,)
+        )
+        return changed == 1
+
     async def list_users(self) -> list[User]:
         rows = await self._all("SELECT * FROM users ORDER BY created_at, rowid")
         return [_user(row) for row in rows]
 
     async def delete_user(self, user_id: str) -> None:
         for table, column in (
+            ("in_flight", "user_id"),
+            ("turn_waits", "user_id"),
+            ("turns", "user_id"),
             ("messages", "user_id"),
             ("goals", "user_id"),
             ("meetings", "user_id"),
@@ -292,8 +333,8 @@ class SQLiteStore:
         for start in range(0, len(rows), ROWS_PER_INSERT):
             chunk = rows[start : start + ROWS_PER_INSERT]
             await self._write(
-                "INSERT INTO messages (id, user_id, role, text, created_at, complete, meta)"
-                " VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                "INSERT INTO messages (id, user_id, role, text, created_at, complete, delivered,"
+                " meta) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                 [value for row in chunk for value in row],
             )
 
@@ -326,6 +367,9 @@ class SQLiteStore:
             (user_id, _ts(start) if start else "", _ts(end) if end else "~"),
         )
         return [_message(row) for row in rows]
+
+    async def mark_undelivered(self, message_id: str) -> None:
+        await self._write("UPDATE messages SET delivered = 0 WHERE id = ?", (message_id,))
 
     async def clear_messages(self, user_id: str) -> int:
         return await self._write("DELETE FROM messages WHERE user_id = ?", (user_id,))
@@ -499,3 +543,105 @@ class SQLiteStore:
 
     async def release_event(self, key: str) -> None:
         await self._write("DELETE FROM events WHERE key = ?", (key,))
+
+    # Turn leases (core/turn_order.py): one lease row per user, one wait row per waiting ticket
+
+    async def claim_turn(
+        self, user_id: str, ticket: str, order: str, now: datetime, until: datetime
+    ) -> bool:
+        # One statement, so one atomic step (SQLite runs writes one at a time): the lease is
+        # written only if no earlier ticket waits, and the upsert's WHERE reads the old row.
+        row = await self._one(
+            "INSERT INTO turns (user_id, holder, expires_at) SELECT :user, :ticket, :until"
+            " WHERE NOT EXISTS (SELECT 1 FROM turn_waits WHERE user_id = :user"
+            " AND ticket != :ticket AND ticket_order < :order AND expires_at > :now)"
+            " ON CONFLICT (user_id) DO UPDATE SET holder = :ticket, expires_at = :until"
+            " WHERE holder IS NULL OR holder = :ticket OR expires_at <= :now"
+            " RETURNING holder",
+            _turn_params(user_id, ticket, order, now, until),
+        )
+        if row is None:
+            return False
+        await self._write("DELETE FROM turn_waits WHERE ticket = ?", (ticket,))
+        return True
+
+    async def wait_turn(
+        self, user_id: str, ticket: str, order: str, now: datetime, until: datetime
+    ) -> None:
+        await self._write(
+            "INSERT INTO turn_waits (ticket, user_id, ticket_order, expires_at)"
+            " VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (ticket) DO UPDATE SET expires_at = excluded.expires_at",
+            (ticket, user_id, order, _ts(until)),
+        )
+
+    async def renew_turn(self, user_id: str, ticket: str, until: datetime) -> bool:
+        changed = await self._write(
+            "UPDATE turns SET expires_at = ? WHERE user_id = ? AND holder = ?",
+            (_ts(until), user_id, ticket),
+        )
+        return changed == 1
+
+    async def release_turn(self, user_id: str, ticket: str) -> None:
+        await self._write(
+            "UPDATE turns SET holder = NULL, expires_at = NULL WHERE user_id = ? AND holder = ?",
+            (user_id, ticket),
+        )
+        await self._write("DELETE FROM turn_waits WHERE ticket = ?", (ticket,))
+
+    # Replies in flight (core/in_flight.py)
+
+    async def add_in_flight(self, reply: InFlight) -> None:
+        await self._write(
+            "INSERT INTO in_flight (id, user_id, platform, owner, event_key, place, text,"
+            " started_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                reply.id,
+                reply.user_id,
+                reply.platform,
+                reply.owner,
+                reply.event_key,
+                json.dumps(reply.place),
+                reply.text,
+                _ts(reply.started_at),
+                _ts(reply.expires_at),
+            ),
+        )
+
+    async def update_in_flight(
+        self,
+        reply_id: str,
+        *,
+        place: Mapping[str, str] | None = None,
+        text: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if place is not None:
+            changes["place"] = json.dumps(dict(place))
+        if text is not None:
+            changes["text"] = text
+        if expires_at is not None:
+            changes["expires_at"] = _ts(expires_at)
+        if changes:
+            assignments = ", ".join(f"{key} = ?" for key in changes)
+            await self._write(
+                f"UPDATE in_flight SET {assignments} WHERE id = ?", (*changes.values(), reply_id)
+            )
+
+    async def remove_in_flight(self, reply_id: str) -> None:
+        await self._write("DELETE FROM in_flight WHERE id = ?", (reply_id,))
+
+    async def in_flight(self, platform: Platform) -> list[InFlight]:
+        rows = await self._all(
+            "SELECT * FROM in_flight WHERE platform = ? ORDER BY started_at, rowid", (platform,)
+        )
+        return [_in_flight(row) for row in rows]
+
+    async def take_in_flight(self, seen: InFlight, owner: str, until: datetime) -> InFlight | None:
+        row = await self._one(
+            "UPDATE in_flight SET owner = ?, expires_at = ?"
+            " WHERE id = ? AND owner = ? AND expires_at = ? RETURNING *",
+            (owner, _ts(until), seen.id, seen.owner, _ts(seen.expires_at)),
+        )
+        return _in_flight(row) if row else None
