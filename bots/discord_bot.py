@@ -39,19 +39,31 @@ from bots.discord_render import (
     failure_note,
     when_for,
 )
-from bots.stream import Buckets, Budgets, EditBucket, Failure, RateLimited, render
+from bots.repairs import keep_repairing
+from bots.stream import (
+    CUT_WRITE_SECONDS,
+    STREAMING_INDICATOR,
+    Buckets,
+    Budgets,
+    EditBucket,
+    Failure,
+    RateLimited,
+    render,
+)
 from core.coach import (
+    CUT_OFF_TEXT,
     INTERNAL_ERROR_TEXT,
     Chunk,
     Coach,
     Denied,
     Done,
     Failed,
+    Reply,
     SafetyReply,
     Welcome,
 )
 from core.config import Settings
-from core.models import Access, Identity
+from core.models import Access, Identity, InFlight, Platform
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +78,12 @@ GLOBAL_BURST = 3  # Discord counts requests per second, not a pace: a few may go
 TYPING_REFRESH_SECONDS = 8.0  # Discord shows "typing…" for 10 s after each trigger
 TYPING_MAX_WAIT_SECONDS = 0.25  # a later "typing…" is no longer a prompt sign of life
 REFUSED_RETRY_SECONDS = 1.0  # wait before writing again after a 5xx or a 429 storm
+# A reply Discord refused past the renderer's patience: its note is tried for this long,
+# first after NOTE_FIRST_WAIT_SECONDS, then waiting twice as long after each refusal (up to
+# NOTE_MAX_WAIT_SECONDS), until it lands.
+NOTE_PATIENCE_SECONDS = 120.0
+NOTE_FIRST_WAIT_SECONDS = 1.0
+NOTE_MAX_WAIT_SECONDS = 15.0
 CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
 # The reply reference may notify the person answered; nothing in the text pings anyone.
 REPLY_MENTIONS = discord.AllowedMentions(
@@ -88,9 +106,12 @@ class ChannelReply:
 
     limit = MESSAGE_LIMIT
 
-    def __init__(self, message: discord.Message, global_budget: EditBucket) -> None:
+    def __init__(
+        self, message: discord.Message, global_budget: EditBucket, reply: Reply | None = None
+    ) -> None:
         self.channel = message.channel
         self.global_budget = global_budget  # typing spends it too; posts/edits via render
+        self.reply = reply  # told where each part shows, for a repair after a crash
         self.reference = (
             message.to_reference(fail_if_not_exists=False) if message.guild is not None else None
         )
@@ -148,6 +169,8 @@ class ChannelReply:
                 await sent.edit(content=text, allowed_mentions=QUIET)
         self._posted = True
         self._nonce = None  # the next part is a new message
+        if self.reply is not None:
+            await self.reply.shown_at(message=str(sent.id))
         return sent
 
     async def edit(self, handle: discord.Message, text: str) -> None:
@@ -196,8 +219,31 @@ class DiscordCoach(discord.Client):
         self.commands = CoachCommands(coach, allow_dms=settings.discord_allow_dms)
         self.tree.add_command(self.commands)
         self._told_about_intent = False
+        self.replying: set[asyncio.Task[Any]] = set()  # conversations being answered
+        self._repairs: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        """Shut down: the replies in flight get SHUTDOWN_GRACE_SECONDS to finish, the rest end
+        with a note, and only then does the connection close (the gateway task has stopped
+        by now, so no new message starts meanwhile)."""
+        if self._repairs is not None:
+            self._repairs.cancel()
+        if self.replying:
+            _, cut = await asyncio.wait(
+                set(self.replying), timeout=self.settings.shutdown_grace_seconds
+            )
+            if cut:
+                log.warning("%d Discord repl(ies) still running at shutdown: cut off", len(cut))
+                for task in cut:
+                    task.cancel()
+                await asyncio.wait(cut, timeout=CUT_WRITE_SECONDS + 1)
+        await super().close()
 
     async def on_ready(self) -> None:
+        if self._repairs is None:  # on_ready comes again after each reconnect: once
+            self._repairs = asyncio.create_task(
+                keep_repairing(self.coach, Platform.DISCORD, self.repair), name="discord-repairs"
+            )
         log.info(
             "Discord: logged in as %s; coaching channels %s; DMs %s",
             self.user,
@@ -247,13 +293,36 @@ class DiscordCoach(discord.Client):
     async def converse(self, message: discord.Message, text: str) -> None:
         """Answer one user message, streamed; delivery problems are logged with context."""
         identity = discord_identity(message.author, message.guild.id if message.guild else None)
-        surface = ChannelReply(message, self.global_budget)
+        # Before any await: the message's place in line is taken as it arrives.
+        reply = self.coach.reply(
+            identity,
+            text,
+            event_id=str(message.id),
+            sent_at=message.created_at,
+            place={"channel": str(message.channel.id), "reply_to": str(message.id)},
+        )
+        task = asyncio.current_task()
+        if task is not None:
+            self.replying.add(task)
+        surface = ChannelReply(message, self.global_budget, reply)
+        try:
+            async with aclosing(reply):
+                await self._render(message, identity, reply, surface)
+        finally:
+            surface.stop_typing()
+            if task is not None:
+                self.replying.discard(task)
+
+    async def _render(
+        self, message: discord.Message, identity: Identity, reply: Reply, surface: ChannelReply
+    ) -> None:
         try:
             await render(
-                self.deltas(identity, text, str(message.id)),
+                self.deltas(identity, reply, str(message.id)),
                 surface,
                 Budgets(self.buckets.get(message.channel.id), self.global_budget),
                 fail_note=failure_note(INTERNAL_ERROR_TEXT),
+                cut_note=failure_note(CUT_OFF_TEXT),
             )
         except (discord.HTTPException, RateLimited) as error:  # RateLimited: refused too often
             log.error(
@@ -263,27 +332,60 @@ class DiscordCoach(discord.Client):
                 message.author.id,
                 error,
             )
+            await reply.undelivered()
             await self.tell_unfinished(message.channel)
-        finally:
-            surface.stop_typing()
 
     async def tell_unfinished(self, channel: discord.abc.Messageable) -> None:
-        """One plain try, after a pause, at telling the user their reply broke off: a
-        message frozen mid-sentence must not look like the whole answer."""
-        await asyncio.sleep(REFUSED_RETRY_SECONDS)
-        await self.global_budget.acquire()
-        try:
-            await channel.send(
-                failure_note(INTERNAL_ERROR_TEXT), silent=True, allowed_mentions=QUIET
-            )
-        except discord.HTTPException as error:
-            log.error("Discord refused the note about an unfinished reply too: %s", error)
+        """Tell the user their reply broke off, trying until Discord takes the note (for
+        NOTE_PATIENCE_SECONDS): a message frozen mid-sentence must not look like the whole
+        answer, and a storm that refused the reply often refuses its first note too."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + NOTE_PATIENCE_SECONDS
+        wait = NOTE_FIRST_WAIT_SECONDS
+        while True:
+            await asyncio.sleep(wait)
+            await self.global_budget.acquire()
+            try:
+                await channel.send(
+                    failure_note(INTERNAL_ERROR_TEXT), silent=True, allowed_mentions=QUIET
+                )
+                return
+            except (discord.HTTPException, discord.RateLimited) as error:
+                wait = min(wait * 2, NOTE_MAX_WAIT_SECONDS)
+                if loop.time() + wait > give_up_at:
+                    log.error("Discord refused the note about an unfinished reply for %.0f s, "
+                              "giving up: %s", NOTE_PATIENCE_SECONDS, error)
+                    return
+                log.warning("Discord refused the note about an unfinished reply (%s); "
+                            "trying again in %.1f s", error, wait)
+
+    async def repair(self, record: InFlight) -> str | None:
+        """Finish a reply a crash cut off: its last message without the indicator, then the
+        note (in that message when it fits, else after it); the text it had, if known."""
+        place, note = record.place, failure_note(CUT_OFF_TEXT)
+        channel = self.get_partial_messageable(int(place["channel"]))
+        shown: str | None = None
+        if place.get("message"):
+            try:
+                last = await channel.fetch_message(int(place["message"]))
+                shown = last.content.removesuffix(STREAMING_INDICATOR).rstrip()
+                whole = f"{shown}\n\n{note}" if shown else note
+                if len(whole) <= MESSAGE_LIMIT:
+                    await last.edit(content=whole, allowed_mentions=QUIET)
+                    return shown
+                await last.edit(content=shown, allowed_mentions=QUIET)
+            except discord.NotFound:  # deleted meanwhile: the note stands alone
+                shown = None
+        reference = discord.MessageReference(
+            message_id=int(place["reply_to"]), channel_id=channel.id, fail_if_not_exists=False
+        )
+        await channel.send(note, reference=reference, silent=True, allowed_mentions=QUIET)
+        return shown
 
     async def deltas(
-        self, identity: Identity, text: str, event_id: str
+        self, identity: Identity, replies: Reply, event_id: str
     ) -> AsyncIterator[str | Failure]:
         """The Coach's events as the renderer's text deltas."""
-        replies = self.coach.reply(identity, text, event_id=event_id)
         async with aclosing(replies) as events:
             async for event in events:
                 match event:

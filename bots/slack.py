@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiohttp
@@ -35,6 +35,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.commands import Export, HistoryView, MeetingsView, Result, run_command, when_local
+from bots.repairs import keep_repairing
 from bots.slack_notify import web_client
 from bots.slack_render import (
     ACTION_CANCEL,
@@ -54,11 +55,23 @@ from bots.slack_render import (
     reply_blocks,
     result_message,
 )
+from bots.slack_repair import finish_cut_reply
 from bots.slack_stream import Destination, WorkspaceEdits, export_messages, stream_reply
-from bots.stream import Failure
-from core.coach import Chunk, Coach, Denied, Done, Failed, ReplyEvent, SafetyReply, Welcome
+from bots.stream import CUT_WRITE_SECONDS, Failure
+from core.coach import (
+    CUT_OFF_TEXT,
+    Chunk,
+    Coach,
+    Denied,
+    Done,
+    Failed,
+    Reply,
+    ReplyEvent,
+    SafetyReply,
+    Welcome,
+)
 from core.config import Settings
-from core.models import Identity, Platform
+from core.models import Identity, InFlight, Platform
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +79,6 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/health"
 HTTP_HOST = "0.0.0.0"  # behind a proxy or tunnel; Slack must reach it
 STATUS_THINKING = "is thinking…"  # Slack shows "<app name> is thinking…"
-# Let replies in flight finish before the store closes; under the 30 s that hosts such as
-# Heroku allow between SIGTERM and SIGKILL, so the rest of shutdown still runs.
-SHUTDOWN_GRACE_SECONDS = 20.0
 # Message subtypes in which a person is speaking; every other subtype (edits, deletions,
 # joins, bot messages…) is not a message for the coach.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
@@ -118,16 +128,31 @@ class Background:
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
+    async def stop(self, grace: float) -> None:
+        """Let the work finish for `grace` seconds; then cancel what is left, which ends
+        each reply with a note (bots/stream.py `cut_note`), and wait for those notes."""
+        try:
+            async with asyncio.timeout(grace):
+                await self.wait()
+            return
+        except TimeoutError:
+            log.warning("%d task(s) still running after %.0f s: cutting them off", len(self),
+                        grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.wait(set(self._tasks), timeout=CUT_WRITE_SECONDS + 1)
+
 
 @dataclass(frozen=True)
 class Turn:
-    """One user message to answer, and the thread the answer goes to."""
+    """One user message to answer, the thread the answer goes to, and the coach's reply,
+    made when the event arrived (its place in the user's line is taken then)."""
 
     identity: Identity
-    text: str
     where: Destination
     key: str  # dedupe key: the message itself
     retried: bool  # a redelivery: its first delivery may already be answered
+    reply: Reply
 
 
 def is_user_speaking(event: Mapping[str, Any]) -> bool:
@@ -151,6 +176,14 @@ def text_of(event: Mapping[str, Any]) -> str:
 def without_mention(text: str, bot_user_id: str) -> str:
     """`<@BOT> how do I start?` -> `how do I start?`; other people's mentions stay."""
     return re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", "", text).strip()
+
+
+def sent_at(ts: str) -> datetime | None:
+    """When Slack stamped a message (its ts is seconds since 1970): the order of a burst."""
+    try:
+        return datetime.fromtimestamp(float(ts), UTC)
+    except (ValueError, OverflowError):
+        return None
 
 
 def is_retry(request: AsyncBoltRequest) -> bool:
@@ -254,48 +287,57 @@ class SlackBot:
             log.warning("Slack message without channel or ts ignored: %.200r", event)
             return
         identity = request.context["identity"]
-        turn = Turn(
-            identity=identity,
-            text=text,
-            where=Destination(
-                channel=channel,
-                thread_ts=str(event.get("thread_ts") or ts),
-                user_id=identity.external_id,
-                team_id=identity.workspace_id or "",
-                message_ts=ts,
-            ),
-            key=f"{channel}:{ts}",
-            retried=is_retry(request),
+        where = Destination(
+            channel=channel,
+            thread_ts=str(event.get("thread_ts") or ts),
+            user_id=identity.external_id,
+            team_id=identity.workspace_id or "",
+            message_ts=ts,
         )
+        key = f"{channel}:{ts}"
+        # Before any await: the message's place in line is taken as it arrives.
+        reply = self.coach.reply(
+            identity,
+            text,
+            event_id=key,
+            sent_at=sent_at(ts),
+            place=where.place(),
+            prepare=lambda: self.adopt_timezone(identity),
+        )
+        turn = Turn(identity, where, key, retried=is_retry(request), reply=reply)
         self.background.spawn(self.answer(turn), f"reply:{turn.key}")
 
     # --- The work ------------------------------------------------------------------------
 
     async def answer(self, turn: Turn) -> None:
         """Stream the coach's reply to one message into its thread."""
-        status_shown = not turn.retried and await self.set_status(turn.where, STATUS_THINKING)
-        await self.adopt_timezone(turn.identity)
-        events = self.coach.reply(turn.identity, turn.text, event_id=turn.key)
-        try:
-            async with aclosing(self.deltas(turn, events, status_shown)) as deltas:
-                await stream_reply(
-                    deltas,
-                    self.stream_client,
-                    turn.where,
-                    self.budgets,
-                    native=self.settings.slack_native_streaming,
-                )
-        except Exception:
-            log.exception("reply to %s failed on Slack's side", turn.key)
-            with suppress(Exception):  # Slack itself may be what failed
-                await self.post(turn.where, f"{WARNING} {INTERNAL_ERROR_TEXT}")
+        async with aclosing(turn.reply) as events:
+            status_shown = not turn.retried and await self.set_status(
+                turn.where, STATUS_THINKING
+            )
+            try:
+                async with aclosing(self.deltas(turn, events, status_shown)) as deltas:
+                    await stream_reply(
+                        deltas,
+                        self.stream_client,
+                        turn.where,
+                        self.budgets,
+                        native=self.settings.slack_native_streaming,
+                        shown=events.shown_at,
+                        cut_note=failure_note(CUT_OFF_TEXT),
+                    )
+            except Exception:
+                log.exception("reply to %s failed on Slack's side", turn.key)
+                await events.undelivered()
+                with suppress(Exception):  # Slack itself may be what failed
+                    await self.post(turn.where, f"{WARNING} {INTERNAL_ERROR_TEXT}")
 
     async def deltas(
-        self, turn: Turn, events: AsyncGenerator[ReplyEvent], status_shown: bool
+        self, turn: Turn, events: AsyncIterator[ReplyEvent], status_shown: bool
     ) -> AsyncGenerator[str | Failure]:
         """The coach's events as Slack-safe text for the streamer; the welcome goes first,
         as a message of its own."""
-        async with aclosing(events):
+        async with aclosing(turn.reply):
             async for event in events:
                 match event:
                     case Welcome(text=text):
@@ -444,11 +486,7 @@ class SlackBot:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        try:
-            async with asyncio.timeout(SHUTDOWN_GRACE_SECONDS):
-                await self.background.wait()
-        except TimeoutError:
-            log.warning("%d Slack task(s) still running at shutdown", len(self.background))
+        await self.background.stop(self.settings.shutdown_grace_seconds)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -457,11 +495,18 @@ class SlackBot:
         """Until every reply, command answer and Home update started so far is done."""
         await self.background.wait()
 
+    async def repair(self, record: InFlight) -> str | None:
+        """Finish a reply a crash cut off (bots/slack_repair.py)."""
+        return await finish_cut_reply(
+            self.stream_client, record.place, failure_note(CUT_OFF_TEXT)
+        )
+
     async def run(self) -> None:
         """Serve until cancelled, in the mode the settings ask for."""
         mode = slack_mode(self.settings)
         socket: AsyncSocketModeHandler | None = None
         await self.keep_connections()
+        repairs = asyncio.create_task(keep_repairing(self.coach, Platform.SLACK, self.repair))
         try:
             if mode == "socket":
                 assert self.settings.slack_app_token is not None
@@ -474,6 +519,7 @@ class SlackBot:
                 await self.start_http(HTTP_HOST, self.settings.slack_port)
             await asyncio.Event().wait()
         finally:
+            repairs.cancel()
             if socket is not None:
                 await socket.close_async()  # type: ignore[no-untyped-call]
             await self.stop()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bots.slack_render import reply_blocks
 from bots.stream import (
+    CUT_WRITE_SECONDS,
     Buckets,
     EditBucket,
     Failure,
@@ -72,6 +73,13 @@ STREAM_CLOSED = frozenset(
 )
 
 Delta = str | Failure
+# Told where the reply now shows (`kind` "stream" or "message", and its `ts`), so that a
+# process starting after a crash can finish it: `Reply.shown_at`.
+Shown = Callable[..., Awaitable[None]]
+
+
+async def _untracked(**place: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,15 @@ class Destination:
     user_id: str
     team_id: str
     message_ts: str = ""  # the user's message: every message of its reply is newer
+
+    def place(self) -> dict[str, str]:
+        """What a process needs to find the reply after a crash (core/in_flight.py)."""
+        return {
+            "channel": self.channel,
+            "thread_ts": self.thread_ts,
+            "team": self.team_id,
+            "user": self.user_id,
+        }
 
 
 def retry_after(error: SlackApiError) -> float | None:
@@ -125,8 +142,14 @@ class EditSurface:
 
     limit = MESSAGE_LIMIT
 
-    def __init__(self, client: AsyncWebClient, where: Destination, adopt: str | None) -> None:
-        self.client, self.where, self._adopt = client, where, adopt
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        where: Destination,
+        adopt: str | None,
+        shown: Shown = _untracked,
+    ) -> None:
+        self.client, self.where, self._adopt, self.shown = client, where, adopt, shown
         self._unsure: list[str] = []  # markers of this part's posts answered with a 5xx
         self._last_ts: str | None = None  # the reply's latest message
 
@@ -135,7 +158,7 @@ class EditSurface:
             self._adopt = await self._taken()
         if self._adopt is not None:
             await self.edit(self._adopt, text)  # a 429 here keeps it adopted for the retry
-            return self._posted(self._adopt)
+            return await self._posted(self._adopt)
         marker = uuid.uuid4().hex
         try:
             response = await _paced(
@@ -151,10 +174,11 @@ class EditSurface:
             if _maybe_taken(refused):
                 self._unsure.append(marker)
             raise
-        return self._posted(str(response["ts"]))
+        return await self._posted(str(response["ts"]))
 
-    def _posted(self, ts: str) -> str:
+    async def _posted(self, ts: str) -> str:
         self._adopt, self._unsure, self._last_ts = None, [], ts
+        await self.shown(kind="message", ts=ts)
         return ts
 
     async def _taken(self) -> str | None:
@@ -267,26 +291,47 @@ class Handoff:
 class NativeReply:
     """One native stream. `run` returns None when the reply is complete, or a Handoff."""
 
-    def __init__(self, client: AsyncWebClient, where: Destination, appends: EditBucket) -> None:
-        self.client, self.where, self.appends = client, where, appends
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        where: Destination,
+        appends: EditBucket,
+        shown: Shown = _untracked,
+    ) -> None:
+        self.client, self.where, self.appends, self.shown = client, where, appends, shown
         self.text = ""  # handed to the SDK (sent, or in its buffer after a refused flush)
         self.pending = ""  # read from the model, not yet handed over
         self._stream: AsyncChatStream | None = None
 
-    async def run(self, deltas: AsyncIterator[Delta]) -> Handoff | None:
+    async def run(
+        self, deltas: AsyncIterator[Delta], cut_note: str | None = None
+    ) -> Handoff | None:
+        """Stream the deltas; cancelled (a shutdown), stop the stream with `cut_note`."""
         failure: Failure | None = None
-        async for delta in deltas:
-            if isinstance(delta, Failure):
-                failure = delta
-                break
-            self.pending += delta
-            # The first text goes out at once; later text waits for a free append slot and
-            # meanwhile keeps accumulating, so each append carries everything new.
-            if self._stream is None or self.appends.try_acquire():
-                handoff = await self._append()
-                if handoff is not None:
-                    return handoff
+        try:
+            async for delta in deltas:
+                if isinstance(delta, Failure):
+                    failure = delta
+                    break
+                self.pending += delta
+                # The first text goes out at once; later text waits for a free append slot and
+                # meanwhile keeps accumulating, so each append carries everything new.
+                if self._stream is None or self.appends.try_acquire():
+                    handoff = await self._append()
+                    if handoff is not None:
+                        return handoff
+        except asyncio.CancelledError:
+            if cut_note is not None:
+                await self._cut(cut_note)
+            raise
         return await self._stop(failure)
+
+    async def _cut(self, note: str) -> None:
+        try:
+            async with asyncio.timeout(CUT_WRITE_SECONDS):
+                await self._stop(Failure(note))
+        except Exception as error:  # refused, or too slow: Slack closes it within minutes
+            log.warning("could not stop a cut-off stream in %s: %r", self.where.channel, error)
 
     async def _append(self) -> Handoff | None:
         piece, self.pending = self.pending[:MESSAGE_LIMIT], self.pending[MESSAGE_LIMIT:]
@@ -294,9 +339,12 @@ class NativeReply:
             if self._stream is None:
                 self._stream = await self._open()
             self.text += piece
+            known = self._stream.ts
             await self._stream.append(markdown_text=piece)
         except SlackApiError as error:
             return self._refused(error)
+        if known is None and self._stream.ts is not None:  # chat.startStream made it
+            await self.shown(kind="stream", ts=self._stream.ts)
         return None
 
     async def _stop(self, failure: Failure | None) -> Handoff | None:
@@ -372,18 +420,25 @@ async def stream_reply(
     budgets: WorkspaceEdits,
     *,
     native: bool,
+    shown: Shown = _untracked,
+    cut_note: str | None = None,
 ) -> None:
-    """Write the reply: native when asked and possible, then (or else) edit streaming."""
+    """Write the reply: native when asked and possible, then (or else) edit streaming.
+    Cancelled (a shutdown), it ends with `cut_note` after what was shown."""
     rest = aiter(deltas)
     handoff = Handoff("", None)
     if native:
-        outcome = await NativeReply(client, where, budgets.appends(where.team_id)).run(rest)
+        native_reply = NativeReply(client, where, budgets.appends(where.team_id), shown)
+        outcome = await native_reply.run(rest, cut_note)
         if outcome is None:
             return
         handoff = outcome
-    surface = EditSurface(client, where, adopt=handoff.ts)
+    surface = EditSurface(client, where, adopt=handoff.ts, shown=shown)
     await render(
-        _prepend(handoff.text, rest, handoff.failure), surface, budgets.updates(where.team_id)
+        _prepend(handoff.text, rest, handoff.failure),
+        surface,
+        budgets.updates(where.team_id),
+        cut_note=cut_note,
     )
 
 

@@ -38,6 +38,7 @@ MAX_LANG_TAG = 24  # a longer "```word" is not a language tag (bounds the reopen
 SETTLE_LOOKAHEAD = 32  # text past a message's window that makes its cut final
 MAX_RATE_LIMIT_RETRIES = 5  # consecutive 429s on one reply before giving up
 UNFREEZE_WAIT_SECONDS = 5.0  # the most a reply given up on waits to take its indicator off
+CUT_WRITE_SECONDS = 5.0  # a reply stopped from outside (shutdown) has this long for its note
 ACTIVE_BUCKETS_KEPT = 1024  # idle buckets beyond this are kept only while someone holds them
 
 _WHITESPACE = re.compile(r"\s+")
@@ -576,12 +577,26 @@ async def _unfreeze(screen: _Screen[H], bucket: Budget, indicator: str) -> None:
         log.warning("could not take the indicator off a reply given up on: %r", error)
 
 
+async def _cut(screen: _Screen[H], draft: _Draft, bucket: Budget, note: str) -> None:
+    """The reply is being stopped from outside (shutdown): what was shown stays, without the
+    indicator, followed by `note`, within CUT_WRITE_SECONDS."""
+    draft.note, draft.done = note, True
+    try:
+        async with asyncio.timeout(CUT_WRITE_SECONDS):
+            while (stale := screen.first_stale(targets := draft.targets())) is not None:
+                await bucket.acquire()
+                await screen.write(stale, targets[stale])
+    except Exception as error:  # refused, or too slow: the reply stays as it was
+        log.warning("could not end a stopped reply with its note: %r", error)
+
+
 async def render(
     deltas: AsyncIterable[str | Failure],
     surface: Surface[H],
     bucket: Budget,
     *,
     fail_note: str = DEFAULT_FAIL_NOTE,
+    cut_note: str | None = None,
     indicator: str = STREAMING_INDICATOR,
     on_first_visible: Callable[[float], object] | None = None,
 ) -> RenderResult[H]:
@@ -602,6 +617,9 @@ async def render(
 
     Messages are cut at `surface.limit - len(indicator) - len(FENCE_CLOSE)`, so a growing
     message always has room to close an open code block and show the indicator.
+
+    Cancelled (a shutdown whose grace ran out), the reply stops reading `deltas` and, with a
+    `cut_note`, ends as a failed one does: the text shown so far, then the note.
     """
     limit = surface.limit - len(indicator) - len(FENCE_CLOSE)
     if limit < MIN_SPLIT_LIMIT:
@@ -645,6 +663,12 @@ async def render(
                     if limited.retry_after <= UNFREEZE_WAIT_SECONDS:
                         await _unfreeze(screen, bucket, indicator)
                     raise
+    except asyncio.CancelledError:
+        reader.cancel()  # first, so the coach keeps what was said before the note shows
+        await asyncio.gather(reader, return_exceptions=True)
+        if cut_note is not None:
+            await _cut(screen, draft, bucket, cut_note)
+        raise
     finally:
         tasks = [t for t in (reader, indicating) if t is not None]
         for task in tasks:

@@ -10,10 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -21,17 +27,20 @@ from zoneinfo import ZoneInfo
 from core import timeparse
 from core.access import WindowPolicy, decide_access, describe_access
 from core.config import Settings
+from core.in_flight import RepliesInFlight
 from core.llm import LLM, Completion, LLMError, UnconfiguredLLM
 from core.models import (
     Access,
     Goal,
     GoalStatus,
     Identity,
+    InFlight,
     Meeting,
     MeetingStatus,
     Message,
     MessageMeta,
     Phase,
+    Platform,
     Role,
     Usage,
     User,
@@ -41,6 +50,7 @@ from core.persona import CoachContext, Persona, conversation, system_blocks
 from core.safety import SAFETY_REPLY, is_crisis
 from core.store import MeetingFlag, Store, StoreUnavailable
 from core.text import clean_text
+from core.turn_order import Ticket, TurnOrder
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +65,8 @@ STORE_DOWN_AFTER_REPLY_TEXT = (  # the user has seen (part of) the reply; it was
     "Please try again in a minute."
 )
 INTERNAL_ERROR_TEXT = "Something went wrong on my side. It has been logged; please try again."
+# A reply stopped by a restart: at shutdown once its grace ran out, or after a crash.
+CUT_OFF_TEXT = "My reply was cut off by a restart. Please ask again."
 EMPTY_MESSAGE_TEXT = (
     "I found no text in that message, and text is all I can read. "
     "Type something and I'm all yours!"
@@ -159,24 +171,93 @@ class EventClaim:
     settled: bool = False
 
 
-class UserLocks:
-    """One lock per user, so a user's turns run in order; freed when nobody waits."""
+# The adapter's own work before the coach answers (adopting the platform's timezone for the
+# user, so the reply is phrased in it): run by the reply, after its place in line is taken.
+Prepare = Callable[[], Awaitable[None]]
 
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._holders: defaultdict[str, int] = defaultdict(int)
 
-    @asynccontextmanager
-    async def hold(self, user_id: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(user_id, asyncio.Lock())
-        self._holders[user_id] += 1
+@dataclass
+class _Turn:
+    """One message's way through the pipeline, and what the adapter tells us about it."""
+
+    identity: Identity
+    text: str
+    event_id: str | None
+    ticket: Ticket
+    place: dict[str, str] | None  # where the platform shows the reply, for crash repair
+    prepare: Prepare | None = None
+    claim: EventClaim = field(default_factory=EventClaim)
+    parts: list[str] = field(default_factory=list)  # what the model has said so far
+    recorded: bool = False  # a record of it in flight is in the store
+    message_id: str | None = None  # the stored reply, once saved
+    undelivered: bool = False
+
+
+class Reply:
+    """One user message on its way to an answer: an async iterator of `ReplyEvent`s.
+
+    `Coach.reply` makes it the moment the message arrives, and its work starts then: the
+    message takes its place in the user's line at once, and goes on (dedupe claim, user,
+    access, its turn, the model) whatever the adapter awaits before reading it, a status or
+    a user lookup, so those awaits can neither reorder a burst nor delay the model; events
+    wait here until read. Close it when done (`aclosing`): closing it early stops the work.
+    """
+
+    def __init__(self, coach: Coach, turn: _Turn) -> None:
+        self._coach, self._turn = coach, turn
+        self._events: asyncio.Queue[ReplyEvent | None] = asyncio.Queue()  # None: the end
+        self._work = asyncio.create_task(self._run(), name=f"reply:{turn.ticket.id}")
+
+    async def _run(self) -> None:
         try:
-            async with lock:
-                yield
+            async with aclosing(self._coach._events(self._turn)) as events:
+                async for event in events:
+                    self._events.put_nowait(event)
         finally:
-            self._holders[user_id] -= 1
-            if not self._holders[user_id]:
-                del self._holders[user_id], self._locks[user_id]
+            self._events.put_nowait(None)
+
+    def __aiter__(self) -> Reply:
+        return self
+
+    async def __anext__(self) -> ReplyEvent:
+        event = await self._events.get()
+        if event is None:
+            self._events.put_nowait(None)  # the end stays the end
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        """Stop the work if it is still going (what was said so far is kept, incomplete)."""
+        self._work.cancel()
+        await asyncio.gather(self._work, return_exceptions=True)
+        self._coach._order.line.leave(self._turn.ticket)  # work cancelled before it began
+
+    async def shown_at(self, **place: str) -> None:
+        """Where the platform now shows the reply (a message, a stream): what a process
+        starting after a crash needs to finish it there. Merged into what was given before."""
+        turn = self._turn
+        turn.place = {**(turn.place or {}), **place}
+        if turn.recorded:
+            try:
+                await self._coach._in_flight.shown_at(turn.ticket.id, turn.place)
+            except StoreUnavailable as error:  # a courtesy for a crash: the reply goes on
+                log.warning("reply %s: where it shows was not kept: %s", turn.ticket.id, error)
+
+    async def undelivered(self) -> None:
+        """The platform refused to show the reply: the stored reply says so, and the model
+        is not told it said what the user never read."""
+        turn = self._turn
+        turn.undelivered = True
+        if turn.message_id is not None:
+            try:
+                await self._coach.store.mark_undelivered(turn.message_id)
+            except StoreUnavailable as error:
+                log.warning("reply %s not marked undelivered: %s", turn.message_id, error)
+
+
+def speaker(identity: Identity) -> str:
+    """Whose line a message joins: known at arrival, before the user is looked up."""
+    return f"{identity.platform.value}:{identity.external_id}"
 
 
 class Coach:
@@ -196,7 +277,9 @@ class Coach:
         self.settings = settings
         self.policy = WindowPolicy(settings.window_before, settings.window_after)
         self.clock = clock
-        self._turns = UserLocks()
+        lease = timedelta(seconds=settings.turn_lease_seconds)
+        self._order = TurnOrder(store, clock, lease)
+        self._in_flight = RepliesInFlight(store, clock, lease)
         # Claims a failed turn could not release (the database was down too): released
         # before the next claim, so a retry of those events is not taken for a duplicate.
         self._unreleased: set[str] = set()
@@ -223,27 +306,54 @@ class Coach:
 
     # The reply
 
-    async def reply(
-        self, identity: Identity, text: str, *, event_id: str | None = None
-    ) -> AsyncGenerator[ReplyEvent, None]:
-        """Answer one user message. Never raises: every failure ends in a `Failed` event."""
-        claim = EventClaim()
+    def reply(
+        self,
+        identity: Identity,
+        text: str,
+        *,
+        event_id: str | None = None,
+        sent_at: datetime | None = None,
+        place: Mapping[str, str] | None = None,
+        prepare: Prepare | None = None,
+    ) -> Reply:
+        """Answer one user message: call this when the message arrives (it takes the message's
+        place in line at once), then iterate the Reply. Never raises: every failure ends in a
+        `Failed` event.
+
+        `sent_at` is when the platform says the message was sent (ordering between
+        processes; default: now). `place` is where the reply will be shown (the adapter's own
+        references), kept while it streams so that a crash can be repaired at the next start.
+        `prepare` is awaited before the user is looked up (its failure is logged and ignored).
+        """
+        ticket = self._order.line.join(speaker(identity), sent_at or self.clock())
+        turn = _Turn(identity, text, event_id, ticket, dict(place) if place else None, prepare)
+        return Reply(self, turn)
+
+    async def _events(self, turn: _Turn) -> AsyncGenerator[ReplyEvent, None]:
+        claim = turn.claim
         try:
-            async for event in self._reply(identity, text, event_id, claim):
-                if not isinstance(event, Welcome):
-                    claim.settled = True  # answered: a retry must not answer again
-                yield event
+            async with aclosing(self._answer(turn)) as events:
+                async for event in events:
+                    if not isinstance(event, Welcome):
+                        claim.settled = True  # answered: a retry must not answer again
+                    yield event
         except StoreUnavailable as error:
-            log.error("store unavailable while replying to %s: %s", identity.external_id, error)
+            log.error("store unavailable while replying to %s: %s", turn.identity.external_id,
+                      error)
             await self._release(claim)
             yield Failed(
                 "store_unavailable",
                 STORE_DOWN_AFTER_REPLY_TEXT if claim.settled else STORE_DOWN_TEXT,
             )
         except Exception:
-            log.exception("reply failed for %s:%s", identity.platform, identity.external_id)
+            log.exception("reply failed for %s", speaker(turn.identity))
             await self._release(claim)
             yield Failed("internal", INTERNAL_ERROR_TEXT)
+        except BaseException:  # stopped from outside (shutdown) before it was answered
+            await self._release(claim)
+            raise
+        finally:
+            self._order.line.leave(turn.ticket)
 
     async def _release(self, claim: EventClaim) -> None:
         """Give back the claim of a turn that failed before it kept or answered anything."""
@@ -272,12 +382,10 @@ class Coach:
         """Give back a `claim_once` key whose action did not happen after all."""
         await self._release(EventClaim(key=key))
 
-    async def _reply(
-        self, identity: Identity, text: str, event_id: str | None, claim: EventClaim
-    ) -> AsyncGenerator[ReplyEvent, None]:
+    async def _answer(self, turn: _Turn) -> AsyncGenerator[ReplyEvent, None]:
         # Control and bidi characters removed, invisible edges trimmed (core/text.py): a
         # message of only ZWSP/BOM/NUL counts as empty, like one of only spaces.
-        text = clean_text(text)
+        text = clean_text(turn.text)
         if not text:
             # Also what a file or image without words gets, on every platform.
             yield Failed("empty", EMPTY_MESSAGE_TEXT)
@@ -292,16 +400,23 @@ class Coach:
             )
             return
         now = self.clock()
-        if event_id is not None:
-            key = f"{identity.platform}:{event_id}"
+        identity = turn.identity
+        if turn.event_id is not None:
+            key = f"{identity.platform}:{turn.event_id}"
             if not await self._claim(key, now):
                 log.info("duplicate event %s ignored", key)
                 yield Failed("duplicate", "I've already answered this message.")
                 return
-            claim.key = key
+            turn.claim.key = key
+        if turn.prepare is not None:
+            try:
+                await turn.prepare()
+            except Exception:
+                log.warning("preparing the reply to %s failed", speaker(identity), exc_info=True)
         user, _ = await self.store.get_or_create_user(identity, now)
         if is_crisis(text):
-            # Before the welcome too: a cheerful introduction is the wrong first answer here.
+            # Before the welcome too, and without waiting in line: a cheerful introduction,
+            # or a wait behind another reply, is the wrong first answer here.
             yield SafetyReply(SAFETY_REPLY)
             await self._save_safety_turn(user, text, now)
             return
@@ -309,78 +424,162 @@ class Coach:
             llm_error = LLMError("not_configured")
             yield Failed(llm_error.kind, llm_error.user_text)
             return
-        if not user.welcomed:
-            await self.store.update_user(user.id, welcomed=True)
-            yield Welcome(self.persona.welcome)
+        if not user.welcomed and await self.store.claim_welcome(user.id):
+            yield Welcome(self.persona.welcome)  # once, even for a burst of first messages
         access = await self._access(user, now)
         if not access.allowed:
             yield Denied(
                 access, describe_access(access, lambda t: self.local(user, t), self.policy)
             )
             return
-        async with self._turns.hold(user.id):
-            async for event in self._turn(user, text, access, now, claim):
+        async with self._order.turn(user.id, turn.ticket):
+            async for event in self._turn(turn, user, text, access):
                 yield event
 
     async def _turn(
-        self, user: User, text: str, access: Access, received: datetime, claim: EventClaim
+        self, turn: _Turn, user: User, text: str, access: Access
     ) -> AsyncGenerator[ReplyEvent, None]:
-        """One conversation turn, holding the user's lock: save, build context, stream, save."""
+        """One conversation turn, holding the user's turn: save, build context, stream, save."""
         meeting_id = access.meeting.id if access.meeting else None
         meta = MessageMeta(platform=user.identity.platform, meeting_id=meeting_id)
         prompt = await self.build_context(user, text, access.meeting)
-        await self.store.add_message(
-            Message(
-                user_id=user.id,
-                role=Role.USER,
-                text=text,
-                created_at=received,
-                meta=meta,
+        async with self._kept_in_flight(turn, user):
+            # Stamped now, when its turn has come: history reads message, reply, message, reply
+            # even when this one arrived while the reply before it was being written.
+            await self.store.add_message(
+                Message(
+                    user_id=user.id, role=Role.USER, text=text, created_at=self.clock(), meta=meta
+                )
             )
-        )
-        claim.settled = True  # the message is kept: from here on a retry is a duplicate
-        started = time.perf_counter()
-        first_token_ms: int | None = None
-        parts: list[str] = []
-        completion: Completion | None = None
-        error: LLMError | None = None
-        try:
-            async for item in self.llm.stream(prompt.system, prompt.messages):
-                if isinstance(item, Completion):
-                    completion = item
-                    continue
-                if first_token_ms is None:
-                    first_token_ms = round((time.perf_counter() - started) * 1000)
-                parts.append(item)
-                yield Chunk(item)
-        except LLMError as failure:
-            error = failure
-            log.warning("LLM failed for user %s: %s", user.id, failure)
-        reply = "".join(parts)
-        reply_meta = meta.model_copy(
-            update={
-                "model": completion.model if completion else self.llm.model,
-                "usage": completion.usage if completion else None,
-                "stop_reason": completion.stop_reason if completion else None,
-                "latency_ms": round((time.perf_counter() - started) * 1000),
-                "first_token_ms": first_token_ms,
-                "error": error.kind if error else None,
-            }
-        )
+            turn.claim.settled = True  # the message is kept: from here on a retry is a duplicate
+            started = time.perf_counter()
+            first_token_ms: int | None = None
+            completion: Completion | None = None
+            error: LLMError | None = None
+            try:
+                async for item in self.llm.stream(prompt.system, prompt.messages):
+                    if isinstance(item, Completion):
+                        completion = item
+                        continue
+                    if first_token_ms is None:
+                        first_token_ms = round((time.perf_counter() - started) * 1000)
+                    turn.parts.append(item)
+                    yield Chunk(item)
+            except LLMError as failure:
+                error = failure
+                log.warning("LLM failed for user %s: %s", user.id, failure)
+            except BaseException:  # the adapter stopped reading: it gave up, or we shut down
+                await self._save_stopped(turn, user, meta)
+                raise
+            reply_meta = meta.model_copy(
+                update={
+                    "model": completion.model if completion else self.llm.model,
+                    "usage": completion.usage if completion else None,
+                    "stop_reason": completion.stop_reason if completion else None,
+                    "latency_ms": round((time.perf_counter() - started) * 1000),
+                    "first_token_ms": first_token_ms,
+                    "error": error.kind if error else None,
+                }
+            )
+            reply = "".join(turn.parts)
+            message = Message(
+                user_id=user.id,
+                role=Role.ASSISTANT,
+                text=reply,
+                created_at=self.clock(),
+                complete=error is None,
+                delivered=not turn.undelivered,
+                meta=reply_meta,
+            )
+            if reply or error is None:  # keep what was said, even when cut short
+                await self.store.add_message(message)
+                turn.message_id = message.id
+        if error is not None:
+            yield Failed(error.kind, error.user_text)
+        else:
+            yield Done(message.id, reply, reply_meta.usage)
+
+    async def _save_stopped(self, turn: _Turn, user: User, meta: MessageMeta) -> None:
+        """What the model had said when the adapter stopped reading, kept as incomplete."""
+        reply = "".join(turn.parts)
+        if not reply:
+            return
         message = Message(
             user_id=user.id,
             role=Role.ASSISTANT,
             text=reply,
             created_at=self.clock(),
-            complete=error is None,
-            meta=reply_meta,
+            complete=False,
+            delivered=not turn.undelivered,
+            meta=meta.model_copy(update={"model": self.llm.model, "error": "stopped"}),
         )
-        if reply or error is None:  # keep what was said, even when cut short
+        try:
             await self.store.add_message(message)
-        if error is not None:
-            yield Failed(error.kind, error.user_text)
-        else:
-            yield Done(message.id, reply, reply_meta.usage)
+            turn.message_id = message.id
+        except Exception as error:
+            log.warning("the stopped reply to user %s was not kept: %r", user.id, error)
+
+    @asynccontextmanager
+    async def _kept_in_flight(self, turn: _Turn, user: User) -> AsyncIterator[None]:
+        """While the block runs: the reply's record in flight (when the adapter says where it
+        shows it) and the turn's lease, renewed; the record goes when the block ends."""
+        if turn.place is not None:
+            await self._in_flight.begin(
+                turn.ticket.id, user.id, user.identity.platform, turn.place, turn.claim.key
+            )
+            turn.recorded = True
+        renewing = asyncio.create_task(self._renew(turn, user), name=f"renew:{turn.ticket.id}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            if turn.recorded:
+                try:
+                    await self._in_flight.end(turn.ticket.id)
+                except StoreUnavailable as error:  # it runs out, and is repaired as cut off
+                    log.warning("record of reply %s not removed: %s", turn.ticket.id, error)
+
+    async def _renew(self, turn: _Turn, user: User) -> None:
+        """Every third of the lease: the lease, and the record with what was said so far."""
+        interval = self.settings.turn_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self._order.lease.renew(user.id, turn.ticket):
+                    log.warning("user %s: this turn's lease ran out and was taken", user.id)
+                if turn.recorded:
+                    await self._in_flight.renew(turn.ticket.id, "".join(turn.parts))
+            except StoreUnavailable as error:
+                log.warning("user %s: turn lease not renewed: %s", user.id, error)
+
+    # Replies a crash cut off (core/in_flight.py)
+
+    async def interrupted_replies(self, platform: Platform) -> list[InFlight]:
+        """The platform's replies whose process died mid-stream, now this process's to repair:
+        finish each on the platform, then hand it back with `repaired`."""
+        return await self._in_flight.take_interrupted(platform)
+
+    async def repaired(self, reply: InFlight, shown: str | None) -> None:
+        """The platform shows `reply` finished with a note now: keep it as an incomplete reply
+        (`shown`, the text the platform had, else the last renewal's), free the user's turn,
+        and give the message's dedupe claim back so that a redelivery of it is answered."""
+        text = reply.text if shown is None else shown
+        if text.strip() and await self.store.get_user(reply.user_id) is not None:
+            await self.store.add_message(
+                Message(
+                    user_id=reply.user_id,
+                    role=Role.ASSISTANT,
+                    text=text,
+                    created_at=self.clock(),
+                    complete=False,
+                    meta=MessageMeta(platform=reply.platform, error="restart"),
+                )
+            )
+        if reply.event_key is not None:
+            await self.store.release_event(reply.event_key)
+        await self.store.release_turn(reply.user_id, reply.id)
+        await self.store.remove_in_flight(reply.id)
 
     async def build_context(self, user: User, text: str, meeting: Meeting | None) -> Prompt:
         """What the model is sent for `text`: the store reads and the prompt, nothing streamed.
@@ -439,8 +638,15 @@ class Coach:
 
     async def clear_history(self, identity: Identity) -> int:
         user = await self.user(identity)
-        async with self._turns.hold(user.id):
+        async with self._turn_of(identity, user):
             return await self.store.clear_messages(user.id)
+
+    @asynccontextmanager
+    async def _turn_of(self, identity: Identity, user: User) -> AsyncIterator[None]:
+        """A turn of the user's for an action on their data: after the replies before it."""
+        ticket = self._order.line.join(speaker(identity), self.clock())
+        async with self._order.turn(user.id, ticket):
+            yield
 
     # Goals
 
@@ -594,7 +800,7 @@ class Coach:
 
     async def forget(self, identity: Identity) -> None:
         user = await self.user(identity)
-        async with self._turns.hold(user.id):
+        async with self._turn_of(identity, user):
             await self.store.delete_user(user.id)
         self._meetings_changed(MeetingsChanged(user.id, forgotten=True))
 

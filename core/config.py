@@ -58,6 +58,13 @@ class Settings(BaseSettings):
 
     # Platform retries are deduplicated by event id for this long.
     dedupe_ttl_hours: int = Field(24, ge=1)
+    # One reply at a time per user, across processes: the turn's lease in the database is
+    # renewed while a reply streams; a process that dies frees its users after this long
+    # (and its cut-off replies are finished by another process, or at its next start).
+    turn_lease_seconds: float = Field(15.0, ge=0.3, le=600)
+    # On SIGTERM, replies in flight get this long to finish; the rest end with a note. Keep it
+    # under what the host allows before SIGKILL (Heroku: 30 s), so the rest of shutdown runs.
+    shutdown_grace_seconds: float = Field(20.0, ge=0, le=300)
 
     # Slack
     slack_bot_token: SecretStr | None = None

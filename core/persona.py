@@ -106,10 +106,12 @@ def conversation(history: Sequence[Message], new_text: str) -> list[dict[str, st
     """History oldest first, then the new message, as alternating turns.
 
     Failed turns can leave two user messages in a row; they are merged so the API sees
-    alternating roles starting with the user.
+    alternating roles starting with the user. A reply the platform never showed
+    (`delivered` False) is left out: the model must not build on words the user never read.
     """
     turns: list[dict[str, str]] = []
-    for role, text in [*((m.role, m.text) for m in history), (Role.USER, new_text)]:
+    said = [(m.role, m.text) for m in history if m.delivered]
+    for role, text in [*said, (Role.USER, new_text)]:
         if not text.strip():
             continue
         if turns and turns[-1]["role"] == role.value:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from bots import discord_render, slack_render
+from bots import discord_bot, discord_render, slack_render
 from bots.stream import MAX_RATE_LIMIT_RETRIES, STREAMING_INDICATOR
 from core.coach import INTERNAL_ERROR_TEXT, STORE_DOWN_AFTER_REPLY_TEXT, STORE_DOWN_TEXT, Coach
 from core.llm import USER_TEXT, ErrorKind
@@ -565,7 +565,14 @@ async def test_a_storm_outlasting_the_patience_ends_in_a_plain_note(tmp_path: Pa
         assert frozen and whole_reply("hello").startswith(frozen)
         assert told == f"{slack_render.WARNING} {INTERNAL_ERROR_TEXT}"
         assert chat.refused() == MAX_RATE_LIMIT_RETRIES + 1
-        assert await stored(chat) == [(Role.USER, "hello", True)]
+        # What the model had said is kept, incomplete and marked as never delivered, so the
+        # model is not told it said it: it is asked about "hello" again with the next one.
+        (user_message, kept) = await chat.coach.store.messages_between(
+            (await chat.coach.user(chat.identity)).id
+        )
+        assert (user_message.text, user_message.delivered) == ("hello", True)
+        assert whole_reply("hello").startswith(kept.text)
+        assert (kept.role, kept.complete, kept.delivered) == (Role.ASSISTANT, False, False)
         await serves_again(chat, unanswered="hello")
         assert len(chat.replies(said)) == 2
 
@@ -586,7 +593,64 @@ async def test_a_discord_storm_outlasting_the_patience_ends_in_a_plain_note(
         # Discord took no edit while the model streamed, then one without the indicator.
         assert frozen and not frozen.endswith(STREAMING_INDICATOR.strip())
         assert whole_reply("hello").startswith(frozen)
-        await serves_again(chat)  # the model had finished: its reply to "hello" was kept
+        await said_but_not_delivered(chat, "hello")
+        await serves_again(chat, unanswered="hello")
+
+
+async def edits_refused_past_the_patience(chat: DiscordChat) -> Said:
+    """Discord refuses every edit of the reply to "hello" until the bot gives up on it;
+    returns once the reply's first message is posted (the note comes after it)."""
+    chat.refuse("PATCH /channels/*/messages/*", 429, 5 * (MAX_RATE_LIMIT_RETRIES + 1))
+    said = await chat.send("hello")
+    await chat.w.discord.wait_for_call("POST", "/channels/*/messages", within=WITHIN)
+    return said
+
+
+async def said_but_not_delivered(chat: Chat, text: str) -> None:
+    """The model's whole reply to `text` is kept, marked as never delivered."""
+    user = await chat.coach.user(chat.identity)
+    *_, asked, kept = await chat.coach.store.messages_between(user.id)
+    assert (asked.text, kept.text) == (text, whole_reply(text))
+    assert kept.complete and not kept.delivered
+
+
+async def test_a_discord_note_refused_too_is_tried_until_it_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The storm that made the bot give up on a reply refuses its note too (twice, past
+    discord.py's own five tries each): the note is tried again, waiting longer each time,
+    until it lands; the reply is kept as never delivered."""
+    monkeypatch.setattr(discord_bot, "NOTE_FIRST_WAIT_SECONDS", 0.05)
+    async with chat_on("discord", tmp_path, llm={"token_delay": 0.01}) as chat:
+        assert isinstance(chat, DiscordChat)
+        fake = chat.w.discord
+        said = await edits_refused_past_the_patience(chat)
+        chat.refuse("POST /channels/*/messages", 429, 5 * 2)  # the note's first two tries
+        note = chat.note(INTERNAL_ERROR_TEXT)
+        await until(lambda: chat.replies(said) and chat.replies(said)[0].endswith(note), 20.0)
+        posts = [c for c in fake.calls if c.method == "POST" and c.path.endswith("/messages")]
+        assert [c.status for c in posts] == [200] + [429] * 10 + [200]
+        await said_but_not_delivered(chat, "hello")
+        await serves_again(chat, unanswered="hello")
+
+
+async def test_a_discord_note_is_given_up_after_its_patience(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A storm longer than the note's patience: the note is given up with an error in the
+    log (bounded, not forever), and the bot serves again once Discord does."""
+    monkeypatch.setattr(discord_bot, "NOTE_FIRST_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(discord_bot, "NOTE_PATIENCE_SECONDS", 0.3)
+    async with chat_on("discord", tmp_path, llm={"token_delay": 0.01}) as chat:
+        assert isinstance(chat, DiscordChat)
+        fake = chat.w.discord
+        said = await edits_refused_past_the_patience(chat)
+        chat.refuse("POST /channels/*/messages", 429, 5 * 100)
+        await until(lambda: "giving up" in caplog.text, 20.0)
+        fake.clear_faults()
+        assert not chat.replies(said)[0].endswith(chat.note(INTERNAL_ERROR_TEXT))
+        await said_but_not_delivered(chat, "hello")
+        await serves_again(chat, unanswered="hello")
 
 
 @pytest.mark.parametrize("part", [0, 1], ids=["first-message", "continuation"])

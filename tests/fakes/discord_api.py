@@ -938,6 +938,10 @@ class FakeDiscord:
         body = {"message": message, "code": code}
         self._faults.append(_Fault(method, path_pattern, status, body, {}, times, after_applying))
 
+    def clear_faults(self) -> None:
+        """Discord is well again: every injected fault still pending is dropped."""
+        self._faults.clear()
+
     @staticmethod
     def _ratelimit_headers(limit: int, remaining: int, reset_after: float, bucket: str
                            ) -> dict[str, str]:

@@ -50,6 +50,7 @@ import math
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -185,6 +186,8 @@ class FakeSlack:
         self.stream_ttl = stream_ttl  # Slack closes streams after about 5 minutes
 
         self.calls: list[Call] = []
+        # method -> seconds to wait before answering each call (e.g. random: a slow Slack)
+        self.latency: dict[str, Callable[[], float]] = {}
         self.rate_limited = 0  # number of 429 answers sent
         self.ephemerals: list[dict[str, Any]] = []
         self.home_views: dict[str, dict[str, Any]] = {}  # user id -> published view
@@ -336,6 +339,8 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args, token = await _read_args(request)
+        if (latency := self.latency.get(method)) is not None:
+            await asyncio.sleep(latency())  # a slow Slack: answers in another order
         now = time.monotonic()
         status, body, headers = self._answer(method, args, token, now)
         peer = request.transport.get_extra_info("peername") if request.transport else None
