@@ -388,7 +388,8 @@ class SlackBot:
         except Exception:
             log.exception("/coach %s failed for %s", line[:40], identity.external_id)
             message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")
-        await _respond(respond, message, replace=replace, about=f"/coach {line.split()[0]}")
+        command = "".join(line.split()[:1])  # a button's value may be blank
+        await _respond(respond, message, replace=replace, about=f"/coach {command}")
 
     def _when(self, result: Result) -> Callable[[datetime], str]:
         """Local times for views that carry their user; looking the user up again would
