@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import re
@@ -31,7 +32,13 @@ from typing import Any
 import discord
 
 from bots.discord_commands import CoachCommands, CoachTree
-from bots.discord_connect import QUIET, discord_identity, intents_for, use_discord_urls
+from bots.discord_connect import (
+    QUIET,
+    REFUSED,
+    discord_identity,
+    intents_for,
+    use_discord_urls,
+)
 from bots.discord_render import (
     MESSAGE_LIMIT,
     access_text,
@@ -130,7 +137,7 @@ class ChannelReply:
         """Until the first text shows: a slow first token must not look like a dead bot."""
         while True:
             await asyncio.sleep(TYPING_REFRESH_SECONDS)
-            with contextlib.suppress(discord.HTTPException):
+            with contextlib.suppress(*REFUSED):
                 await self._type()
 
     async def _type(self) -> None:
@@ -182,7 +189,12 @@ class ChannelReply:
 def refusals_retried() -> Iterator[None]:
     """Passing refusals become RateLimited, which the renderer waits out and retries with the
     newest text: a 429 that outlasted discord.py's own five tries, and a 5xx (discord.py
-    raises a 503 at once). Before, either ended the reply silently, frozen mid-sentence."""
+    raises a 503 at once). Before, either ended the reply silently, frozen mid-sentence.
+
+    Whatever the body: discord.py keeps a proxy's text/plain or HTML page as the error's
+    `text` (`code` 0), and the status decides. A page mislabelled `application/json` makes it
+    raise JSONDecodeError instead, status unknown: that counts as passing too (a post
+    retried with its nonce cannot show twice)."""
     try:
         yield
     except discord.RateLimited as limited:
@@ -190,6 +202,8 @@ def refusals_retried() -> Iterator[None]:
     except discord.HTTPException as error:
         if error.status != 429 and error.status < 500:
             raise
+        raise RateLimited(REFUSED_RETRY_SECONDS) from error
+    except json.JSONDecodeError as error:
         raise RateLimited(REFUSED_RETRY_SECONDS) from error
 
 
@@ -350,7 +364,7 @@ class DiscordCoach(discord.Client):
                     failure_note(INTERNAL_ERROR_TEXT), silent=True, allowed_mentions=QUIET
                 )
                 return
-            except (discord.HTTPException, discord.RateLimited) as error:
+            except (*REFUSED, discord.RateLimited) as error:
                 wait = min(wait * 2, NOTE_MAX_WAIT_SECONDS)
                 if loop.time() + wait > give_up_at:
                     log.error("Discord refused the note about an unfinished reply for %.0f s, "

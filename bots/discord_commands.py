@@ -32,7 +32,7 @@ import discord
 from discord import app_commands
 
 from bots.commands import CONFIRM_WORD, Confirm, Reply, Result, run_command
-from bots.discord_connect import QUIET, discord_identity
+from bots.discord_connect import QUIET, REFUSED, discord_identity
 from bots.discord_render import Answer, answer_for, clip, when_for
 from core.coach import MAX_GOAL_CHARS, Coach
 from core.models import Identity
@@ -445,7 +445,7 @@ async def tell_something_went_wrong(interaction: discord.Interaction) -> None:
 
 async def tell(interaction: discord.Interaction, text: str) -> None:
     """One ephemeral line, as the response or as a follow-up after a defer."""
-    with contextlib.suppress(discord.HTTPException):
+    with contextlib.suppress(*REFUSED):
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True)
         else:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
@@ -13,6 +15,10 @@ from core.models import Identity, Platform
 
 # Model output may contain `@everyone` or `<@id>`: by default nothing we send pings anyone.
 QUIET = discord.AllowedMentions.none()
+# What a REST call raises when Discord, or a proxy in front of it, refuses it: HTTPException
+# (a text/plain or HTML body is kept as its `text`, `code` 0), or JSONDecodeError for a page
+# mislabelled `application/json`, which discord.py parses before it looks at the status.
+REFUSED = (discord.HTTPException, json.JSONDecodeError)
 
 
 def use_discord_urls(settings: Settings) -> None:

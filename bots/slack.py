@@ -36,6 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.commands import Export, HistoryView, MeetingsView, Result, run_command, when_local
 from bots.repairs import keep_repairing
+from bots.slack_errors import refusal
 from bots.slack_notify import web_client
 from bots.slack_render import (
     ACTION_CANCEL,
@@ -83,6 +84,8 @@ STATUS_THINKING = "is thinking…"  # Slack shows "<app name> is thinking…"
 # joins, bot messages…) is not a message for the coach.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 INTERNAL_ERROR_TEXT = "Something went wrong on my side. It has been logged; please try again."
+RESPOND_ATTEMPTS = 2  # a response_url answer refused with a 5xx or 429 is sent once more
+RESPOND_RETRY_SECONDS = 1.0
 
 
 class SlackSetupError(Exception):
@@ -341,7 +344,8 @@ class SlackBot:
             async for event in events:
                 match event:
                     case Welcome(text=text):
-                        await self.post(turn.where, our_text(text))
+                        if not await self.post_welcome(turn.where, our_text(text)):
+                            yield our_text(text) + "\n\n"  # it opens the reply instead
                     case Chunk(text=text):
                         yield coach_markdown(text)
                     case Denied(text=text) | SafetyReply(text=text):
@@ -363,7 +367,7 @@ class SlackBot:
                 channel_id=where.channel, thread_ts=where.thread_ts, status=status
             )
         except SlackApiError as error:
-            log.info("no status for %s: %s", where.channel, error.response.get("error"))
+            log.info("no status for %s: %s", where.channel, refusal(error))
             return False
         return True
 
@@ -376,6 +380,20 @@ class SlackBot:
             blocks=reply_blocks(markdown),
         )
 
+    async def post_welcome(self, where: Destination, markdown: str) -> bool:
+        """The welcome, a message of its own before the first reply. False when Slack
+        refused it: the user is welcomed once only, so the welcome then opens the reply."""
+        try:
+            await self.post(where, markdown)
+        except SlackApiError as error:
+            log.warning(
+                "welcome in %s not posted (%s): the reply opens with it",
+                where.channel,
+                refusal(error),
+            )
+            return False
+        return True
+
     async def adopt_timezone(self, identity: Identity) -> None:
         """Once per user and process: take Slack's timezone if the user has not set one.
         A courtesy: whatever fails here is logged, and the request goes on without it."""
@@ -387,7 +405,10 @@ class SlackBot:
             if tz := info["user"].get("tz"):
                 await self.coach.suggest_timezone(identity, str(tz))
         except SlackApiError as error:
-            log.warning("users.info %s: %s", identity.external_id, error.response.get("error"))
+            refused = refusal(error)
+            log.warning("users.info %s: %s", identity.external_id, refused)
+            if refused.server_error or refused.rate_limited:  # passing: try again next time
+                self._timezones_checked.discard(identity.external_id)
         except Exception:
             log.warning("timezone of %s not adopted", identity.external_id, exc_info=True)
             self._timezones_checked.discard(identity.external_id)  # try again next time
@@ -409,7 +430,8 @@ class SlackBot:
         except Exception:
             log.exception("/coach %s failed for %s", line[:40], identity.external_id)
             message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")
-        await _respond(respond, message, replace=replace)
+        command = "".join(line.split()[:1])  # a button's value may be blank
+        await _respond(respond, message, replace=replace, about=f"/coach {command}")
 
     def _when(self, result: Result) -> Callable[[datetime], str]:
         """Local times for views that carry their user; looking the user up again would
@@ -536,13 +558,30 @@ async def attach_identity(context: AsyncBoltContext, next: Callable[[], Awaitabl
     await next()
 
 
-async def _respond(respond: AsyncRespond, message: SlackMessage, *, replace: bool) -> None:
-    await respond(
-        text=message.text,
-        blocks=message.blocks,
-        response_type="ephemeral",
-        replace_original=replace,
-    )
+async def _respond(
+    respond: AsyncRespond, message: SlackMessage, *, replace: bool, about: str = "an action"
+) -> None:
+    """An ephemeral answer through the response_url. slack_sdk's webhook client returns a
+    refusal instead of raising it: a passing one (a proxy's 503, a 429) is tried once more,
+    and one that stays is logged rather than dropped unseen."""
+    for attempt in range(RESPOND_ATTEMPTS):
+        answer = await respond(
+            text=message.text,
+            blocks=message.blocks,
+            response_type="ephemeral",
+            replace_original=replace,
+        )
+        passing = answer.status_code >= 500 or answer.status_code == 429
+        if answer.status_code == 200 or not passing or attempt == RESPOND_ATTEMPTS - 1:
+            break
+        await asyncio.sleep(RESPOND_RETRY_SECONDS)
+    if answer.status_code != 200:
+        log.warning(
+            "Slack refused the answer to %s through its response_url: HTTP %s %r",
+            about,
+            answer.status_code,
+            " ".join(str(answer.body).split())[:80],
+        )
 
 
 async def serve_slack(coach: Coach, settings: Settings) -> None:

@@ -45,6 +45,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bots.slack_errors import refusal
 from bots.slack_render import reply_blocks
 from bots.stream import (
     CUT_WRITE_SECONDS,
@@ -104,12 +105,12 @@ class Destination:
 
 
 def retry_after(error: SlackApiError) -> float | None:
-    """Seconds to wait when `error` is a 429, else None."""
-    response = error.response
-    if response.status_code != 429 and response.get("error") != "ratelimited":
+    """Seconds to wait when `error` is a 429 (whatever its body), else None."""
+    refused = refusal(error)
+    if not refused.rate_limited:
         return None
     try:
-        return float(response.headers.get("Retry-After", DEFAULT_RETRY_AFTER))
+        return float(refused.headers.get("Retry-After", DEFAULT_RETRY_AFTER))
     except (TypeError, ValueError):
         return DEFAULT_RETRY_AFTER
 
@@ -188,12 +189,11 @@ class EditSurface:
         try:
             found = await self._find(set(self._unsure))
         except Exception as error:
-            code = error.response.get("error") if isinstance(error, SlackApiError) else None
             log.warning(
                 "could not check whether Slack took a post it answered with a 5xx in %s "
                 "(%s): posting again, which may show that part of the reply twice",
                 where.channel,
-                code or repr(error),
+                refusal(error) if isinstance(error, SlackApiError) else repr(error),
             )
             return None
         if not found:
@@ -261,7 +261,7 @@ def _post_marker(message: dict[str, Any]) -> str | None:
 def _maybe_taken(refused: RateLimited) -> bool:
     """A write refused with a 5xx may have been carried out all the same; a 429 was not."""
     error = refused.__cause__
-    return isinstance(error, SlackApiError) and error.response.status_code >= 500
+    return isinstance(error, SlackApiError) and refusal(error).server_error
 
 
 async def _paced(call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
@@ -272,7 +272,7 @@ async def _paced(call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
         return await call
     except SlackApiError as error:
         wait = retry_after(error)
-        if wait is None and error.response.status_code >= 500:
+        if wait is None and refusal(error).server_error:  # a proxy's page as well as JSON
             wait = DEFAULT_RETRY_AFTER
         if wait is None:
             raise
@@ -394,12 +394,14 @@ class NativeReply:
         return Handoff(self.text + self.pending, self._stream.ts if self._stream else None)
 
     def _log_handover(self, error: SlackApiError) -> None:
-        code = error.response.get("error")
-        if code in STREAM_CLOSED:
+        refused = refusal(error)
+        if refused.code in STREAM_CLOSED:
             ts = self._stream.ts if self._stream is not None else None
-            log.info("Slack closed the stream %s (%s): finishing with chat.update", ts, code)
+            log.info("Slack closed the stream %s (%s): finishing with chat.update", ts, refused)
         else:
-            log.warning("native streaming failed in %s (%s): using edits", self.where.channel, code)
+            log.warning(
+                "native streaming failed in %s (%s): using edits", self.where.channel, refused
+            )
 
 
 async def _prepend(

@@ -6,6 +6,7 @@ Each test runs a real `discord.Client` (and `app_commands.CommandTree`) over loo
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -14,6 +15,7 @@ import pytest
 from discord import app_commands
 
 from tests.fakes.discord_api import EPHEMERAL, LOADING, FakeDiscord
+from tests.fakes.proxy_pages import PROXY_ANSWERS, UPSTREAM_CONNECT_ERROR
 
 
 @pytest.fixture
@@ -448,3 +450,39 @@ async def test_unknown_route_is_a_json_404(fake: FakeDiscord) -> None:
             assert response.status == 404
             assert response.headers["Content-Type"] == "application/json"
             assert (await response.json())["message"].startswith("404")
+
+
+async def test_a_proxy_answers_with_a_body_of_its_own(fake: FakeDiscord) -> None:
+    """What discord.py 2.7.1 makes of error answers that are not Discord's JSON: the body
+    becomes the HTTPException's `text`, with `code` 0; a 502 is retried by discord.py itself
+    (after 1 s), a 503 raised at once; a page mislabelled `application/json` raises
+    JSONDecodeError before discord.py looks at the status. (Webhooks and interaction
+    callbacks read bodies the same way, and retry any 5xx: tests/test_error_bodies.py.)"""
+    client = make_client()
+    async with fake.running(client):
+        channel = client.get_channel(fake.channel_ids[0])
+        assert isinstance(channel, discord.TextChannel)
+        fake.fail_next("POST", "/channels/*/messages", **PROXY_ANSWERS["text-503"].fail_args())
+        with pytest.raises(discord.DiscordServerError) as text_503:
+            await channel.send("one")
+        assert (text_503.value.status, text_503.value.code) == (503, 0)
+        assert text_503.value.text == UPSTREAM_CONNECT_ERROR
+
+        fake.fail_next("POST", "/channels/*/messages", **PROXY_ANSWERS["html-502"].fail_args())
+        sent = await channel.send("two")  # discord.py waited 1 s and tried again
+        assert [c.status for c in fake.calls if c.method == "POST"][-2:] == [502, 200]
+
+        fake.fail_next(
+            "PATCH", "/channels/*/messages/*", **PROXY_ANSWERS["mislabelled-503"].fail_args()
+        )
+        with pytest.raises(json.JSONDecodeError):
+            await sent.edit(content="three")
+        fake.fail_next(
+            "PATCH", "/channels/*/messages/*", status=403, body="<h1>Denied</h1>",
+            content_type="text/html",
+        )
+        with pytest.raises(discord.Forbidden) as waf:
+            await sent.edit(content="three")
+        assert (waf.value.code, waf.value.text) == (0, "<h1>Denied</h1>")
+        await sent.edit(content="three")
+    assert [m.content for m in fake.messages_in(fake.channel_ids[0])] == ["three"]

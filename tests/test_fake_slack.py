@@ -16,10 +16,13 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from tests.fakes.proxy_pages import PROXY_ANSWERS, UPSTREAM_CONNECT_ERROR
 from tests.fakes.slack_api import (
     BOT_ID,
     BOT_USER_ID,
+    RESPONSE_URL,
     TEAM_ID,
     USER_ID,
     FakeSlack,
@@ -390,3 +393,47 @@ async def test_bot_ts_follow_the_clock_past_user_events(fake: FakeSlack) -> None
     asked = message_event("hi")["event"]["ts"]
     reply = (await client_for(fake).chat_postMessage(channel=DM, text="b"))["ts"]
     assert float(first) < float(asked) < float(reply)
+
+
+async def test_a_proxy_answers_with_a_body_of_its_own(fake: FakeSlack) -> None:
+    """What slack_sdk makes of error answers that are not Slack's JSON (slack_sdk 3.48): a
+    text/plain body becomes a str `data` (so `.get()` on the response raises), an HTML page
+    becomes `{}`, and a page mislabelled as JSON leaves aiohttp's ClientResponse as the
+    error's `response` (a `.status`, no `.status_code`)."""
+    client = client_for(fake)
+    answers = PROXY_ANSWERS
+    fake.fail_next("chat.update", **answers["text-503"].fail_args())
+    with pytest.raises(SlackApiError) as text_503:
+        await client.chat_update(channel=DM, ts="1.0", text="x")
+    assert text_503.value.response.status_code == 503
+    assert text_503.value.response.data == UPSTREAM_CONNECT_ERROR
+    with pytest.raises(AttributeError):
+        text_503.value.response.get("error")
+
+    fake.fail_next("chat.postMessage", **answers["html-502"].fail_args(), after_applying=True)
+    with pytest.raises(SlackApiError) as html_502:
+        await client.chat_postMessage(channel=DM, text="taken")
+    assert (html_502.value.response.status_code, html_502.value.response.data) == (502, {})
+    assert [m.text for m in fake.messages(DM)] == ["taken"]  # after_applying works as ever
+
+    fake.fail_next("users.info", **answers["mislabelled-503"].fail_args())
+    with pytest.raises(SlackApiError, match="non-JSON") as mislabelled:
+        await client.users_info(user=USER_ID)
+    assert isinstance(mislabelled.value.response, aiohttp.ClientResponse)
+    assert mislabelled.value.response.status == 503
+
+    calls = fake.calls_to("chat.update") + fake.calls_to("users.info")
+    assert [(c.status, c.error) for c in calls] == [(503, None), (503, None)]
+    await client.chat_update(channel=DM, ts=fake.messages(DM)[0].ts, text="only the next")
+
+
+async def test_a_response_url_can_fail_with_a_proxy_page(fake: FakeSlack) -> None:
+    """slack_sdk's webhook client (Bolt's respond()) returns a refusal instead of raising."""
+    fake.fail_next(RESPONSE_URL, **PROXY_ANSWERS["text-503"].fail_args())
+    webhook = AsyncWebhookClient(fake.response_url("cmd"))
+    refused = await webhook.send(text="hi")
+    assert (refused.status_code, refused.body) == (503, UPSTREAM_CONNECT_ERROR)
+    assert fake.responses("cmd") == []
+    answered = await webhook.send(text="hi")
+    assert (answered.status_code, answered.body) == (200, "ok")
+    assert fake.responses("cmd") == [{"text": "hi"}]

@@ -290,6 +290,18 @@ async def serves_again(chat: Chat, *, unanswered: str = "") -> str:
     return whole_reply(asked)
 
 
+async def answered_whole_once(chat: Chat, said: Said) -> None:
+    """`said` was answered whole, once, both sides are kept, and the next message is
+    answered as usual (without a second reply to `said`)."""
+    assert chat.replies(said) == [whole_reply(said.text)]
+    assert await stored(chat) == [
+        (Role.USER, said.text, True),
+        (Role.ASSISTANT, whole_reply(said.text), True),
+    ]
+    await serves_again(chat)
+    assert chat.replies(said) == [whole_reply(said.text)]
+
+
 @pytest.fixture(params=PLATFORMS)
 def platform(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -540,13 +552,7 @@ async def test_refused_writes_are_retried_into_one_complete_reply(
         # Slack's native stream hands over to edits at the first error that is not a 429.
         handed_over = platform == "slack-native" and status != 429
         assert chat.refused() == (1 if handed_over else times)
-        assert chat.replies(said) == [whole_reply("hello")]
-        assert await stored(chat) == [
-            (Role.USER, "hello", True),
-            (Role.ASSISTANT, whole_reply("hello"), True),
-        ]
-        await serves_again(chat)
-        assert chat.replies(said) == [whole_reply("hello")]
+        await answered_whole_once(chat, said)
 
 
 async def test_a_storm_outlasting_the_patience_ends_in_a_plain_note(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ send) returns the live message the same author created in that channel with that
 last `NONCE_WINDOW_SECONDS`, if any, and creates and echoes nothing. (Discord documents "the
 same author" and "the past few minutes"; the channel, "live" and the window are this fake's.)
 `fail_next(..., after_applying=True)` applies the write and then answers with the error, as
-when Discord took a message but its answer was a 503.
+when Discord took a message but its answer was a 503; `fail_next(..., body=..., content_type=...)`
+answers with a body that is not Discord's JSON, as a proxy does (tests/fakes/proxy_pages.py).
 
 discord.py quirks this fake accommodates (see tests/test_fake_discord.py):
 
@@ -102,6 +103,13 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
         body=json.dumps(data).encode(),
         status=status,
         headers={**(headers or {}), "Content-Type": "application/json"},
+    )
+
+
+def _raw(text: str, content_type: str, status: int, headers: dict[str, str]) -> web.Response:
+    """A body that is not Discord's JSON (a proxy's page), with exactly this Content-Type."""
+    return web.Response(
+        body=text.encode(), status=status, headers={**headers, "Content-Type": content_type}
     )
 
 
@@ -201,10 +209,16 @@ class _Fault:
     method: str
     pattern: str
     status: int
-    body: JSON
+    body: JSON | str  # a str is sent as is, with `content_type`
     headers: dict[str, str]
     times: int
     after_applying: bool = False  # the write happens; only its answer is the error
+    content_type: str = "application/json"
+
+    def response(self) -> web.Response:
+        if isinstance(self.body, str):
+            return _raw(self.body, self.content_type, self.status, self.headers)
+        return _json(self.body, self.status, self.headers)
 
 
 @dataclass
@@ -932,11 +946,17 @@ class FakeDiscord:
         message: str = "Cannot send messages to this user",
         times: int = 1,
         after_applying: bool = False,
+        body: str | None = None,
+        content_type: str = "text/plain",
     ) -> None:
         """Answer the next `times` matching requests with a Discord error body; with
-        `after_applying`, each request is carried out first (a 5xx after the write)."""
-        body = {"message": message, "code": code}
-        self._faults.append(_Fault(method, path_pattern, status, body, {}, times, after_applying))
+        `after_applying`, each request is carried out first (a 5xx after the write). With
+        `body`, the answer is that text with that `content_type` instead of Discord's JSON
+        (`code` and `message` unused): a proxy's text/plain 503, Cloudflare's HTML 502."""
+        answer: JSON | str = {"message": message, "code": code} if body is None else body
+        self._faults.append(
+            _Fault(method, path_pattern, status, answer, {}, times, after_applying, content_type)
+        )
 
     def clear_faults(self) -> None:
         """Discord is well again: every injected fault still pending is dropped."""
@@ -1021,7 +1041,7 @@ class FakeDiscord:
             if fault.after_applying:
                 with contextlib.suppress(web.HTTPException):
                     await handler(request)  # Discord did it; the bot hears only the error
-            response = _json(fault.body, fault.status, fault.headers)
+            response = fault.response()
         elif (refused := self._global(call)) is not None:
             response = refused
         else:

@@ -34,7 +34,9 @@ groups:history for G…) against `scopes` and answers `missing_scope` without it
 only the bot's messages, so a thread's parent (the user's message) is not among the replies.
 `fail_next(..., after_applying=True)` carries the call out and then answers the error, as when
 Slack (or a proxy in front of it) took a write but answered 5xx; `skip=n` lets `n` calls pass
-first, to hit, say, the second chat.postMessage of a reply.
+first, to hit, say, the second chat.postMessage of a reply. `fail_next(..., body=...,
+content_type=...)` answers with a body that is not Slack's JSON, as a proxy does (samples in
+tests/fakes/proxy_pages.py); `fail_next(RESPONSE_URL, ...)` fails response_url POSTs.
 
 Also here: request signing (`sign_request`) and builders for the payloads Slack delivers
 to the app (Events API envelopes, slash commands, block_actions), over HTTP or the socket.
@@ -74,6 +76,7 @@ MAX_BLOCKS = 50
 DEFAULT_LIMITS: dict[str, int] = {"chat.update": 50, "chat.appendStream": 100}
 
 SOCKET_PATH = "/link/"
+RESPONSE_URL = "response_url"  # fail_next() of every response_url POST
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})  # the only ones an xapp- token may call
 
 # The scope that reads a conversation's history, by the first letter of its id.
@@ -151,6 +154,15 @@ class _SocketLink:
     retiring: bool = False
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """An answer that is not Slack's JSON: what a proxy or load balancer in front of Slack
+    sends (Envoy's text/plain 503, an HTML 502 page), with exactly this Content-Type."""
+
+    text: str
+    content_type: str
+
+
 @dataclass
 class _Failure:
     error: str
@@ -159,6 +171,10 @@ class _Failure:
     times: int
     after_applying: bool = False  # carry the call out, then answer the error
     skip: int = 0  # calls to let through before this failure applies
+    raw: RawBody | None = None  # answer this instead of Slack's {"ok": false, ...}
+
+    def answer(self) -> dict[str, Any] | RawBody:
+        return self.raw if self.raw is not None else {"ok": False, "error": self.error}
 
 
 class FakeSlack:
@@ -311,18 +327,25 @@ class FakeSlack:
         times: int = 1,
         after_applying: bool = False,
         skip: int = 0,
+        body: str | None = None,
+        content_type: str = "text/plain",
     ) -> None:
         """Make the next `times` calls to `method` fail. status=429 means `ratelimited`.
 
         With `after_applying`, each of those calls is carried out first (a message is posted,
         a text changed) and then answered with the error: Slack took it, its answer was lost
         to a 5xx. `skip` lets that many calls to `method` succeed before the first failure.
+        With `body`, the answer is that text with that `content_type` instead of Slack's
+        JSON: a proxy's `upstream connect error` (text/plain), an HTML error page
+        (text/html), or a page mislabelled as application/json. `method` may also be
+        `RESPONSE_URL`: the POSTs of every response_url then fail the same way.
         """
         if status == 429:
             error = error or "ratelimited"
             retry_after = 1 if retry_after is None else retry_after
+        raw = RawBody(body, content_type) if body is not None else None
         failure = _Failure(
-            error or "internal_error", status, retry_after, times, after_applying, skip
+            error or "internal_error", status, retry_after, times, after_applying, skip, raw
         )
         self._failures.setdefault(method, deque()).append(failure)
 
@@ -344,15 +367,18 @@ class FakeSlack:
         now = time.monotonic()
         status, body, headers = self._answer(method, args, token, now)
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.calls.append(Call(method, args, now, status, body.get("error"), peer))
+        code = body.get("error") if isinstance(body, dict) else None
+        self.calls.append(Call(method, args, now, status, code, peer))
         if status == 429:
             self.rate_limited += 1
         headers["X-OAuth-Scopes"] = self.scopes
+        if isinstance(body, RawBody):
+            return _raw_response(body, status, headers)
         return web.json_response(body, status=status, headers=headers)
 
     def _answer(
         self, method: str, args: dict[str, Any], token: str | None, now: float
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    ) -> tuple[int, dict[str, Any] | RawBody, dict[str, str]]:
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
         if (method in APP_TOKEN_METHODS) != token.startswith("xapp-"):
@@ -364,7 +390,7 @@ class FakeSlack:
             headers = {}
             if failure.retry_after is not None:
                 headers["Retry-After"] = str(failure.retry_after)
-            return failure.status, {"ok": False, "error": failure.error}, headers
+            return failure.status, failure.answer(), headers
         retry_after = self._over_limit(method, now)
         if retry_after is not None:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
@@ -409,6 +435,11 @@ class FakeSlack:
         return None
 
     async def _response_url(self, request: web.Request) -> web.Response:
+        """Slack answers a response_url POST with a plain `ok` (errors are plain text too)."""
+        failure = self._take_failure(RESPONSE_URL)
+        if failure is not None:
+            raw = failure.raw or RawBody(failure.error, "text/plain")
+            return _raw_response(raw, failure.status, {})
         body = await request.json() if request.can_read_body else {}
         self._responses.setdefault(request.match_info["tag"], []).append(body)
         return web.Response(text="ok")
@@ -652,6 +683,13 @@ class FakeSlack:
                 **args["view"]}
         self.home_views[args["user_id"]] = view
         return {"view": view}
+
+
+def _raw_response(raw: RawBody, status: int, headers: dict[str, str]) -> web.Response:
+    """`raw` with exactly its Content-Type (aiohttp's `text=` would add a charset)."""
+    return web.Response(
+        body=raw.text.encode(), status=status, headers={**headers, "Content-Type": raw.content_type}
+    )
 
 
 async def _read_args(request: web.Request) -> tuple[dict[str, Any], str | None]:
