@@ -24,6 +24,8 @@ from core.models import (
     Meeting,
     MeetingStatus,
     Message,
+    Notice,
+    NoticeState,
     Phase,
     User,
 )
@@ -54,7 +56,7 @@ def _unavailable_on_error(
     return wrapper
 
 
-def _doc(model: User | Goal | Meeting | Message) -> dict[str, Any]:
+def _doc(model: User | Goal | Meeting | Message | Notice) -> dict[str, Any]:
     data = model.model_dump(mode="python", exclude_none=True)
     data["_id"] = data.pop("id")
     data["seq"] = ObjectId()  # increases within a process: the tie-break for equal timestamps
@@ -83,6 +85,7 @@ class MongoStore:
         self._goals = db["goals"]
         self._meetings = db["meetings"]
         self._events = db["events"]
+        self._notices = db["notices"]
 
     @classmethod
     async def open(
@@ -117,6 +120,9 @@ class MongoStore:
         # Not a TTL index: expiry follows the caller's clock (claim_event's `now`), not the
         # server's, or keys would vanish early or late whenever the two disagree.
         await self._events.create_index("expires_at")
+        # The outbox: the notice key is the `_id` (one notice per meeting step, unique by nature).
+        await self._notices.create_index([("state", ASCENDING), *_by("next_try_at")])
+        await self._notices.create_index("user_id")
 
     async def close(self) -> None:
         await self._client.close()
@@ -175,7 +181,7 @@ class MongoStore:
 
     @_unavailable_on_error
     async def delete_user(self, user_id: str) -> None:
-        for collection in (self._messages, self._goals, self._meetings):
+        for collection in (self._messages, self._goals, self._meetings, self._notices):
             await collection.delete_many({"user_id": user_id})
         await self._users.delete_one({"_id": user_id})
 
@@ -358,6 +364,68 @@ class MongoStore:
             return_document=ReturnDocument.AFTER,
         )
         return Meeting.model_validate(_load(found)) if found else None
+
+    # Notices
+
+    @_unavailable_on_error
+    async def add_notice(self, notice: Notice) -> bool:
+        try:
+            await self._notices.insert_one(_doc(notice))
+        except DuplicateKeyError:  # another process created this step's notice first
+            return False
+        return True
+
+    @_unavailable_on_error
+    async def get_notice(self, key: str) -> Notice | None:
+        found = await self._notices.find_one({"_id": key})
+        return Notice.model_validate(_load(found)) if found else None
+
+    @_unavailable_on_error
+    async def pending_notices(self, now: datetime, limit: int) -> list[Notice]:
+        if limit <= 0:
+            return []
+        cursor = (
+            self._notices.find(
+                {"state": NoticeState.PENDING.value, "next_try_at": {"$lte": now}}
+            )
+            .sort(_by("next_try_at"))
+            .limit(limit)
+        )
+        return [Notice.model_validate(_load(d)) async for d in cursor]
+
+    @_unavailable_on_error
+    async def claim_notice(self, key: str, now: datetime, until: datetime) -> Notice | None:
+        found = await self._notices.find_one_and_update(
+            {"_id": key, "state": NoticeState.PENDING.value, "next_try_at": {"$lte": now}},
+            {"$set": {"next_try_at": until}, "$inc": {"attempts": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Notice.model_validate(_load(found)) if found else None
+
+    @_unavailable_on_error
+    async def retry_notice(
+        self, key: str, attempt: int, next_try_at: datetime, error: str
+    ) -> Notice | None:
+        found = await self._notices.find_one_and_update(
+            {"_id": key, "state": NoticeState.PENDING.value, "attempts": attempt},
+            {"$set": {"next_try_at": next_try_at, "last_error": error}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Notice.model_validate(_load(found)) if found else None
+
+    @_unavailable_on_error
+    async def settle_notice(
+        self, key: str, state: NoticeState, now: datetime, reason: str | None = None
+    ) -> Notice | None:
+        changes: dict[str, Any] = {"state": state.value, "settled_at": now}
+        if reason is not None:
+            changes["last_error"] = reason
+        found = await self._notices.find_one_and_update(
+            {"_id": key, "state": NoticeState.PENDING.value},
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Notice.model_validate(_load(found)) if found else None
 
     # Dedupe
 
