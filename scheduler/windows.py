@@ -51,16 +51,27 @@ Recaps outlive the process that closed the window. A recap is tried by whoever h
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from core.access import WindowPolicy, merged_close, next_opening, open_meeting
 from core.coach import Coach
 from core.llm import LLMError
-from core.models import Meeting, MeetingStatus, Message, MessageMeta, Phase, Role, User
+from core.models import (
+    Meeting,
+    MeetingStatus,
+    Message,
+    MessageMeta,
+    NoticeFacts,
+    NoticeKind,
+    Phase,
+    Role,
+    User,
+)
 from core.recap import session_messages, write_recap
-from scheduler import messages
 from scheduler.notify import Delivery
+from scheduler.outbox import NOTICE_BACKOFF, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +140,16 @@ class WindowKeeper:
         delivery: Delivery,
         *,
         late_grace: timedelta,
+        notice_backoff: Sequence[timedelta] = NOTICE_BACKOFF,
     ) -> None:
         self.coach = coach
         self.store = coach.store
         self.policy: WindowPolicy = coach.policy
         self.delivery = delivery
         self.late_grace = late_grace
+        self.outbox = Outbox(
+            self.store, delivery, clock=coach.clock, zone=coach.zone, backoff=notice_backoff
+        )
 
     async def advance(self, meeting_id: str, now: datetime) -> None:
         """Do what is due for this meeting at `now`; idempotent, so safe to call any time."""
@@ -167,10 +182,10 @@ class WindowKeeper:
         )
         if claimed is None:
             return False
-        tz = self.coach.zone(user)
         log.info("window of meeting %s opened (user %s)", meeting.id, user.id)
         if user.phase is not Phase.TRACKING:
-            await self.delivery.send(user, messages.meeting_starting(meeting.start, tz, now))
+            facts = NoticeFacts(start=meeting.start, until=self.policy.closes_at(meeting))
+            await self.outbox.post(user, meeting, NoticeKind.STARTING, facts, now)
             return True
         neighbours = await self._neighbours(user, now)
         until = merged_close(neighbours, now, self.policy)
@@ -183,12 +198,9 @@ class WindowKeeper:
             and self.policy.opens_at(other) < opens <= self.policy.closes_at(other)
             for other in neighbours
         )
-        text = (
-            messages.window_continues(meeting.start, until, tz, now)
-            if continuing
-            else messages.window_opened(until, tz, now)
-        )
-        await self.delivery.send(user, text)
+        kind = NoticeKind.CONTINUES if continuing else NoticeKind.OPEN
+        facts = NoticeFacts(start=meeting.start, until=until)
+        await self.outbox.post(user, meeting, kind, facts, now)
         return True
 
     async def remind(self, meeting: Meeting, user: User, now: datetime) -> bool:
@@ -200,7 +212,8 @@ class WindowKeeper:
         close = merged_close(neighbours, now, self.policy)
         if close is None or close != self.policy.closes_at(meeting):
             return True  # cancelled, or the window runs on into the next meeting's
-        await self.delivery.send(user, messages.closing_soon(close, self.coach.zone(user), now))
+        facts = NoticeFacts(until=close)
+        await self.outbox.post(user, meeting, NoticeKind.CLOSING_SOON, facts, now)
         return True
 
     async def close(self, meeting: Meeting, user: User, now: datetime) -> bool:
@@ -223,16 +236,13 @@ class WindowKeeper:
             neighbours = await self._neighbours(user, now)
             if open_meeting(neighbours, now, self.policy) is None:
                 upcoming = next_opening(neighbours, now, self.policy)
-                next_opens = upcoming[1] if upcoming else None
-                tz = self.coach.zone(user)
-                text = (
-                    messages.window_closed(closed_at, next_opens, tz, now)
-                    if was is MeetingStatus.OPEN
-                    else messages.window_missed(
-                        self.policy.opens_at(meeting), closed_at, next_opens, tz, now
-                    )
+                facts = NoticeFacts(
+                    opened=self.policy.opens_at(meeting),
+                    closed=closed_at,
+                    next_opens=upcoming[1] if upcoming else None,
                 )
-                await self.delivery.send(user, text)
+                kind = NoticeKind.CLOSED if was is MeetingStatus.OPEN else NoticeKind.MISSED
+                await self.outbox.post(user, meeting, kind, facts, now)
         await self._recap(meeting, user, claim)
         return True
 
@@ -307,7 +317,8 @@ class WindowKeeper:
                 ),
             )
         )
-        return await self.delivery.send(user, messages.recap(meeting.start, recap.text, tz))
+        facts = NoticeFacts(start=meeting.start, recap=recap.text)
+        return await self.outbox.post(user, meeting, NoticeKind.RECAP, facts, self.coach.clock())
 
     async def _hand_back(self, meeting: Meeting, claim: datetime, until: datetime) -> None:
         """Move our own claim to `until`; a no-op if another process has taken it over."""
