@@ -24,9 +24,10 @@ dropped at once with a log line, as before.
 One field, `next_try_at`, is both the back-off and the claim: a claim is a conditional update
 "pending and next_try_at <= now" that sets it to `now + lease` and counts the try
 (`attempts + 1`), so two processes never try one notice at the same time. The lease outlasts
-the longest send (every quick try timing out, plus the waits), so a live try keeps its claim.
-A try hands the notice back, or marks it sent, naming itself by its try number: a try that was
-taken over cannot move the newer try's claim.
+the longest send (every quick try timing out, plus the waits, plus LEASE_MARGIN: about 3.6
+minutes by default), so a live try keeps its claim. A failed try hands the notice back naming
+itself by its try number, so a try that was taken over cannot move the newer try's claim;
+marking it delivered or dropped needs only that it is still pending.
 
 At least once, not exactly once. The notice is marked delivered right after the platform
 accepted it. A process that dies between the two (or a database that fails that one write)
@@ -45,10 +46,18 @@ No longer true. Before each later try (not the first) the notice is checked at `
 - closed and missed are given up once the next window opens (they announce it) or a day after
   they were made; a recap a day after it was written (it stays in the history and with the
   meeting). These are given up with an error in the log: the user missed something;
+- a window notice is dropped once a later step of the same window has its own notice (a
+  "closes soon" or "closed" made meanwhile): a late "is open" after those would be out of order;
 - every notice is dropped when its user was forgotten (`forget` deletes their notices too) or
   its meeting is gone.
 The "open" check goes by the close the notice announced; a neighbouring meeting cancelled
 later can end the window earlier than the text says (the gate, not this text, decides access).
+Order: a notice delivered at its first try reaches the user in step order; one that needed
+later tries can arrive after a newer one of another kind (a "closed" retried after its recap
+went through), which is why superseded window notices are dropped rather than sent late.
+
+The database down when a notice is created: it is sent once anyway (the step's claim already
+made it once-only), without later tries, with a warning in the log.
 
 The store: `add_notice`, `pending_notices`, `claim_notice`, `retry_notice`, `settle_notice`
 (single-document conditional updates, tested on both backends in tests/test_store_contract.py).
@@ -108,10 +117,22 @@ STEP_OF: dict[NoticeKind, str] = {
 WHILE_OPEN = frozenset(
     {NoticeKind.OPEN, NoticeKind.CONTINUES, NoticeKind.STARTING, NoticeKind.CLOSING_SOON}
 )
+# A window's steps in the order the user hears them; recaps follow the close.
+STEP_ORDER = ("open", "remind", "close")
 
 
 def notice_key(meeting_id: str, kind: NoticeKind) -> str:
-    return f"{meeting_id}:{STEP_OF[kind]}"
+    return _key(meeting_id, STEP_OF[kind])
+
+
+def later_keys(notice: Notice) -> list[str]:
+    """The keys of the same meeting's later window steps, which supersede a window notice
+    still waiting (a "closes soon" makes a late "is open" old news, out of order)."""
+    if notice.kind not in WHILE_OPEN:
+        return []
+    step = STEP_OF[notice.kind]
+    later = STEP_ORDER[STEP_ORDER.index(step) + 1 :]
+    return [_key(notice.meeting_id, other) for other in later]
 
 
 def expiry(kind: NoticeKind, facts: NoticeFacts, now: datetime) -> datetime:
@@ -143,9 +164,14 @@ class Stale:
 
 
 def stale_reason(
-    notice: Notice, meeting: Meeting | None, user: User | None, now: datetime
+    notice: Notice,
+    meeting: Meeting | None,
+    user: User | None,
+    now: datetime,
+    superseded_by: Notice | None = None,
 ) -> Stale | None:
-    """Why a pending notice should not be sent at `now`; None while it is still true."""
+    """Why a pending notice should not be sent at `now`; None while it is still true.
+    `superseded_by` is a notice of a later step of the same window (see `later_keys`)."""
     if user is None:
         return Stale("its user was forgotten", given_up=False)
     if meeting is None:
@@ -153,6 +179,10 @@ def stale_reason(
     if notice.kind in WHILE_OPEN:
         if meeting.status is MeetingStatus.CANCELLED:
             return Stale("its meeting was cancelled", given_up=False)
+        if superseded_by is not None:
+            return Stale(
+                f"superseded by the {superseded_by.kind.value} notice", given_up=False
+            )
         if now >= notice.expires_at:
             return Stale(
                 f"no longer true: the window closed at {_iso(notice.expires_at)}", given_up=False
@@ -165,7 +195,8 @@ def stale_reason(
         return Stale(
             f"not delivered before the next window opened ({_iso(next_opens)})", given_up=True
         )
-    return Stale(f"not delivered within {NOTICE_GIVE_UP} of being made", given_up=True)
+    hours = NOTICE_GIVE_UP / timedelta(hours=1)
+    return Stale(f"not delivered within {hours:g} hours of being made", given_up=True)
 
 
 def render(notice: Notice, tz: ZoneInfo, now: datetime) -> str:
@@ -265,7 +296,7 @@ class Outbox:
             return False
         user = await self.store.get_user(notice.user_id)
         meeting = await self.store.get_meeting(notice.meeting_id)
-        stale = stale_reason(notice, meeting, user, now)
+        stale = stale_reason(notice, meeting, user, now, await self._newer(notice))
         if stale is not None:
             log.log(
                 logging.ERROR if stale.given_up else logging.WARNING,
@@ -283,6 +314,12 @@ class Outbox:
         assert user is not None  # a notice without its user is stale
         log.info("trying notice %s again (try %d)", notice.id, notice.attempts)
         return await self._try(notice, user)
+
+    async def _newer(self, notice: Notice) -> Notice | None:
+        for key in later_keys(notice):
+            if (newer := await self.store.get_notice(key)) is not None:
+                return newer
+        return None
 
     async def _try(self, notice: Notice, user: User) -> bool:
         """One send of a notice this process holds; settle it or hand it back."""
@@ -337,6 +374,10 @@ class Outbox:
             return
         if settled is None:
             log.info("notice %s was settled by another process meanwhile", notice.id)
+
+
+def _key(meeting_id: str, step: str) -> str:
+    return f"{meeting_id}:{step}"
 
 
 def _need(value: datetime | None, name: str, kind: NoticeKind) -> datetime:

@@ -22,6 +22,11 @@ late, twice or after a restart does the right thing. Choices for the cases a clo
 - Goal setting has no windows: the user gets a nudge when the window opens and the recap, but no
   "available until", reminder or "closed" message.
 
+What a step tells the user goes through the outbox (scheduler.outbox): kept in the store as a
+notice keyed by meeting and step, sent at once, and tried again later by any scheduler, across
+restarts, when the platform refuses it, until delivered or no longer true. The step's claim says
+"this step is done"; the notice says "the user has (not yet) been told".
+
 Recaps outlive the process that closed the window. A recap is tried by whoever holds its claim,
 `recap_claimed_until`, an expiring lease on the meeting document:
 
@@ -35,12 +40,13 @@ Recaps outlive the process that closed the window. A recap is tried by whoever h
   that stops mid-try leaves a claim that runs out after RECAP_LEASE. This replaces in-process
   retries with sleeps, which died with their process.
 - The text and `recap_sent` are written in ONE conditional update (`finish_recap`, only if not
-  yet sent), and only its winner stores the history message and sends. So at most one recap
-  message per meeting, even if a try outlives its lease and a second process tries too; and
-  while a lease holds, only one process calls the model. We claim first and release on failure
-  (rather than claim a flag for good) so that a crash costs a delay, not the recap; we claim
-  "sent" before sending (not after) so that a crash between the two loses one message instead
-  of risking two.
+  yet sent), and only its winner stores the history message and posts the recap's notice. So
+  one recap per meeting is written and kept, even if a try outlives its lease and a second
+  process tries too; and while a lease holds, only one process calls the model. We claim first
+  and release on failure (rather than claim a flag for good) so that a crash costs a delay, not
+  the recap. From there the recap is a notice like any other (scheduler.outbox): kept until
+  delivered, at least once. Only a crash between `finish_recap` and creating the notice, two
+  database writes apart, loses the message (the recap stays with the meeting and in history).
 - Nothing to recap (no conversation, or a silent late close): the claim is set to the end of
   the catch-up, `closes_at + RECAP_CATCH_UP`, so no refresh looks at the meeting again. A recap
   still failing when its catch-up ends is given up with an error in the log.

@@ -26,16 +26,19 @@ from core.models import (
     User,
 )
 from core.store import Store
+from scheduler.notify import Delivery, Notifiers
 from scheduler.outbox import (
     NOTICE_BACKOFF,
     NOTICE_GIVE_UP,
     WHILE_OPEN,
     expiry,
+    later_keys,
     next_try_at,
     notice_key,
     render,
     stale_reason,
 )
+from scheduler.windows import WindowKeeper, reminder_at
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
 from tests.fakes.notifier import RecordingNotifier
@@ -215,6 +218,22 @@ async def test_a_cancelled_meetings_pending_notice_is_dropped(
     assert (await open_notice(world.store, meeting)).state is NoticeState.DROPPED
 
 
+async def test_a_waiting_open_notice_is_dropped_once_the_window_moved_on(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """"Closes soon" went out; a late "is open" after it would be out of order."""
+    meeting = await failing_open(world)
+    remind = reminder_at(meeting, world.coach.policy)
+    assert remind is not None
+    world.notifier.failures = 0
+    await world.at(remind, meeting)
+    with caplog.at_level(logging.WARNING, logger="scheduler"):
+        await world.retry_notices(remind + MINUTE)
+    assert "superseded by the closing_soon notice" in caplog.text
+    assert [t[:1] for t in world.notifier.texts()] == ["⏳"]
+    assert (await open_notice(world.store, meeting)).state is NoticeState.DROPPED
+
+
 async def test_forget_deletes_the_users_pending_notices(world: World) -> None:
     meeting = await failing_open(world)
     await world.coach.forget(ALICE)
@@ -285,9 +304,6 @@ async def test_a_recap_refused_at_the_close_is_delivered_later_and_stored_once(
 
 
 async def test_a_user_without_a_notifier_is_dropped_at_once(store: Store) -> None:
-    from scheduler.notify import Delivery, Notifiers
-    from scheduler.windows import WindowKeeper
-
     world = World(store, Clock(MONDAY))
     world.keeper = WindowKeeper(world.coach, Delivery(Notifiers({})), late_grace=MINUTE)
     await world.tracking_user()
@@ -395,6 +411,17 @@ def test_every_notice_is_dropped_without_its_user_or_meeting() -> None:
     assert stale_reason(notice, a_meeting(), None, T) is not None
     assert stale_reason(notice, None, user(), T) is not None
     assert stale_reason(notice, a_meeting(), user(), T) is None
+
+
+def test_a_window_notice_gives_way_to_the_windows_later_steps() -> None:
+    opened = a_notice(NoticeKind.OPEN, NoticeFacts(until=CLOSE))
+    soon = a_notice(NoticeKind.CLOSING_SOON, NoticeFacts(until=CLOSE))
+    closed = a_notice(NoticeKind.CLOSED, NoticeFacts(closed=CLOSE), made=CLOSE)
+    assert later_keys(opened) == ["m:remind", "m:close"]
+    assert later_keys(soon) == ["m:close"]
+    assert later_keys(closed) == later_keys(a_notice(NoticeKind.RECAP, NoticeFacts())) == []
+    stale = stale_reason(opened, a_meeting(), user(), T, superseded_by=soon)
+    assert stale is not None and not stale.given_up
 
 
 def test_the_text_is_rendered_when_sent_in_the_users_zone_then() -> None:
