@@ -9,6 +9,7 @@ and nobody else.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 
@@ -24,6 +25,12 @@ log = logging.getLogger(__name__)
 DMS_CLOSED = 50007  # "Cannot send messages to this user"
 
 
+def notice_nonce(key: str) -> str:
+    """A nonce for a notice key, the same on every try: a digest, as Discord takes at most
+    25 characters and a key (`<meeting id>:<step>`) is longer."""
+    return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
 def only_mention(user_id: int) -> discord.AllowedMentions:
     """Ping exactly this user: never @everyone, roles or anyone named in the text."""
     return discord.AllowedMentions(
@@ -34,7 +41,10 @@ def only_mention(user_id: int) -> discord.AllowedMentions:
 class DiscordNotifier:
     """DMs a user; falls back to a mention in a coaching channel when their DMs are closed.
 
-    Errors other than closed DMs propagate, so the scheduler's delivery can retry them.
+    Errors other than closed DMs propagate, so the scheduler's delivery can retry them. A
+    notice's `key` becomes the message nonce, which Discord enforces for a few minutes: a
+    retry after Discord created the message but answered an error gets that message back
+    instead of posting a second one.
     """
 
     def __init__(
@@ -45,23 +55,24 @@ class DiscordNotifier:
         self._token = token  # None: the client is logged in by its owner (the gateway bot)
         self._login = asyncio.Lock()
 
-    async def notify(self, user: User, text: str) -> None:
+    async def notify(self, user: User, text: str, *, key: str | None = None) -> None:
         if user.identity.platform is not Platform.DISCORD:
             raise ValueError(f"not a Discord user: {user.identity.platform}")
         await self._logged_in()
         user_id = int(user.identity.external_id)
         content = clip(discord_commands(text), MESSAGE_LIMIT)
+        nonce = notice_nonce(key) if key is not None else None
         try:
             dm = await self.client.create_dm(discord.Object(user_id))
-            await dm.send(content, allowed_mentions=QUIET)
+            await dm.send(content, allowed_mentions=QUIET, nonce=nonce)
         except discord.Forbidden as error:
             if error.code != DMS_CLOSED or not self.channel_ids:
                 raise
-            await self._mention_in_channel(user_id, content)
+            await self._mention_in_channel(user_id, content, nonce)
             return
         log.info("notified Discord user %s by DM", user_id)
 
-    async def _mention_in_channel(self, user_id: int, content: str) -> None:
+    async def _mention_in_channel(self, user_id: int, content: str, nonce: str | None) -> None:
         channel_id = self.channel_ids[0]
         log.warning(
             "Discord user %s has DMs closed (50007): notifying them in channel %s instead",
@@ -73,6 +84,7 @@ class DiscordNotifier:
         await channel.send(
             mention + clip(content, MESSAGE_LIMIT - len(mention)),
             allowed_mentions=only_mention(user_id),
+            nonce=nonce,
         )
 
     async def _logged_in(self) -> None:

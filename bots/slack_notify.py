@@ -36,12 +36,16 @@ def web_client(settings: Settings, *, retry_rate_limits: bool = False) -> AsyncW
 
 class SlackNotifier:
     """Sends a DM: conversations.open, then chat.postMessage. Errors propagate to the caller,
-    which knows whether to retry (a window message) or give up."""
+    which knows whether to retry (a window message) or give up.
+
+    chat.postMessage takes no idempotency key, so `key` is not used: a retry after Slack took
+    a message but answered an error can show it twice (the scheduler's outbox says so).
+    """
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
 
-    async def notify(self, user: User, text: str) -> None:
+    async def notify(self, user: User, text: str, *, key: str | None = None) -> None:
         if user.identity.platform is not Platform.SLACK:
             raise ValueError(f"not a Slack user: {user.identity.platform}")
         opened = await self.client.conversations_open(users=user.identity.external_id)

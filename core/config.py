@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     scheduler_refresh_seconds: int = Field(60, ge=5)
     scheduler_misfire_grace_seconds: int = Field(3600, ge=1)
+    # A window message is tried at once, then again after each of these waits, in one go.
+    notify_retry_seconds: Annotated[list[float], NoDecode] = [1.0, 5.0, 30.0]
+    # What still fails is kept and tried again after these waits (the last repeats), from any
+    # scheduler process and across restarts, until delivered or no longer true.
+    notice_backoff_seconds: Annotated[list[float], NoDecode] = [60.0, 300.0, 1800.0]
 
     log_level: str = "INFO"
 
@@ -97,6 +102,28 @@ class Settings(BaseSettings):
         """Accept `123,456` as well as a JSON list: people type the former."""
         if isinstance(value, str):
             return [int(part) for part in value.replace(" ", "").split(",") if part]
+        return value
+
+    @field_validator("notify_retry_seconds", "notice_backoff_seconds", mode="before")
+    @classmethod
+    def _split_seconds(cls, value: object) -> object:
+        """`1,5,30` as well as a JSON list."""
+        if isinstance(value, str):
+            return [float(part) for part in value.replace(" ", "").split(",") if part]
+        return value
+
+    @field_validator("notify_retry_seconds")
+    @classmethod
+    def _waits(cls, value: list[float]) -> list[float]:
+        if any(wait < 0 for wait in value):
+            raise ValueError("waits cannot be negative")
+        return value
+
+    @field_validator("notice_backoff_seconds")
+    @classmethod
+    def _backoff(cls, value: list[float]) -> list[float]:
+        if not value or any(wait <= 0 for wait in value):
+            raise ValueError("give at least one wait, each above 0 (e.g. 60,300,1800)")
         return value
 
     @property

@@ -111,6 +111,62 @@ class Meeting(_Model):
         return self.start + timedelta(minutes=self.duration_minutes)
 
 
+class NoticeKind(StrEnum):
+    """What a scheduler notice tells a user (its text is rendered from `NoticeFacts`)."""
+
+    OPEN = "open"  # your window is open, until ...
+    CONTINUES = "continues"  # the next meeting keeps the open window open
+    STARTING = "starting"  # goal setting: your meeting is at ...
+    CLOSING_SOON = "closing_soon"
+    CLOSED = "closed"
+    MISSED = "missed"  # the window opened and closed while no scheduler ran
+    RECAP = "recap"
+
+
+class NoticeState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DROPPED = "dropped"  # no longer true, given up, or no way to reach the user
+
+
+class NoticeFacts(_Model):
+    """What a notice's text is made of; rendered when it is sent, in the user's zone then."""
+
+    start: datetime | None = None  # the meeting's start
+    until: datetime | None = None  # when the window announced closes
+    opened: datetime | None = None
+    closed: datetime | None = None
+    next_opens: datetime | None = None
+    recap: str | None = None
+
+    _aware = field_validator("start", "until", "opened", "closed", "next_opens")(_aware_if_set)
+
+
+class Notice(_Model):
+    """One message the scheduler owes a user, kept until delivered or no longer worth sending
+    (the outbox; see scheduler.outbox). `id` is the notice key, `<meeting id>:<step>`, so a
+    meeting's step has one notice however many processes create it."""
+
+    id: str
+    user_id: str
+    meeting_id: str
+    kind: NoticeKind
+    facts: NoticeFacts
+    created_at: datetime
+    # After this the notice is not sent any more (the window it announces closed, ...).
+    expires_at: datetime
+    state: NoticeState = NoticeState.PENDING
+    # Tries claimed so far; a try's holder names it by this number (a fencing token).
+    attempts: int = 0
+    # No process tries before this: a try's lease, or a failed try's back-off.
+    next_try_at: datetime
+    last_error: str | None = None
+    settled_at: datetime | None = None
+
+    _aware = field_validator("created_at", "expires_at", "next_try_at")(_require_aware)
+    _aware_or_none = field_validator("settled_at")(_aware_if_set)
+
+
 class Role(StrEnum):
     USER = "user"
     ASSISTANT = "assistant"

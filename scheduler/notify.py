@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
 from typing import Protocol
 
 from core.config import Settings
@@ -18,20 +21,23 @@ from core.models import Platform, User
 
 log = logging.getLogger(__name__)
 
-# Waits between tries of one notification: 4 tries over about 36 seconds, enough to ride out
-# a platform blip or a rate limit, short enough that the news is still news.
+# Waits between the quick tries of one send (NOTIFY_RETRY_SECONDS): 4 tries over about 36
+# seconds, enough to ride out a platform blip or a rate limit; the outbox tries again later.
 RETRY_DELAYS: tuple[float, ...] = (1.0, 5.0, 30.0)
+# One try of a platform call: long enough for a slow API, short enough to bound a send.
+TRY_TIMEOUT_SECONDS = 30.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
 
 class Notifier(Protocol):
-    async def notify(self, user: User, text: str) -> None:
+    async def notify(self, user: User, text: str, *, key: str | None = None) -> None:
         """Send `text` to the user on their platform (a direct message).
 
         Raise on any failure (platform down, DMs closed, rate limited): the caller retries and
         logs. `text` is plain text with light Markdown (`*bold*`, bullets), at most ~2,000
-        characters.
+        characters. `key` is the same for every try of one notice: a platform that can refuse
+        a duplicate by it (Discord's message nonce) should pass it on.
         """
         ...
 
@@ -98,28 +104,49 @@ class Notifiers:
                 log.exception("closing the %s notifier failed", platform.value)
 
 
-class Delivery:
-    """Sends one notification with retries and backoff; never raises.
+class Sent(StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"  # the platform refused every quick try: worth trying again later
+    UNREACHABLE = "unreachable"  # no notifier for the user's platform in this process
 
-    Each scheduler job awaits its own delivery, so a slow retry delays only that job's next
-    step, never other users' jobs. The window transition has already been claimed when this
-    runs, so a notification that still fails after the last try is logged and dropped: a user
-    is told at most once, never twice.
+
+@dataclass(frozen=True)
+class Outcome:
+    sent: Sent
+    error: str | None = None  # the last failure, for the log and the outbox
+
+
+class Delivery:
+    """Sends one notification with a few quick tries; never raises.
+
+    The quick tries ride out a blip or a rate limit within seconds; what still fails is the
+    outbox's to try again later (scheduler.outbox), from any process, across restarts. Each
+    try is bounded by `try_timeout`, so a send never takes longer than `longest_send`: the
+    outbox's claim on a notice outlasts it. Each scheduler job awaits its own delivery, so a
+    slow platform delays only that job, never other users' messages.
     """
 
     def __init__(
         self,
         notifiers: Notifiers,
         *,
-        delays: tuple[float, ...] = RETRY_DELAYS,
+        delays: Sequence[float] = RETRY_DELAYS,
+        try_timeout: float = TRY_TIMEOUT_SECONDS,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.notifiers = notifiers
-        self._delays = delays
+        self._delays = tuple(delays)
+        self._try_timeout = try_timeout
         self.sleep = sleep
 
-    async def send(self, user: User, text: str) -> bool:
-        """True when the platform accepted the message."""
+    @property
+    def longest_send(self) -> timedelta:
+        """The most one `send` can take: every try timing out, plus the waits between."""
+        tries = len(self._delays) + 1
+        return timedelta(seconds=sum(self._delays) + tries * self._try_timeout)
+
+    async def send(self, user: User, text: str, *, key: str | None = None) -> Outcome:
+        """Try to send `text`; `key` names the notice for platforms that dedupe on it."""
         platform = user.identity.platform
         notifier = self.notifiers.get(platform)
         if notifier is None:
@@ -129,22 +156,23 @@ class Delivery:
                 user.id,
                 text.splitlines()[0][:60],
             )
-            return False
+            return Outcome(Sent.UNREACHABLE, f"no {platform.value} notifier")
         tries = len(self._delays) + 1
         for attempt in range(1, tries + 1):
             try:
-                await notifier.notify(user, text)
-                return True
+                async with asyncio.timeout(self._try_timeout):
+                    await notifier.notify(user, text, key=key)
+                return Outcome(Sent.DELIVERED)
             except Exception as error:
                 if attempt == tries:
-                    log.error(
-                        "notifying user %s on %s failed %d times, giving up: %r",
+                    log.warning(
+                        "notifying user %s on %s failed %d time(s) in a row: %r",
                         user.id,
                         platform.value,
                         tries,
                         error,
                     )
-                    return False
+                    return Outcome(Sent.FAILED, repr(error)[:500])
                 delay = self._delays[attempt - 1]
                 log.warning(
                     "notifying user %s on %s failed (try %d of %d), retrying in %ss: %r",
@@ -156,4 +184,4 @@ class Delivery:
                     error,
                 )
                 await self.sleep(delay)
-        return False  # pragma: no cover - the loop always returns
+        raise AssertionError("unreachable: the loop always returns")  # pragma: no cover

@@ -12,10 +12,12 @@ runs (`coalesce` folds repeats into one run). A job that misses even that is not
 refresh sees the transition is due and runs a catch-up, which handles lateness itself (see
 scheduler.windows: late closes are silent).
 
-Recaps: each refresh also starts a one-off job for every recap still owed and free to try
-(a failed try whose back-off is over, or one whose process stopped); `WindowKeeper` claims it
-first, so schedulers refreshing at the same moment try it once. Jobs, not awaits, so a slow
-model does not hold up the refresh.
+Recaps and notices: each refresh also starts a one-off job for every recap still owed and
+every notice still undelivered (scheduler.outbox) that is free to try (a failed try whose
+back-off is over, or one whose process stopped); each is claimed in the store first, so
+schedulers refreshing at the same moment try it once. Jobs, not awaits, so a slow model or
+platform does not hold up the refresh. A notice is thus tried again within
+SCHEDULER_REFRESH_SECONDS of its next-try time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -42,6 +45,7 @@ CATCH_UP_LOOKBACK = timedelta(days=7)
 REFRESH_JOB_ID = "refresh"
 CATCH_UP = "catch-up"
 RECAP = "recap"
+NOTICE = "notice"
 
 
 def real_now() -> datetime:
@@ -115,6 +119,7 @@ class SchedulerService:
         for meeting in meetings:
             self.plan(meeting, now)
         await self.catch_up_recaps(now)
+        await self.retry_notices(now)
 
     async def catch_up_recaps(self, now: datetime) -> None:
         """A job, due at once, for each recap still owed (not tracked with the window jobs: it
@@ -125,14 +130,17 @@ class SchedulerService:
             log.exception("looking for recaps to catch up on failed; trying at the next refresh")
             return
         for meeting in pending:
-            self._scheduler.add_job(
-                self._recap,
-                DateTrigger(run_date=real_now()),
-                args=[meeting.id],
-                id=f"{meeting.id}:{RECAP}",
-                name=f"recap of meeting {meeting.id}",
-                replace_existing=True,
-            )
+            self._run_soon(self._recap, meeting.id, f"{meeting.id}:{RECAP}", "recap of meeting")
+
+    async def retry_notices(self, now: datetime) -> None:
+        """A job, due at once, for each notice waiting to be tried again (scheduler.outbox)."""
+        try:
+            pending = await self.keeper.outbox.pending(now)
+        except Exception:
+            log.exception("looking for notices to try again failed; trying at the next refresh")
+            return
+        for notice in pending:
+            self._run_soon(self._notice, notice.id, f"{NOTICE}:{notice.id}", "notice")
 
     def plan(self, meeting: Meeting, now: datetime) -> None:
         """Jobs for the steps still ahead, plus one catch-up run if a step is already due."""
@@ -176,6 +184,25 @@ class SchedulerService:
         except Exception:  # its claim runs out, and a later refresh tries again
             log.exception("recap of meeting %s failed", meeting_id)
 
+    async def _notice(self, key: str) -> None:
+        try:
+            await self.keeper.outbox.retry(key, self.clock())
+        except Exception:  # its claim runs out, and a later refresh tries again
+            log.exception("notice %s failed", key)
+
+    def _run_soon(
+        self, job: Callable[[str], Awaitable[None]], arg: str, job_id: str, name: str
+    ) -> None:
+        """A one-off job due at once; a refresh that finds the same work replaces it."""
+        self._scheduler.add_job(
+            job,
+            DateTrigger(run_date=real_now()),
+            args=[arg],
+            id=job_id,
+            name=f"{name} {arg}",
+            replace_existing=True,
+        )
+
     def _add(self, meeting_id: str, step: str, when: datetime, now: datetime) -> str:
         job_id = f"{meeting_id}:{step}"
         self._scheduler.add_job(
@@ -206,8 +233,9 @@ async def run_scheduler(coach: Coach, settings: Settings, notifiers: Notifiers) 
     log.info("scheduler: %s", notifiers.describe())
     keeper = WindowKeeper(
         coach,
-        Delivery(notifiers),
+        Delivery(notifiers, delays=settings.notify_retry_seconds),
         late_grace=timedelta(seconds=settings.scheduler_misfire_grace_seconds),
+        notice_backoff=[timedelta(seconds=s) for s in settings.notice_backoff_seconds],
     )
     service = SchedulerService(
         keeper,

@@ -22,6 +22,11 @@ late, twice or after a restart does the right thing. Choices for the cases a clo
 - Goal setting has no windows: the user gets a nudge when the window opens and the recap, but no
   "available until", reminder or "closed" message.
 
+What a step tells the user goes through the outbox (scheduler.outbox): kept in the store as a
+notice keyed by meeting and step, sent at once, and tried again later by any scheduler, across
+restarts, when the platform refuses it, until delivered or no longer true. The step's claim says
+"this step is done"; the notice says "the user has (not yet) been told".
+
 Recaps outlive the process that closed the window. A recap is tried by whoever holds its claim,
 `recap_claimed_until`, an expiring lease on the meeting document:
 
@@ -35,12 +40,13 @@ Recaps outlive the process that closed the window. A recap is tried by whoever h
   that stops mid-try leaves a claim that runs out after RECAP_LEASE. This replaces in-process
   retries with sleeps, which died with their process.
 - The text and `recap_sent` are written in ONE conditional update (`finish_recap`, only if not
-  yet sent), and only its winner stores the history message and sends. So at most one recap
-  message per meeting, even if a try outlives its lease and a second process tries too; and
-  while a lease holds, only one process calls the model. We claim first and release on failure
-  (rather than claim a flag for good) so that a crash costs a delay, not the recap; we claim
-  "sent" before sending (not after) so that a crash between the two loses one message instead
-  of risking two.
+  yet sent), and only its winner stores the history message and posts the recap's notice. So
+  one recap per meeting is written and kept, even if a try outlives its lease and a second
+  process tries too; and while a lease holds, only one process calls the model. We claim first
+  and release on failure (rather than claim a flag for good) so that a crash costs a delay, not
+  the recap. From there the recap is a notice like any other (scheduler.outbox): kept until
+  delivered, at least once. Only a crash between `finish_recap` and creating the notice, two
+  database writes apart, loses the message (the recap stays with the meeting and in history).
 - Nothing to recap (no conversation, or a silent late close): the claim is set to the end of
   the catch-up, `closes_at + RECAP_CATCH_UP`, so no refresh looks at the meeting again. A recap
   still failing when its catch-up ends is given up with an error in the log.
@@ -51,16 +57,27 @@ Recaps outlive the process that closed the window. A recap is tried by whoever h
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from core.access import WindowPolicy, merged_close, next_opening, open_meeting
 from core.coach import Coach
 from core.llm import LLMError
-from core.models import Meeting, MeetingStatus, Message, MessageMeta, Phase, Role, User
+from core.models import (
+    Meeting,
+    MeetingStatus,
+    Message,
+    MessageMeta,
+    NoticeFacts,
+    NoticeKind,
+    Phase,
+    Role,
+    User,
+)
 from core.recap import session_messages, write_recap
-from scheduler import messages
 from scheduler.notify import Delivery
+from scheduler.outbox import NOTICE_BACKOFF, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +146,16 @@ class WindowKeeper:
         delivery: Delivery,
         *,
         late_grace: timedelta,
+        notice_backoff: Sequence[timedelta] = NOTICE_BACKOFF,
     ) -> None:
         self.coach = coach
         self.store = coach.store
         self.policy: WindowPolicy = coach.policy
         self.delivery = delivery
         self.late_grace = late_grace
+        self.outbox = Outbox(
+            self.store, delivery, clock=coach.clock, zone=coach.zone, backoff=notice_backoff
+        )
 
     async def advance(self, meeting_id: str, now: datetime) -> None:
         """Do what is due for this meeting at `now`; idempotent, so safe to call any time."""
@@ -167,10 +188,10 @@ class WindowKeeper:
         )
         if claimed is None:
             return False
-        tz = self.coach.zone(user)
         log.info("window of meeting %s opened (user %s)", meeting.id, user.id)
         if user.phase is not Phase.TRACKING:
-            await self.delivery.send(user, messages.meeting_starting(meeting.start, tz, now))
+            facts = NoticeFacts(start=meeting.start, until=self.policy.closes_at(meeting))
+            await self.outbox.post(user, meeting, NoticeKind.STARTING, facts, now)
             return True
         neighbours = await self._neighbours(user, now)
         until = merged_close(neighbours, now, self.policy)
@@ -183,12 +204,9 @@ class WindowKeeper:
             and self.policy.opens_at(other) < opens <= self.policy.closes_at(other)
             for other in neighbours
         )
-        text = (
-            messages.window_continues(meeting.start, until, tz, now)
-            if continuing
-            else messages.window_opened(until, tz, now)
-        )
-        await self.delivery.send(user, text)
+        kind = NoticeKind.CONTINUES if continuing else NoticeKind.OPEN
+        facts = NoticeFacts(start=meeting.start, until=until)
+        await self.outbox.post(user, meeting, kind, facts, now)
         return True
 
     async def remind(self, meeting: Meeting, user: User, now: datetime) -> bool:
@@ -200,7 +218,8 @@ class WindowKeeper:
         close = merged_close(neighbours, now, self.policy)
         if close is None or close != self.policy.closes_at(meeting):
             return True  # cancelled, or the window runs on into the next meeting's
-        await self.delivery.send(user, messages.closing_soon(close, self.coach.zone(user), now))
+        facts = NoticeFacts(until=close)
+        await self.outbox.post(user, meeting, NoticeKind.CLOSING_SOON, facts, now)
         return True
 
     async def close(self, meeting: Meeting, user: User, now: datetime) -> bool:
@@ -223,16 +242,13 @@ class WindowKeeper:
             neighbours = await self._neighbours(user, now)
             if open_meeting(neighbours, now, self.policy) is None:
                 upcoming = next_opening(neighbours, now, self.policy)
-                next_opens = upcoming[1] if upcoming else None
-                tz = self.coach.zone(user)
-                text = (
-                    messages.window_closed(closed_at, next_opens, tz, now)
-                    if was is MeetingStatus.OPEN
-                    else messages.window_missed(
-                        self.policy.opens_at(meeting), closed_at, next_opens, tz, now
-                    )
+                facts = NoticeFacts(
+                    opened=self.policy.opens_at(meeting),
+                    closed=closed_at,
+                    next_opens=upcoming[1] if upcoming else None,
                 )
-                await self.delivery.send(user, text)
+                kind = NoticeKind.CLOSED if was is MeetingStatus.OPEN else NoticeKind.MISSED
+                await self.outbox.post(user, meeting, kind, facts, now)
         await self._recap(meeting, user, claim)
         return True
 
@@ -307,7 +323,8 @@ class WindowKeeper:
                 ),
             )
         )
-        return await self.delivery.send(user, messages.recap(meeting.start, recap.text, tz))
+        facts = NoticeFacts(start=meeting.start, recap=recap.text)
+        return await self.outbox.post(user, meeting, NoticeKind.RECAP, facts, self.coach.clock())
 
     async def _hand_back(self, meeting: Meeting, claim: datetime, until: datetime) -> None:
         """Move our own claim to `until`; a no-op if another process has taken it over."""

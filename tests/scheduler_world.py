@@ -70,6 +70,12 @@ class World:
         for meeting in await self.keeper.pending_recaps(when):
             await self.keeper.catch_up_recap(meeting.id, when)
 
+    async def retry_notices(self, when: datetime) -> None:
+        """Set the clock and try every notice waiting for a retry, as a refresh's jobs would."""
+        self.clock.now = when
+        for notice in await self.keeper.outbox.pending(when):
+            await self.keeper.outbox.retry(notice.id, when)
+
     async def chat(self, text: str, identity: Identity = ALICE) -> str:
         """One conversation turn through the Coach, at the clock's time."""
         from core.coach import Done, Failed
@@ -79,6 +85,16 @@ class World:
             if isinstance(event, Done):
                 return event.text
         raise AssertionError("the coach did not answer")
+
+
+async def talked_in_window(world: World) -> Meeting:
+    """Alice tracks, her window opens and she talks in it; the meeting as it is then."""
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    await world.at(world.coach.policy.opens_at(meeting), meeting)
+    world.clock.now = meeting.start
+    await world.chat("I'll stretch every morning.")
+    return meeting
 
 
 def utc(*args: int) -> datetime:

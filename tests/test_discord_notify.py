@@ -180,3 +180,31 @@ async def test_run_service_explains_a_rejected_token(fake: FakeDiscord, tmp_path
                 await run_discord(coach, coach.settings)
     finally:
         await store.close()
+
+
+async def test_a_quick_retry_after_discord_took_the_dm_but_answered_503_posts_it_once(
+    fake: FakeDiscord,
+) -> None:
+    """Each try of one notice carries the same nonce, which Discord enforces: the retry gets
+    the message Discord already made instead of a second copy."""
+    from scheduler.notify import Delivery, Notifiers, Sent
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    notifier = notifier_for(fake)
+    delivery = Delivery(Notifiers({Platform.DISCORD: notifier}), sleep=no_wait)
+    fake.fail_next(
+        "POST", "/channels/*/messages", status=503, code=0, message="upstream", after_applying=True
+    )
+    user = discord_user(fake.user_ids[0])
+    try:
+        outcome = await delivery.send(user, "Your window is open.", key="m1:open")
+        other = await delivery.send(user, "Heads-up: it closes soon.", key="m1:remind")
+    finally:
+        await notifier.aclose()
+    assert (outcome.sent, other.sent) == (Sent.DELIVERED, Sent.DELIVERED)
+    dm = fake.messages_in(fake.dm_channels[fake.user_ids[0]])
+    assert [m.content for m in dm] == ["Your window is open.", "Heads-up: it closes soon."]
+    posts = [c for c in fake.calls if c.method == "POST" and c.path.endswith("/messages")]
+    assert [c.status for c in posts] == [503, 200, 200]

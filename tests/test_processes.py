@@ -176,3 +176,41 @@ async def test_scheduler_alone_announces_windows_on_time_through_the_web_apis(
             assert discord.identifies == 0  # REST only: no gateway session
 
             assert_clean_exit(await process.terminate(), process)
+
+
+async def test_a_window_dm_slack_refused_is_delivered_by_the_next_scheduler_process(
+    tmp_path: Path,
+) -> None:
+    """Slack refuses the "window is open" DM to the first clock process, which stops; the
+    next one, started on the same database, delivers it once."""
+    db = tmp_path / "momentum.db"
+    async with FakeSlack() as slack:
+        identity = Identity(platform=Platform.SLACK, external_id=USER_ID, workspace_id=TEAM_ID)
+        store = await SQLiteStore.open(str(db))
+        try:
+            await meeting_opening_in(store, identity, 1.0)
+        finally:
+            await store.close()
+        env = {
+            **slack_env(slack),
+            "DATABASE_URL": f"sqlite:///{db}",
+            "NOTIFY_RETRY_SECONDS": "0.2",  # two quick tries, both refused
+            "NOTICE_BACKOFF_SECONDS": "1",
+            "SCHEDULER_REFRESH_SECONDS": "5",
+        }
+        slack.fail_next("chat.postMessage", "service_unavailable", status=503, times=2)
+
+        def window_dms() -> list[str]:
+            dms = slack.messages(dm_channel_id(USER_ID))
+            return [m.text for m in dms if WINDOW_OPEN in m.text]
+
+        async with momentum("scheduler", tmp_path, env) as first:
+            await first.wait_for_log(r"not delivered \(try 1\): next try after")
+            assert window_dms() == []
+            assert_clean_exit(await first.terminate(), first)
+        async with momentum("scheduler", tmp_path, env) as second:
+            await eventually(lambda: window_dms(), 10.0, "the window DM, later", second)
+            await second.wait_for_log(r"trying notice \S+ again \(try 2\)")
+            assert_clean_exit(await second.terminate(), second)
+        assert len(window_dms()) == 1
+        assert [c.status for c in slack.calls_to("chat.postMessage")] == [503, 503, 200]

@@ -105,10 +105,10 @@ async def test_the_open_job_fires_when_the_window_opens(
     sent_at: list[datetime] = []
     notify = world.notifier.notify
 
-    async def stamped(user: User, text: str) -> None:
+    async def stamped(user: User, text: str, *, key: str | None = None) -> None:
         # Read on the injected clock, so that a slow start cannot hide a job that fired early.
         sent_at.append(world.clock.now)
-        await notify(user, text)
+        await notify(user, text, key=key)
 
     world.notifier.notify = stamped  # type: ignore[method-assign]
     service = await start(services, service_for(world))
@@ -221,15 +221,22 @@ async def test_restart_after_a_missed_window_sends_one_message(
     assert stored is not None and stored.status is MeetingStatus.CLOSED
 
 
+async def two_worlds(
+    store_target: StoreTarget, clock: RunningClock, notifier: RecordingNotifier
+) -> list[World]:
+    """Two scheduler processes' worlds on one database, one clock and one platform."""
+    return [
+        World(await store_target.open(), clock, notifier=notifier)  # type: ignore[arg-type]
+        for _ in range(2)
+    ]
+
+
 async def test_two_schedulers_racing_on_one_store_notify_exactly_once(
     store_target: StoreTarget, services: list[SchedulerService]
 ) -> None:
     notifier = RecordingNotifier()
     clock = RunningClock(MONDAY)
-    worlds = [
-        World(await store_target.open(), clock, notifier=notifier)  # type: ignore[arg-type]
-        for _ in range(2)
-    ]
+    worlds = await two_worlds(store_target, clock, notifier)
     await worlds[0].tracking_user()
     [meeting] = await worlds[0].meetings()
     clock.now = worlds[0].coach.policy.opens_at(meeting) - LEAD
@@ -331,3 +338,52 @@ async def test_run_scheduler_attaches_to_the_coach_until_cancelled(world: World)
     with pytest.raises(asyncio.CancelledError):
         await task
     assert world.coach.meeting_observers == []
+
+
+async def refused_at_the_opening(world: World) -> datetime:
+    """Alice's platform refused every quick try of "your window is open"; when it opened."""
+    world.notifier.failures = 4
+    await world.tracking_user()
+    [meeting] = await world.meetings()
+    opens = world.coach.policy.opens_at(meeting)
+    await world.keeper.advance(meeting.id, opens)
+    assert world.notifier.attempts == 4 and world.notifier.sent == []
+    return opens
+
+
+async def test_a_restarted_scheduler_delivers_a_refused_notice_once(
+    world: World, services: list[SchedulerService]
+) -> None:
+    opens = await refused_at_the_opening(world)
+    # The process stopped; a new one starts after the notice's back-off (1 minute).
+    world.clock.now = opens + timedelta(minutes=2)
+    restarted = World(world.store, world.clock, notifier=world.notifier)
+    service = await start(services, service_for(restarted))
+    await eventually(lambda: len(world.notifier.sent) == 1)
+    for _ in range(3):
+        await service.refresh()
+    await asyncio.sleep(0.3)
+    assert world.notifier.texts() == [
+        "🟢 Your coaching window is open: I'm available until 10:45 (Europe/Paris). "
+        "What's on your mind?"
+    ]
+    again = World(world.store, world.clock, notifier=world.notifier)
+    await (await start(services, service_for(again))).refresh()
+    await asyncio.sleep(0.3)
+    assert len(world.notifier.sent) == 1
+
+
+async def test_two_schedulers_refreshing_on_a_refused_notice_send_it_once(
+    store_target: StoreTarget, services: list[SchedulerService]
+) -> None:
+    notifier = RecordingNotifier()
+    clock = RunningClock(MONDAY)
+    worlds = await two_worlds(store_target, clock, notifier)
+    opens = await refused_at_the_opening(worlds[0])
+    clock.now = opens + timedelta(minutes=2)
+    await asyncio.gather(
+        *(start(services, service_for(world, refresh_seconds=0.1)) for world in worlds)
+    )
+    await eventually(lambda: len(notifier.sent) == 1)
+    await asyncio.sleep(0.5)  # both refreshed a few times
+    assert len(notifier.sent) == 1

@@ -25,6 +25,10 @@ from core.models import (
     MeetingStatus,
     Message,
     MessageMeta,
+    Notice,
+    NoticeFacts,
+    NoticeKind,
+    NoticeState,
     Phase,
     Platform,
     Role,
@@ -533,6 +537,173 @@ async def test_concurrent_finish_recap_has_one_winner(
     results = await race(store_target, store, lambda s: s.finish_recap(item.id, f"#{next(texts)}"))
     [winner] = [r for r in results if r is not None]
     assert await store.get_meeting(item.id) == winner
+
+
+# Notices: the scheduler's outbox, one per meeting step, tried under an expiring claim
+
+
+def notice(
+    user_id: str, key: str = "m1:open", *, due: float = 0, kind: NoticeKind = NoticeKind.OPEN
+) -> Notice:
+    return Notice(
+        id=key,
+        user_id=user_id,
+        meeting_id=key.split(":")[0],
+        kind=kind,
+        facts=NoticeFacts(until=at(90)),
+        created_at=T0,
+        expires_at=at(90),
+        attempts=1,
+        next_try_at=at(due),
+    )
+
+
+async def test_a_notice_is_added_once_per_key_and_round_trips(store: Store) -> None:
+    user_id = await new_user(store)
+    full = notice(user_id, kind=NoticeKind.MISSED).model_copy(
+        update={
+            "facts": NoticeFacts(
+                start=at(30),
+                until=at(90),
+                opened=at(0),
+                closed=at(90),
+                next_opens=at(600),
+                recap="You ran twice. ✨",
+            ),
+            "last_error": "platform down (503)",
+            "settled_at": at(5),
+            "state": NoticeState.DELIVERED,
+            "attempts": 3,
+        }
+    )
+    assert await store.add_notice(full)
+    assert await store.get_notice(full.id) == full
+    # A second process creating the same step's notice changes nothing.
+    assert not await store.add_notice(notice(user_id))
+    assert await store.get_notice(full.id) == full
+    minimal = notice(user_id, "m2:recap", kind=NoticeKind.RECAP)
+    assert await store.add_notice(minimal)
+    assert await store.get_notice(minimal.id) == minimal
+    assert await store.get_notice("no-such-notice") is None
+
+
+async def test_concurrent_add_notice_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    results = await race(store_target, store, lambda s: s.add_notice(notice(user_id)))
+    assert sum(results) == 1
+
+
+async def test_pending_notices_are_due_and_unsettled_longest_waiting_first(store: Store) -> None:
+    user_id = await new_user(store)
+    later, sooner = notice(user_id, "a:open", due=5), notice(user_id, "b:open", due=1)
+    edge = notice(user_id, "c:open", due=10)  # due exactly at `now`: in
+    ahead = notice(user_id, "d:open", due=10.001)
+    delivered, dropped = notice(user_id, "e:open"), notice(user_id, "f:open")
+    for item in (later, sooner, edge, ahead, delivered, dropped):
+        assert await store.add_notice(item)
+    assert await store.settle_notice(delivered.id, NoticeState.DELIVERED, at(1))
+    assert await store.settle_notice(dropped.id, NoticeState.DROPPED, at(1), "window closed")
+
+    assert await store.pending_notices(at(10), 10) == [sooner, later, edge]
+    assert await store.pending_notices(at(10), 2) == [sooner, later]
+    assert await store.pending_notices(at(10), 0) == []
+    assert await store.pending_notices(at(0), 10) == []
+
+
+async def test_claim_notice_only_when_pending_and_free(store: Store) -> None:
+    user_id = await new_user(store)
+    item = notice(user_id, due=10)
+    await store.add_notice(item)
+
+    assert await store.claim_notice(item.id, at(9), at(20)) is None  # backing off until 10
+    claimed = await store.claim_notice(item.id, at(10), at(20))
+    assert claimed == item.model_copy(update={"attempts": 2, "next_try_at": at(20)})
+    assert await store.get_notice(item.id) == claimed
+    assert await store.claim_notice(item.id, at(19), at(29)) is None  # held until 20
+    taken = await store.claim_notice(item.id, at(20), at(30))  # that try's claim ran out
+    assert taken is not None and (taken.attempts, taken.next_try_at) == (3, at(30))
+
+    assert await store.settle_notice(item.id, NoticeState.DELIVERED, at(21))
+    assert await store.claim_notice(item.id, at(99), at(100)) is None
+    assert await store.claim_notice("no-such-notice", at(99), at(100)) is None
+
+
+async def test_retry_notice_only_by_its_latest_try(store: Store) -> None:
+    user_id = await new_user(store)
+    item = notice(user_id)
+    await store.add_notice(item)
+
+    retried = await store.retry_notice(item.id, 1, at(1), "platform down (503)")
+    assert retried == item.model_copy(
+        update={"next_try_at": at(1), "last_error": "platform down (503)"}
+    )
+    second = await store.claim_notice(item.id, at(1), at(6))
+    assert second is not None and second.attempts == 2
+    # The first try, outliving its claim, cannot move the second try's.
+    assert await store.retry_notice(item.id, 1, at(2), "late") is None
+    assert await store.get_notice(item.id) == second
+    again = await store.retry_notice(item.id, 2, at(30), "still down")
+    assert again is not None and (again.next_try_at, again.last_error) == (at(30), "still down")
+
+    assert await store.settle_notice(item.id, NoticeState.DROPPED, at(31), "window closed")
+    assert await store.retry_notice(item.id, 2, at(40), "ignored") is None
+    assert await store.retry_notice("no-such-notice", 1, at(40), "ignored") is None
+
+
+async def test_settle_notice_once(store: Store) -> None:
+    user_id = await new_user(store)
+    sent, dropped = notice(user_id, "a:open"), notice(user_id, "b:open")
+    await store.add_notice(sent)
+    await store.add_notice(dropped)
+
+    settled = await store.settle_notice(sent.id, NoticeState.DELIVERED, at(3))
+    assert settled == sent.model_copy(update={"state": NoticeState.DELIVERED, "settled_at": at(3)})
+    assert await store.settle_notice(sent.id, NoticeState.DROPPED, at(4), "late") is None
+    assert await store.get_notice(sent.id) == settled
+    gone = await store.settle_notice(dropped.id, NoticeState.DROPPED, at(4), "window closed")
+    assert gone is not None and (gone.state, gone.last_error) == (
+        NoticeState.DROPPED,
+        "window closed",
+    )
+    assert await store.pending_notices(at(99), 10) == []
+    assert await store.settle_notice("no-such-notice", NoticeState.DELIVERED, at(5)) is None
+
+
+async def test_concurrent_claim_notice_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    item = notice(user_id)
+    await store.add_notice(item)
+    results = await race(store_target, store, lambda s: s.claim_notice(item.id, at(1), at(6)))
+    [winner] = [r for r in results if r is not None]
+    assert winner.attempts == 2
+    assert await store.get_notice(item.id) == winner
+
+
+async def test_concurrent_settle_notice_has_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    item = notice(user_id)
+    await store.add_notice(item)
+    results = await race(
+        store_target, store, lambda s: s.settle_notice(item.id, NoticeState.DELIVERED, at(1))
+    )
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_delete_user_removes_their_notices(store: Store) -> None:
+    gone, kept = await new_user(store, "U1"), await new_user(store, "U2")
+    await store.add_notice(notice(gone, "a:open"))
+    await store.add_notice(notice(kept, "b:open"))
+
+    await store.delete_user(gone)
+
+    assert await store.get_notice("a:open") is None
+    assert [n.id for n in await store.pending_notices(at(99), 10)] == ["b:open"]
 
 
 # Dedupe

@@ -27,7 +27,16 @@ from scheduler.windows import (
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic, HttpError, Reply, Stall
 from tests.fakes.notifier import RecordingNotifier
-from tests.scheduler_world import ALICE, BOB, LATE_GRACE, Clock, World, anthropic_llm, utc
+from tests.scheduler_world import (
+    ALICE,
+    BOB,
+    LATE_GRACE,
+    Clock,
+    World,
+    anthropic_llm,
+    talked_in_window,
+    utc,
+)
 
 MONDAY = utc(2026, 6, 1, 8, 0)  # 10:00 in Paris; "tomorrow 9am" is Tue 2 Jun, 07:00 UTC
 SECOND = timedelta(seconds=1)
@@ -268,22 +277,6 @@ async def test_a_notifier_that_fails_twice_then_succeeds(world: World) -> None:
     assert len(world.notifier.sent) == 1
 
 
-async def test_a_notifier_that_keeps_failing_is_given_up_and_logged(
-    world: World, caplog: pytest.LogCaptureFixture
-) -> None:
-    world.notifier.failures = 99
-    await world.tracking_user()
-    [meeting] = await world.meetings()
-    with caplog.at_level(logging.WARNING, logger="scheduler"):
-        await world.at(world.coach.policy.opens_at(meeting), meeting)
-    assert world.notifier.attempts == 4 and world.sleeps == [1.0, 5.0, 30.0]
-    assert "failed 4 times, giving up" in caplog.text
-    # The transition stays claimed: a later job does not notify a second time.
-    world.notifier.failures = 0
-    await world.at(world.coach.policy.opens_at(meeting), meeting)
-    assert world.notifier.sent == []
-
-
 async def test_users_on_a_platform_without_notifier_are_skipped_with_a_log_line(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -300,16 +293,6 @@ async def test_users_on_a_platform_without_notifier_are_skipped_with_a_log_line(
 
 def recap_requests(fake: FakeAnthropic) -> int:
     return len([r for r in fake.requests if RECAP_INSTRUCTIONS in r.system_text])
-
-
-async def talked_in_window(world: World) -> Meeting:
-    """Alice tracks, her window opens and she talks in it; the meeting as it is then."""
-    await world.tracking_user()
-    [meeting] = await world.meetings()
-    await world.at(world.coach.policy.opens_at(meeting), meeting)
-    world.clock.now = meeting.start
-    await world.chat("I'll stretch every morning.")
-    return meeting
 
 
 async def recap_failed_at_close(world: World, fake: FakeAnthropic) -> tuple[Meeting, datetime]:

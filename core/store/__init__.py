@@ -16,7 +16,18 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from core.in_flight import InFlightStore
-from core.models import Goal, GoalStatus, Identity, Meeting, MeetingStatus, Message, Phase, User
+from core.models import (
+    Goal,
+    GoalStatus,
+    Identity,
+    Meeting,
+    MeetingStatus,
+    Message,
+    Notice,
+    NoticeState,
+    Phase,
+    User,
+)
 from core.turn_order import TurnStore
 
 # `recap_sent` is no plain flag: `finish_recap` sets it together with the recap's text.
@@ -128,6 +139,33 @@ class Store(TurnStore, InFlightStore, Protocol):
 
     async def finish_recap(self, meeting_id: str, text: str) -> Meeting | None:
         """Store the recap and mark it sent, in one update; None if one was sent already."""
+
+    # Notices: the scheduler's outbox, tried under an expiring claim (see scheduler.outbox)
+    async def add_notice(self, notice: Notice) -> bool:
+        """Insert the notice unless one with its key exists; True if this call inserted it."""
+
+    async def get_notice(self, key: str) -> Notice | None: ...
+    async def pending_notices(self, now: datetime, limit: int) -> list[Notice]:
+        """Up to `limit` pending notices free to try at `now` (`next_try_at` <= now), the
+        longest waiting first."""
+
+    async def claim_notice(self, key: str, now: datetime, until: datetime) -> Notice | None:
+        """Claim a pending notice free at `now` for one try: `attempts` goes up by one and
+        `next_try_at` becomes `until`, in one update. The notice as claimed, or None if it is
+        settled, held by another try, or waiting out its back-off."""
+
+    async def retry_notice(
+        self, key: str, attempt: int, next_try_at: datetime, error: str
+    ) -> Notice | None:
+        """Try number `attempt` failed: free the notice at `next_try_at`, noting the error.
+        None (and no change) unless it is pending and `attempt` is still its latest try, so a
+        try taken over by another process cannot move that process's claim."""
+
+    async def settle_notice(
+        self, key: str, state: NoticeState, now: datetime, reason: str | None = None
+    ) -> Notice | None:
+        """Mark a pending notice delivered or dropped for good (`reason` kept as its last
+        error); None if it was settled already."""
 
     # Dedupe
     async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:

@@ -25,6 +25,8 @@ from core.models import (
     Meeting,
     MeetingStatus,
     Message,
+    Notice,
+    NoticeState,
     Phase,
     Platform,
     User,
@@ -56,7 +58,7 @@ def _unavailable_on_error(
     return wrapper
 
 
-def _doc(model: User | Goal | Meeting | Message) -> dict[str, Any]:
+def _doc(model: User | Goal | Meeting | Message | Notice) -> dict[str, Any]:
     data = model.model_dump(mode="python", exclude_none=True)
     data["_id"] = data.pop("id")
     data["seq"] = ObjectId()  # increases within a process: the tie-break for equal timestamps
@@ -88,6 +90,7 @@ class MongoStore:
         self._turns = db["turns"]
         self._turn_waits = db["turn_waits"]
         self._in_flight = db["in_flight"]
+        self._notices = db["notices"]
 
     @classmethod
     async def open(
@@ -124,6 +127,9 @@ class MongoStore:
         await self._events.create_index("expires_at")
         await self._in_flight.create_index([("platform", ASCENDING), ("started_at", ASCENDING)])
         await self._turn_waits.create_index([("user_id", ASCENDING), ("order", ASCENDING)])
+        # The outbox: the notice key is the `_id` (one notice per meeting step, unique by nature).
+        await self._notices.create_index([("state", ASCENDING), *_by("next_try_at")])
+        await self._notices.create_index("user_id")
 
     async def close(self) -> None:
         await self._client.close()
@@ -189,7 +195,9 @@ class MongoStore:
 
     @_unavailable_on_error
     async def delete_user(self, user_id: str) -> None:
-        for collection in (self._in_flight, self._messages, self._goals, self._meetings):
+        for collection in (
+            self._in_flight, self._messages, self._goals, self._meetings, self._notices
+        ):
             await collection.delete_many({"user_id": user_id})
         await self._turns.delete_one({"_id": user_id})
         await self._turn_waits.delete_many({"user_id": user_id})
@@ -378,6 +386,68 @@ class MongoStore:
             return_document=ReturnDocument.AFTER,
         )
         return Meeting.model_validate(_load(found)) if found else None
+
+    # Notices
+
+    @_unavailable_on_error
+    async def add_notice(self, notice: Notice) -> bool:
+        try:
+            await self._notices.insert_one(_doc(notice))
+        except DuplicateKeyError:  # another process created this step's notice first
+            return False
+        return True
+
+    @_unavailable_on_error
+    async def get_notice(self, key: str) -> Notice | None:
+        found = await self._notices.find_one({"_id": key})
+        return Notice.model_validate(_load(found)) if found else None
+
+    @_unavailable_on_error
+    async def pending_notices(self, now: datetime, limit: int) -> list[Notice]:
+        if limit <= 0:
+            return []
+        cursor = (
+            self._notices.find(
+                {"state": NoticeState.PENDING.value, "next_try_at": {"$lte": now}}
+            )
+            .sort(_by("next_try_at"))
+            .limit(limit)
+        )
+        return [Notice.model_validate(_load(d)) async for d in cursor]
+
+    @_unavailable_on_error
+    async def claim_notice(self, key: str, now: datetime, until: datetime) -> Notice | None:
+        found = await self._notices.find_one_and_update(
+            {"_id": key, "state": NoticeState.PENDING.value, "next_try_at": {"$lte": now}},
+            {"$set": {"next_try_at": until}, "$inc": {"attempts": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Notice.model_validate(_load(found)) if found else None
+
+    @_unavailable_on_error
+    async def retry_notice(
+        self, key: str, attempt: int, next_try_at: datetime, error: str
+    ) -> Notice | None:
+        found = await self._notices.find_one_and_update(
+            {"_id": key, "state": NoticeState.PENDING.value, "attempts": attempt},
+            {"$set": {"next_try_at": next_try_at, "last_error": error}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Notice.model_validate(_load(found)) if found else None
+
+    @_unavailable_on_error
+    async def settle_notice(
+        self, key: str, state: NoticeState, now: datetime, reason: str | None = None
+    ) -> Notice | None:
+        changes: dict[str, Any] = {"state": state.value, "settled_at": now}
+        if reason is not None:
+            changes["last_error"] = reason
+        found = await self._notices.find_one_and_update(
+            {"_id": key, "state": NoticeState.PENDING.value},
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+        return Notice.model_validate(_load(found)) if found else None
 
     # Dedupe
 

@@ -27,6 +27,9 @@ from core.models import (
     MeetingStatus,
     Message,
     MessageMeta,
+    Notice,
+    NoticeFacts,
+    NoticeState,
     Phase,
     Platform,
     User,
@@ -87,6 +90,17 @@ MIGRATIONS = [
         expires_at TEXT NOT NULL
     );
     CREATE INDEX in_flight_by_platform ON in_flight (platform, started_at)
+    """,
+    # The scheduler's outbox (scheduler.outbox): one row per meeting step's notice.
+    """
+    CREATE TABLE notices (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
+        kind TEXT NOT NULL, facts TEXT NOT NULL, created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+        next_try_at TEXT NOT NULL, last_error TEXT, settled_at TEXT
+    );
+    CREATE INDEX notices_by_state_next_try ON notices (state, next_try_at);
+    CREATE INDEX notices_by_user ON notices (user_id)
     """,
 ]
 
@@ -164,6 +178,12 @@ def _meeting(row: sqlite3.Row) -> Meeting:
             "reminder_sent": bool(row["reminder_sent"]),
             "recap_sent": bool(row["recap_sent"]),
         }
+    )
+
+
+def _notice(row: sqlite3.Row) -> Notice:
+    return Notice.model_validate(
+        {**dict(row), "facts": NoticeFacts.model_validate_json(row["facts"])}
     )
 
 
@@ -316,6 +336,7 @@ class SQLiteStore:
             ("messages", "user_id"),
             ("goals", "user_id"),
             ("meetings", "user_id"),
+            ("notices", "user_id"),
             ("users", "id"),
         ):
             await self._write(f"DELETE FROM {table} WHERE {column} = ?", (user_id,))
@@ -531,6 +552,72 @@ class SQLiteStore:
             (text, meeting_id),
         )
         return _meeting(row) if row else None
+
+    # Notices
+
+    async def add_notice(self, notice: Notice) -> bool:
+        inserted = await self._write(
+            "INSERT OR IGNORE INTO notices (id, user_id, meeting_id, kind, facts, created_at,"
+            " expires_at, state, attempts, next_try_at, last_error, settled_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                notice.id,
+                notice.user_id,
+                notice.meeting_id,
+                notice.kind,
+                notice.facts.model_dump_json(exclude_none=True),
+                _ts(notice.created_at),
+                _ts(notice.expires_at),
+                notice.state,
+                notice.attempts,
+                _ts(notice.next_try_at),
+                notice.last_error,
+                _ts(notice.settled_at) if notice.settled_at else None,
+            ),
+        )
+        return inserted == 1
+
+    async def get_notice(self, key: str) -> Notice | None:
+        row = await self._one("SELECT * FROM notices WHERE id = ?", (key,))
+        return _notice(row) if row else None
+
+    async def pending_notices(self, now: datetime, limit: int) -> list[Notice]:
+        if limit <= 0:
+            return []
+        rows = await self._all(
+            "SELECT * FROM notices WHERE state = ? AND next_try_at <= ?"
+            " ORDER BY next_try_at, rowid LIMIT ?",
+            (NoticeState.PENDING, _ts(now), limit),
+        )
+        return [_notice(row) for row in rows]
+
+    async def claim_notice(self, key: str, now: datetime, until: datetime) -> Notice | None:
+        row = await self._one(
+            "UPDATE notices SET attempts = attempts + 1, next_try_at = ?"
+            " WHERE id = ? AND state = ? AND next_try_at <= ? RETURNING *",
+            (_ts(until), key, NoticeState.PENDING, _ts(now)),
+        )
+        return _notice(row) if row else None
+
+    async def retry_notice(
+        self, key: str, attempt: int, next_try_at: datetime, error: str
+    ) -> Notice | None:
+        row = await self._one(
+            "UPDATE notices SET next_try_at = ?, last_error = ?"
+            " WHERE id = ? AND state = ? AND attempts = ? RETURNING *",
+            (_ts(next_try_at), error, key, NoticeState.PENDING, attempt),
+        )
+        return _notice(row) if row else None
+
+    async def settle_notice(
+        self, key: str, state: NoticeState, now: datetime, reason: str | None = None
+    ) -> Notice | None:
+        row = await self._one(
+            "UPDATE notices SET state = ?, settled_at = ?, last_error = COALESCE(?, last_error)"
+            " WHERE id = ? AND state = ? RETURNING *",
+            (state, _ts(now), reason, key, NoticeState.PENDING),
+        )
+        return _notice(row) if row else None
 
     # Dedupe
 

@@ -22,9 +22,11 @@ class RecordingNotifier:
     gate: asyncio.Event | None = None  # when set, each call waits for the event first
     sent: list[tuple[str, str]] = field(default_factory=list)
     attempts: int = 0
+    keys: list[str | None] = field(default_factory=list)  # the notice key of each call
 
-    async def notify(self, user: User, text: str) -> None:
+    async def notify(self, user: User, text: str, *, key: str | None = None) -> None:
         self.attempts += 1
+        self.keys.append(key)
         if self.gate is not None:
             await self.gate.wait()
         if self.failures > 0:

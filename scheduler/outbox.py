@@ -1,0 +1,390 @@
+"""The outbox: window notices kept in the store until delivered, or until no longer true.
+
+Every message the scheduler owes a user (the window opened, continues, closes soon, closed,
+was missed; the goal-setting nudge; the recap) is a `Notice` in the store before it is sent.
+A platform that is down, or a process that stops, no longer loses one.
+
+What is kept. One notice per meeting step, keyed `<meeting id>:<step>` (open, remind, close,
+recap): inserting a key that exists does nothing, so a step's notice exists once even if two
+processes create it. A notice keeps its kind and the facts its text is made of (times, the
+recap's text), not the text: it is rendered when sent, in the user's timezone then, so a
+"closed at 10:45" sent the next morning reads "closed at Tue 2 Jun 2026, 10:45". It also keeps
+`expires_at` (after it, not worth sending), `attempts`, `next_try_at`, its last error and its
+state: pending, then delivered or dropped for good.
+
+Sending. The process that makes the step's claim creates the notice already claimed by itself
+(try 1) and sends at once, as before: the user hears "your window is open" on time, with the
+Delivery's quick tries (1, 5, 30 s). What still fails is handed back with a next try after a
+back-off by the number of tries, NOTICE_BACKOFF_SECONDS (1, 5, then every 30 minutes), but
+never later than its expiry, so a notice that runs out is dropped promptly. Every scheduler's
+refresh (also at start, on any process) claims the pending notices whose time has come and
+tries each once more. A user on a platform this process has no notifier for (the console) is
+dropped at once with a log line, as before.
+
+One field, `next_try_at`, is both the back-off and the claim: a claim is a conditional update
+"pending and next_try_at <= now" that sets it to `now + lease` and counts the try
+(`attempts + 1`), so two processes never try one notice at the same time. The lease outlasts
+the longest send (every quick try timing out, plus the waits, plus LEASE_MARGIN: about 3.6
+minutes by default), so a live try keeps its claim. A failed try hands the notice back naming
+itself by its try number, so a try that was taken over cannot move the newer try's claim;
+marking it delivered or dropped needs only that it is still pending.
+
+At least once, not exactly once. The notice is marked delivered right after the platform
+accepted it. A process that dies between the two (or a database that fails that one write)
+leaves a claim that runs out after the lease, and the notice is sent again: the user may, in
+that rare case, get one message twice. The other order (mark first, then send) would lose the
+message instead; here nothing is lost. A delivered or dropped notice is never sent again, by
+any process, after any restart. On Discord each notice is posted with a nonce made from its
+key, which Discord enforces for a few minutes: a quick retry after Discord took the message
+but answered an error does not post it twice. (A resend after a crash comes after the lease,
+usually beyond Discord's window. Slack has no such key.)
+
+No longer true. Before each later try (not the first) the notice is checked at `now`
+(`stale_reason`):
+- open, continues, closing soon and the goal-setting nudge are dropped once the window they
+  announce has closed (`until`), or when their meeting was cancelled;
+- closed and missed are given up once the next window opens (they announce it) or a day after
+  they were made; a recap a day after it was written (it stays in the history and with the
+  meeting). These are given up with an error in the log: the user missed something;
+- a window notice is dropped once a later step of the same window has its own notice (a
+  "closes soon" or "closed" made meanwhile): a late "is open" after those would be out of order;
+- every notice is dropped when its user was forgotten (`forget` deletes their notices too) or
+  its meeting is gone.
+The "open" check goes by the close the notice announced; a neighbouring meeting cancelled
+later can end the window earlier than the text says (the gate, not this text, decides access).
+Order: a notice delivered at its first try reaches the user in step order; one that needed
+later tries can arrive after a newer one of another kind (a "closed" retried after its recap
+went through), which is why superseded window notices are dropped rather than sent late.
+
+The database down when a notice is created: it is sent once anyway (the step's claim already
+made it once-only), without later tries, with a warning in the log.
+
+The store: `add_notice`, `pending_notices`, `claim_notice`, `retry_notice`, `settle_notice`
+(single-document conditional updates, tested on both backends in tests/test_store_contract.py).
+Delivered and dropped notices stay, as the record that a step was told; they go with the user.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from core.models import (
+    Meeting,
+    MeetingStatus,
+    Notice,
+    NoticeFacts,
+    NoticeKind,
+    NoticeState,
+    User,
+)
+from core.store import Store, StoreUnavailable
+from scheduler import messages
+from scheduler.notify import Delivery, Sent
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Zone = Callable[[User], ZoneInfo]
+
+# Waits between later tries, by tries so far (NOTICE_BACKOFF_SECONDS); the last one repeats.
+NOTICE_BACKOFF: tuple[timedelta, ...] = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+)
+# Closed, missed and recap notices are news for about a day; then they are given up.
+NOTICE_GIVE_UP = timedelta(hours=24)
+# A claim outlasts the longest send by this much (a slow database write, a busy loop).
+LEASE_MARGIN = timedelta(minutes=1)
+# Notices one refresh takes on; the rest wait for the next refresh.
+NOTICES_PER_REFRESH = 200
+
+# Which step of a meeting a kind of notice tells: the notice key's second half.
+STEP_OF: dict[NoticeKind, str] = {
+    NoticeKind.OPEN: "open",
+    NoticeKind.CONTINUES: "open",
+    NoticeKind.STARTING: "open",
+    NoticeKind.CLOSING_SOON: "remind",
+    NoticeKind.CLOSED: "close",
+    NoticeKind.MISSED: "close",
+    NoticeKind.RECAP: "recap",
+}
+# Notices about a window still to come or still open: untrue once it closed or was cancelled.
+WHILE_OPEN = frozenset(
+    {NoticeKind.OPEN, NoticeKind.CONTINUES, NoticeKind.STARTING, NoticeKind.CLOSING_SOON}
+)
+# A window's steps in the order the user hears them; recaps follow the close.
+STEP_ORDER = ("open", "remind", "close")
+
+
+def notice_key(meeting_id: str, kind: NoticeKind) -> str:
+    return _key(meeting_id, STEP_OF[kind])
+
+
+def later_keys(notice: Notice) -> list[str]:
+    """The keys of the same meeting's later window steps, which supersede a window notice
+    still waiting (a "closes soon" makes a late "is open" old news, out of order)."""
+    if notice.kind not in WHILE_OPEN:
+        return []
+    step = STEP_OF[notice.kind]
+    later = STEP_ORDER[STEP_ORDER.index(step) + 1 :]
+    return [_key(notice.meeting_id, other) for other in later]
+
+
+def expiry(kind: NoticeKind, facts: NoticeFacts, now: datetime) -> datetime:
+    """When a notice made at `now` stops being worth sending."""
+    if kind in WHILE_OPEN:
+        return _need(facts.until, "until", kind)
+    give_up = now + NOTICE_GIVE_UP
+    if kind in (NoticeKind.CLOSED, NoticeKind.MISSED) and facts.next_opens is not None:
+        return min(give_up, facts.next_opens)
+    return give_up
+
+
+def next_try_at(
+    attempts: int,
+    now: datetime,
+    expires_at: datetime,
+    backoff: Sequence[timedelta] = NOTICE_BACKOFF,
+) -> datetime:
+    """After try number `attempts` failed at `now`: the back-off for that many tries (the
+    last step repeating), but no later than the expiry, when the notice is dropped."""
+    wait = backoff[min(max(attempts, 1), len(backoff)) - 1]
+    return min(now + wait, max(expires_at, now))
+
+
+@dataclass(frozen=True)
+class Stale:
+    reason: str
+    given_up: bool  # it was still news when made, and the user never got it: an error
+
+
+def stale_reason(
+    notice: Notice,
+    meeting: Meeting | None,
+    user: User | None,
+    now: datetime,
+    superseded_by: Notice | None = None,
+) -> Stale | None:
+    """Why a pending notice should not be sent at `now`; None while it is still true.
+    `superseded_by` is a notice of a later step of the same window (see `later_keys`)."""
+    if user is None:
+        return Stale("its user was forgotten", given_up=False)
+    if meeting is None:
+        return Stale("its meeting is gone", given_up=False)
+    if notice.kind in WHILE_OPEN:
+        if meeting.status is MeetingStatus.CANCELLED:
+            return Stale("its meeting was cancelled", given_up=False)
+        if superseded_by is not None:
+            return Stale(
+                f"superseded by the {superseded_by.kind.value} notice", given_up=False
+            )
+        if now >= notice.expires_at:
+            return Stale(
+                f"no longer true: the window closed at {_iso(notice.expires_at)}", given_up=False
+            )
+        return None
+    if now < notice.expires_at:
+        return None
+    next_opens = notice.facts.next_opens
+    if next_opens is not None and now >= next_opens:
+        return Stale(
+            f"not delivered before the next window opened ({_iso(next_opens)})", given_up=True
+        )
+    hours = NOTICE_GIVE_UP / timedelta(hours=1)
+    return Stale(f"not delivered within {hours:g} hours of being made", given_up=True)
+
+
+def render(notice: Notice, tz: ZoneInfo, now: datetime) -> str:
+    """The notice's text at `now` in the user's zone."""
+    kind, facts = notice.kind, notice.facts
+
+    def need(value: datetime | None, name: str) -> datetime:
+        return _need(value, name, kind)
+
+    if kind is NoticeKind.OPEN:
+        return messages.window_opened(need(facts.until, "until"), tz, now)
+    if kind is NoticeKind.CONTINUES:
+        return messages.window_continues(
+            need(facts.start, "start"), need(facts.until, "until"), tz, now
+        )
+    if kind is NoticeKind.STARTING:
+        return messages.meeting_starting(need(facts.start, "start"), tz, now)
+    if kind is NoticeKind.CLOSING_SOON:
+        return messages.closing_soon(need(facts.until, "until"), tz, now)
+    if kind is NoticeKind.CLOSED:
+        return messages.window_closed(need(facts.closed, "closed"), facts.next_opens, tz, now)
+    if kind is NoticeKind.MISSED:
+        return messages.window_missed(
+            need(facts.opened, "opened"), need(facts.closed, "closed"), facts.next_opens, tz, now
+        )
+    if facts.recap is None:
+        raise ValueError("a recap notice needs its text")
+    return messages.recap(need(facts.start, "start"), facts.recap, tz)
+
+
+class Outbox:
+    """Creates, sends and retries the notices (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        delivery: Delivery,
+        *,
+        clock: Clock,
+        zone: Zone,
+        backoff: Sequence[timedelta] = NOTICE_BACKOFF,
+    ) -> None:
+        if not backoff:
+            raise ValueError("the notice back-off needs at least one wait")
+        self.store = store
+        self.delivery = delivery
+        self.clock = clock
+        self.zone = zone
+        self.backoff = tuple(backoff)
+
+    @property
+    def lease(self) -> timedelta:
+        return self.delivery.longest_send + LEASE_MARGIN
+
+    async def post(
+        self, user: User, meeting: Meeting, kind: NoticeKind, facts: NoticeFacts, now: datetime
+    ) -> bool:
+        """Keep a new notice and send it at once; True once the platform accepted it."""
+        notice = Notice(
+            id=notice_key(meeting.id, kind),
+            user_id=user.id,
+            meeting_id=meeting.id,
+            kind=kind,
+            facts=facts,
+            created_at=now,
+            expires_at=expiry(kind, facts, now),
+            attempts=1,
+            next_try_at=now + self.lease,
+        )
+        try:
+            added = await self.store.add_notice(notice)
+        except StoreUnavailable as error:
+            # The step is claimed already, so sending cannot double it; only the retries
+            # are lost with the database.
+            log.warning(
+                "could not keep notice %s (%s): sending it once, without later tries",
+                notice.id,
+                error,
+            )
+            text = render(notice, self.zone(user), now)
+            outcome = await self.delivery.send(user, text, key=notice.id)
+            return outcome.sent is Sent.DELIVERED
+        if not added:
+            log.info("notice %s exists already: not sent again", notice.id)
+            return False
+        return await self._try(notice, user)
+
+    async def pending(self, now: datetime) -> list[Notice]:
+        """Notices free to try again at `now`, the longest waiting first."""
+        return await self.store.pending_notices(now, NOTICES_PER_REFRESH)
+
+    async def retry(self, key: str, now: datetime) -> bool:
+        """Claim a pending notice and, if it is still true, try it once more; True once sent.
+        False if another process holds it, it waits out its back-off, or it was dropped."""
+        notice = await self.store.claim_notice(key, now, now + self.lease)
+        if notice is None:
+            return False
+        user = await self.store.get_user(notice.user_id)
+        meeting = await self.store.get_meeting(notice.meeting_id)
+        stale = stale_reason(notice, meeting, user, now, await self._newer(notice))
+        if stale is not None:
+            log.log(
+                logging.ERROR if stale.given_up else logging.WARNING,
+                "%s the %s notice %s for user %s after %d tr%s: %s",
+                "giving up" if stale.given_up else "dropped",
+                notice.kind.value,
+                notice.id,
+                notice.user_id,
+                notice.attempts - 1,
+                "y" if notice.attempts == 2 else "ies",
+                stale.reason,
+            )
+            await self._settle(notice, NoticeState.DROPPED, now, stale.reason)
+            return False
+        assert user is not None  # a notice without its user is stale
+        log.info("trying notice %s again (try %d)", notice.id, notice.attempts)
+        return await self._try(notice, user)
+
+    async def _newer(self, notice: Notice) -> Notice | None:
+        for key in later_keys(notice):
+            if (newer := await self.store.get_notice(key)) is not None:
+                return newer
+        return None
+
+    async def _try(self, notice: Notice, user: User) -> bool:
+        """One send of a notice this process holds; settle it or hand it back."""
+        text = render(notice, self.zone(user), self.clock())
+        outcome = await self.delivery.send(user, text, key=notice.id)
+        done = self.clock()
+        if outcome.sent is Sent.DELIVERED:
+            await self._settle(notice, NoticeState.DELIVERED, done, None)
+            return True
+        if outcome.sent is Sent.UNREACHABLE:
+            await self._settle(notice, NoticeState.DROPPED, done, outcome.error)
+            return False
+        retry = next_try_at(notice.attempts, done, notice.expires_at, self.backoff)
+        error = outcome.error or "failed"
+        try:
+            handed = await self.store.retry_notice(notice.id, notice.attempts, retry, error)
+        except StoreUnavailable as failure:
+            log.warning(
+                "notice %s not delivered, and the database is unavailable (%s): it is tried "
+                "again once its claim runs out",
+                notice.id,
+                failure,
+            )
+            return False
+        if handed is None:
+            log.info("notice %s was taken over or settled by another process", notice.id)
+        else:
+            log.warning(
+                "notice %s for user %s not delivered (try %d): next try after %s",
+                notice.id,
+                notice.user_id,
+                notice.attempts,
+                retry.isoformat(timespec="seconds"),
+            )
+        return False
+
+    async def _settle(
+        self, notice: Notice, state: NoticeState, now: datetime, reason: str | None
+    ) -> None:
+        try:
+            settled = await self.store.settle_notice(notice.id, state, now, reason)
+        except StoreUnavailable as error:
+            log.error(
+                "notice %s is %s but could not be marked so (%s)%s",
+                notice.id,
+                state.value,
+                error,
+                ": it may be sent again once its claim runs out"
+                if state is NoticeState.DELIVERED
+                else "",
+            )
+            return
+        if settled is None:
+            log.info("notice %s was settled by another process meanwhile", notice.id)
+
+
+def _key(meeting_id: str, step: str) -> str:
+    return f"{meeting_id}:{step}"
+
+
+def _need(value: datetime | None, name: str, kind: NoticeKind) -> datetime:
+    if value is None:
+        raise ValueError(f"a {kind.value} notice needs its `{name}` time")
+    return value
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
