@@ -30,7 +30,7 @@ from bots.discord_notify import discord_notifier
 from bots.slack import SlackSetupError, serve_slack
 from bots.slack_notify import slack_notifier
 from core.coach import Coach
-from core.config import Settings
+from core.config import Settings, settings_problems
 from core.llm import LLM, AnthropicLLM
 from core.models import Platform
 from core.persona import Persona, PersonaError
@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:
-        print(f"Configuration error:\n{error}", file=sys.stderr)
+        for problem in settings_problems(error):
+            print(f"Configuration error: {problem}", file=sys.stderr)
         return 2
     command = args.command or ("run" if configured_services(settings) else "chat")
     logging.basicConfig(
