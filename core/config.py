@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     scheduler_refresh_seconds: int = Field(60, ge=5)
     scheduler_misfire_grace_seconds: int = Field(3600, ge=1)
 
+    # Start-up: a platform that cannot be reached is tried again this many times, waiting
+    # STARTUP_RETRY_SECONDS, then twice as long each time (at most 30 s), before giving up.
+    startup_retries: int = Field(5, ge=0, le=20)
+    startup_retry_seconds: float = Field(1.0, gt=0, le=60)
+
     log_level: str = "INFO"
 
     @field_validator("discord_channel_ids", mode="before")
