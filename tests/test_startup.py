@@ -25,7 +25,7 @@ from bots.slack import SlackBot, SlackSetupError
 from bots.startup import MAX_RETRY_SECONDS, Retries, SetupError, reach
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.slack_api import FakeSlack, message_event
+from tests.fakes.slack_api import USER_ID, FakeSlack, dm_channel_id, message_event
 from tests.momentum_process import Momentum, momentum
 from tests.slack_harness import SECRET, deployment, settings_for
 
@@ -369,3 +369,26 @@ def test_a_task_groups_setup_errors_become_one_line_each() -> None:
     assert str(twice) == "Slack: fix A."
     bug = ExceptionGroup("services", [slack, RuntimeError("a bug")])
     assert setup_failure(bug) is bug  # a bug keeps its traceback
+
+
+async def test_socket_mode_reconnects_with_the_app_token_after_the_start(tmp_path: Path) -> None:
+    """Only the first Socket Mode URL is opened at start; when Slack asks for a reconnect the
+    SDK opens the next itself, through Bolt's client (which carries no bot token now)."""
+    async with FakeSlack() as fake, FakeAnthropic() as llm:
+        config = settings_for(
+            fake, llm, tmp_path / "m.db", slack_app_token="xapp-1-test", slack_signing_secret=None
+        )
+        async with open_coach(config) as coach:
+            bot = SlackBot(coach, config)
+            running = asyncio.create_task(bot.run())
+            await fake.wait_for_socket()
+            await fake.disconnect_socket()
+            await fake.wait_for_socket(opened=2)
+            ack = await fake.deliver(message_event("after the reconnect"), envelope_id="env-2")
+            assert ack == {"envelope_id": "env-2"}
+            await bot.wait_idle()
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+        assert [c.status for c in fake.calls_to("apps.connections.open")] == [200, 200]
+        assert fake.messages(dm_channel_id(USER_ID))[-1].text == "Coach: after the reconnect"
