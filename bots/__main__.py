@@ -8,6 +8,8 @@ momentum admin      operator commands: `admin users`, `admin phase <user-id> <ph
 momentum discord-sync [--guild ID]  register the /coach commands with Discord
 
 `run` and `scheduler` stop cleanly on SIGTERM (what Procfile platforms send) and SIGINT, exit 0.
+Settings, credentials and the network are checked at start: what cannot work is one line
+naming the setting, and exit code 1 (2 for settings that do not parse); never a traceback.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from pydantic import ValidationError
 
 from bots import admin
 from bots.console import Console
-from bots.discord_bot import DiscordSetupError, run_discord, sync_commands
+from bots.discord_bot import run_discord, sync_commands
 from bots.discord_notify import discord_notifier
-from bots.slack import SlackSetupError, serve_slack
+from bots.slack import serve_slack
 from bots.slack_notify import slack_notifier
+from bots.startup import SetupError
 from core.coach import Coach
-from core.config import Settings
+from core.config import Settings, settings_problems
 from core.llm import LLM, AnthropicLLM
 from core.models import Platform
 from core.persona import Persona, PersonaError
@@ -134,14 +137,20 @@ def notifier_factories() -> dict[Platform, NotifierFactory]:
     return {Platform.SLACK: slack_notifier, Platform.DISCORD: discord_notifier}
 
 
-async def scheduler(coach: Coach, settings: Settings) -> None:
-    """The meeting-window scheduler, notifying users through their platforms' Web APIs."""
+async def scheduler(coach: Coach, settings: Settings, *, verify: bool = False) -> None:
+    """The meeting-window scheduler, notifying users through their platforms' Web APIs.
+
+    With `verify` (the scheduler alone), the notifiers' tokens are checked first; in `run`
+    the platform services check the same tokens.
+    """
     notifiers = Notifiers.from_factories(settings, notifier_factories())
     if not len(notifiers):
         log.warning(
             "no platform notifier available: windows still open and close, but nobody is told"
         )
     try:
+        if verify:
+            await notifiers.verify()
         await run_scheduler(coach, settings, notifiers)
     finally:
         await notifiers.aclose()
@@ -172,16 +181,35 @@ async def run(settings: Settings) -> None:
                 for name, service in services:
                     log.info("starting %s", name)
                     group.create_task(service(coach, settings), name=name)
-        except* (DiscordSetupError, SlackSetupError) as failed:
-            # The task group wraps a service's setup error; the user needs its message only.
-            raise StartupError("\n".join(str(error) for error in failed.exceptions)) from None
+        except ExceptionGroup as failed:
+            # The task group wraps a service's setup error; the operator needs its message.
+            # (Not `except*`: on Python 3.11.0-3.11.3 what it raises arrives wrapped in a
+            # group again, and main() would print a traceback.)
+            raise setup_failure(failed) from None
+
+
+def setup_failure(failed: ExceptionGroup[Exception]) -> Exception:
+    """What to raise for a task group's failures: its setup errors, as one StartupError
+    (a line each), when that is all there is; the group itself when something else broke."""
+    setup, other = failed.split(SetupError)
+    if setup is None or other is not None:
+        return failed
+    lines = dict.fromkeys(str(error) for error in _leaves(setup))  # once each, in order
+    return StartupError("\n".join(lines))
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
+    found: list[Exception] = []
+    for error in group.exceptions:
+        found.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return found
 
 
 async def clock(settings: Settings) -> None:
     """`momentum scheduler`: only the scheduler, e.g. beside `run` with SCHEDULER_ENABLED=false."""
     print(platform_status(settings), file=sys.stderr)
     async with open_coach(settings) as coach:
-        await scheduler(coach, settings)
+        await scheduler(coach, settings, verify=True)
 
 
 async def until_stopped(work: Coroutine[Any, Any, None]) -> None:
@@ -242,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:
-        print(f"Configuration error:\n{error}", file=sys.stderr)
+        for problem in settings_problems(error):
+            print(f"Configuration error: {problem}", file=sys.stderr)
         return 2
     command = args.command or ("run" if configured_services(settings) else "chat")
     logging.basicConfig(
@@ -258,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(chat(settings))
         else:
             asyncio.run(until_stopped({"run": run, "scheduler": clock}[command](settings)))
-    except (StartupError, admin.AdminError, DiscordSetupError, SlackSetupError) as error:
+    except (StartupError, admin.AdminError, SetupError) as error:
         print(error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

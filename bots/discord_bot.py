@@ -35,8 +35,10 @@ from bots.discord_commands import CoachCommands, CoachTree
 from bots.discord_connect import (
     QUIET,
     REFUSED,
+    DiscordSetupError,
     discord_identity,
     intents_for,
+    log_in,
     use_discord_urls,
 )
 from bots.discord_render import (
@@ -47,6 +49,7 @@ from bots.discord_render import (
     when_for,
 )
 from bots.repairs import keep_repairing
+from bots.startup import NETWORK_ERRORS, Retries, describe
 from bots.stream import (
     CUT_WRITE_SECONDS,
     STREAMING_INDICATOR,
@@ -425,24 +428,29 @@ class DiscordCoach(discord.Client):
         return access_text(access, when_for(self.coach, user), self.coach.policy)
 
 
-class DiscordSetupError(Exception):
-    """Discord refused a setup step; the message says what to check."""
-
-
 async def run_discord(coach: Coach, settings: Settings) -> None:
-    """The `momentum run` service: connect to the gateway and serve until cancelled."""
+    """The `momentum run` service: log in (the token proven, the network given its tries),
+    then connect to the gateway and serve until cancelled."""
     if settings.discord_bot_token is None:
-        raise ValueError("DISCORD_BOT_TOKEN is not set")
+        raise DiscordSetupError("DISCORD_BOT_TOKEN is not set.")
     use_discord_urls(settings)
-    async with DiscordCoach(coach, settings) as bot:
+    token = settings.discord_bot_token.get_secret_value()
+    retries = Retries.from_settings(settings)
+    bot = await log_in(lambda: DiscordCoach(coach, settings), token, retries)
+    async with bot:
         try:
-            await bot.start(settings.discord_bot_token.get_secret_value())
-        except discord.LoginFailure as error:
-            raise DiscordSetupError(f"Discord rejected DISCORD_BOT_TOKEN: {error}") from error
+            await bot.connect()
         except discord.PrivilegedIntentsRequired as error:
             raise DiscordSetupError(
                 "DISCORD_MESSAGE_CONTENT_INTENT=true, but the Message Content intent is not "
                 "enabled for this bot: enable it in the Developer Portal (Bot tab) or unset it."
+            ) from error
+        except discord.ConnectionClosed as error:
+            # discord.py reconnects by itself after passing drops: one it raises is final.
+            raise DiscordSetupError(
+                f"Discord closed the gateway connection ({error.code}: "
+                f"{error.reason or 'no reason given'}): check DISCORD_BOT_TOKEN and "
+                "DISCORD_GATEWAY_URL."
             ) from error
 
 
@@ -453,15 +461,20 @@ async def sync_commands(coach: Coach, settings: Settings, guild_id: int | None) 
         raise DiscordSetupError("Set DISCORD_BOT_TOKEN to register the Discord commands.")
     use_discord_urls(settings)
     guild = discord.Object(guild_id) if guild_id is not None else None
-    async with DiscordCoach(coach, settings) as bot:
+    token = settings.discord_bot_token.get_secret_value()
+    retries = Retries.from_settings(settings)
+    bot = await log_in(lambda: DiscordCoach(coach, settings), token, retries)
+    async with bot:
         try:
-            await bot.login(settings.discord_bot_token.get_secret_value())
             if guild is not None:
                 bot.tree.copy_global_to(guild=guild)
             synced = await bot.tree.sync(guild=guild)
-        except discord.LoginFailure as error:
-            raise DiscordSetupError(f"Discord rejected DISCORD_BOT_TOKEN: {error}") from error
         except discord.HTTPException as error:
             where = f"guild {guild_id} (is the bot in it?)" if guild_id else "your application"
             raise DiscordSetupError(f"Discord refused the commands for {where}: {error}") from error
+        except NETWORK_ERRORS as error:
+            raise DiscordSetupError(
+                f"Discord became unreachable while registering the commands "
+                f"({describe(error)}): run it again."
+            ) from error
     return [command.name for command in synced]

@@ -1,15 +1,19 @@
-"""How Momentum connects to Discord: where (API and gateway URLs), what it asks to hear
-(intents), and the rule that nothing it sends pings anyone unless a caller says so."""
+"""How Momentum connects to Discord: where (API and gateway URLs), the login that proves
+DISCORD_BOT_TOKEN at start, what it asks to hear (intents), and the rule that nothing it
+sends pings anyone unless a caller says so."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bots.startup import NETWORK_ERRORS, Retries, SetupError, reach
 from core.config import Settings
 from core.models import Identity, Platform
 
@@ -19,6 +23,55 @@ QUIET = discord.AllowedMentions.none()
 # (a text/plain or HTML body is kept as its `text`, `code` 0), or JSONDecodeError for a page
 # mislabelled `application/json`, which discord.py parses before it looks at the status.
 REFUSED = (discord.HTTPException, json.JSONDecodeError)
+
+TOKEN_HELP = "copy the token from the Developer Portal (your application → Bot → Reset Token)"
+
+ClientT = TypeVar("ClientT", bound=discord.Client)
+
+
+class DiscordSetupError(SetupError):
+    """Discord refused a setup step; the message says what to check."""
+
+
+def is_passing(error: Exception) -> bool:
+    """No network, or Discord failing (5xx, after discord.py's own retries): try again."""
+    if isinstance(error, discord.DiscordServerError):
+        return True
+    return isinstance(error, NETWORK_ERRORS)
+
+
+async def log_in(make_client: Callable[[], ClientT], token: str, retries: Retries) -> ClientT:
+    """A client logged in over REST (GET /users/@me proves the token); the caller closes it.
+
+    Each try gets a fresh client, closed when its login fails: a failed login leaves its HTTP
+    session behind, and discord.py cannot log the same client in again cleanly.
+    """
+
+    async def attempt() -> ClientT:
+        client = make_client()
+        try:
+            await client.login(token)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    try:
+        return await reach(
+            attempt,
+            what="Discord",
+            hint=f"check DISCORD_API_URL (now {Route.BASE}) and the network",
+            retries=retries,
+            passing=is_passing,
+        )
+    except discord.LoginFailure as error:
+        raise DiscordSetupError(
+            f"Discord rejected DISCORD_BOT_TOKEN (401 Unauthorized): {TOKEN_HELP}."
+        ) from error
+    except discord.HTTPException as error:
+        raise DiscordSetupError(
+            f"Discord refused the login with DISCORD_BOT_TOKEN ({error.status}: {error.text})."
+        ) from error
 
 
 def use_discord_urls(settings: Settings) -> None:

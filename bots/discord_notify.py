@@ -15,8 +15,9 @@ from collections.abc import Sequence
 
 import discord
 
-from bots.discord_connect import QUIET, use_discord_urls
+from bots.discord_connect import QUIET, log_in, use_discord_urls
 from bots.discord_render import MESSAGE_LIMIT, clip, discord_commands
+from bots.startup import Retries
 from core.config import Settings
 from core.models import Platform, User
 
@@ -48,12 +49,32 @@ class DiscordNotifier:
     """
 
     def __init__(
-        self, client: discord.Client, channel_ids: Sequence[int], token: str | None = None
+        self,
+        client: discord.Client,
+        channel_ids: Sequence[int],
+        token: str | None = None,
+        *,
+        retries: Retries | None = None,
     ) -> None:
         self.client = client
         self.channel_ids = list(channel_ids)
         self._token = token  # None: the client is logged in by its owner (the gateway bot)
         self._login = asyncio.Lock()
+        self.retries = retries or Retries()
+
+    async def verify(self) -> None:
+        """At start (`momentum scheduler`): log in now, so that a rejected token or no network
+        ends the start with one line (a DiscordSetupError) rather than failing every notice."""
+        async with self._login:
+            if self._token is None or self.client.http.token is not None:
+                return
+            like = self.client  # never logged in, so it holds no connection to close
+
+            def fresh() -> discord.Client:
+                return discord.Client(intents=like.intents, allowed_mentions=like.allowed_mentions)
+
+            self.client = await log_in(fresh, self._token, self.retries)
+            log.info("Discord notifier: logged in as %s", self.client.user)
 
     async def notify(self, user: User, text: str, *, key: str | None = None) -> None:
         if user.identity.platform is not Platform.DISCORD:
@@ -108,4 +129,5 @@ def discord_notifier(settings: Settings) -> DiscordNotifier | None:
         discord.Client(intents=discord.Intents(guilds=True), allowed_mentions=QUIET),
         settings.discord_channel_ids,
         settings.discord_bot_token.get_secret_value(),
+        retries=Retries.from_settings(settings),
     )

@@ -28,6 +28,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -37,7 +38,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.commands import Export, HistoryView, MeetingsView, Result, run_command, when_local
 from bots.repairs import keep_repairing
 from bots.slack_errors import refusal
-from bots.slack_notify import web_client
+from bots.slack_notify import SlackSetupError, check_bot_token, open_socket_url, web_client
 from bots.slack_render import (
     ACTION_CANCEL,
     ACTION_CONFIRM,
@@ -58,6 +59,7 @@ from bots.slack_render import (
 )
 from bots.slack_repair import finish_cut_reply
 from bots.slack_stream import Destination, WorkspaceEdits, export_messages, stream_reply
+from bots.startup import Retries
 from bots.stream import CUT_WRITE_SECONDS, Failure
 from core.coach import (
     CUT_OFF_TEXT,
@@ -86,10 +88,6 @@ USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 INTERNAL_ERROR_TEXT = "Something went wrong on my side. It has been logged; please try again."
 RESPOND_ATTEMPTS = 2  # a response_url answer refused with a 5xx or 429 is sent once more
 RESPOND_RETRY_SECONDS = 1.0
-
-
-class SlackSetupError(Exception):
-    """Slack settings that cannot work; the message says what to set."""
 
 
 def slack_mode(settings: Settings) -> Literal["socket", "http"]:
@@ -214,8 +212,21 @@ class SlackBot:
         self.client = client or web_client(settings, retry_rate_limits=True)
         self.stream_client = stream_client or web_client(settings)
         secret = settings.slack_signing_secret
+        self.retries = Retries.from_settings(settings)
+        self._signed_in: AuthorizeResult | None = None
+        self._signing_in = asyncio.Lock()
+
+        async def authorize() -> AuthorizeResult:
+            # Signed in before serving: no request awaits the network (or one another) here.
+            if self._signed_in is not None:
+                return self._signed_in
+            return await self.sign_in()
+
         self.app = AsyncApp(
-            client=self.client,
+            # Bolt gives each request its own copy of this client, with the token that
+            # `authorize` returns: a token here would only make Bolt warn that it ignores it.
+            client=AsyncWebClient(base_url=self.client.base_url, timeout=self.client.timeout),
+            authorize=authorize,
             signing_secret=secret.get_secret_value() if secret else "",
             process_before_response=True,
         )
@@ -476,10 +487,28 @@ class SlackBot:
                 timeout=aiohttp.ClientTimeout(total=self.client.timeout)
             )
             self.client.session = self.stream_client.session = self._session
+            self.app.client.session = self._session  # the base of each request's client
+
+    async def sign_in(self) -> AuthorizeResult:
+        """auth.test, once, before serving: a rejected SLACK_BOT_TOKEN stops the start (a
+        SlackSetupError), and Bolt gets who the bot is from here (`authorize`), so that no
+        request waits on auth.test. Bolt's own single-workspace mode called it lazily, on the
+        first requests, and a burst of them then reached the listeners out of order."""
+        async with self._signing_in:
+            if self._signed_in is None:
+                response = await check_bot_token(self.client, self.retries)
+                self._signed_in = AuthorizeResult.from_auth_test_response(
+                    bot_token=self.client.token,
+                    bot_scopes=response.headers.get("x-oauth-scopes"),
+                    auth_test_response=response,
+                )
+                log.info("Slack: signed in as %s in %s", response["user"], response["team"])
+        return self._signed_in
 
     async def start_http(self, host: str = HTTP_HOST, port: int = 3000) -> str:
         """Serve the Events API endpoint and a health route; returns the base URL."""
         await self.keep_connections()
+        await self.sign_in()
         server = web.Application()
         server.router.add_post(EVENTS_PATH, self._dispatch)
         server.router.add_get(HEALTH_PATH, self._health)
@@ -528,20 +557,25 @@ class SlackBot:
         mode = slack_mode(self.settings)
         socket: AsyncSocketModeHandler | None = None
         await self.keep_connections()
-        repairs = asyncio.create_task(keep_repairing(self.coach, Platform.SLACK, self.repair))
+        repairs: asyncio.Task[None] | None = None
         try:
+            await self.sign_in()
+            repairs = asyncio.create_task(keep_repairing(self.coach, Platform.SLACK, self.repair))
             if mode == "socket":
                 assert self.settings.slack_app_token is not None
-                socket = AsyncSocketModeHandler(
-                    self.app, self.settings.slack_app_token.get_secret_value()
-                )
+                app_token = self.settings.slack_app_token.get_secret_value()
+                socket = AsyncSocketModeHandler(self.app, app_token)
+                # Open the first connection's URL here, where a rejected token or no network
+                # ends the start with one line; the SDK would retry it forever, with tracebacks.
+                socket.client.wss_uri = await open_socket_url(self.client, app_token, self.retries)
                 await socket.connect_async()  # type: ignore[no-untyped-call]
                 log.info("Slack Socket Mode connected")
             else:
                 await self.start_http(HTTP_HOST, self.settings.slack_port)
             await asyncio.Event().wait()
         finally:
-            repairs.cancel()
+            if repairs is not None:
+                repairs.cancel()
             if socket is not None:
                 await socket.close_async()  # type: ignore[no-untyped-call]
             await self.stop()

@@ -1,4 +1,5 @@
-"""Reaching a Slack user outside a conversation: the scheduler's Notifier, and the Web client.
+"""Reaching Slack: the Web client, the start-up checks of both tokens, and the scheduler's
+Notifier.
 
 The notifier needs only the bot token (no Socket Mode, no public URL), so a separate
 `momentum scheduler` process can tell users that a meeting window opened or closed.
@@ -7,18 +8,97 @@ The notifier needs only the bot token (no Socket Mode, no public URL), so a sepa
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bots.slack_render import our_text
+from bots.startup import NETWORK_ERRORS, Retries, SetupError, reach
 from core.config import Settings
 from core.models import Platform, User
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # One-off posts may wait out a 429 once; streaming writes never do (bots/stream.py paces them).
 ONE_OFF_RATE_LIMIT_RETRIES = 2
+BOT_TOKEN_HELP = "copy the Bot User OAuth Token (xoxb-…) from the app's Install App page"
+APP_TOKEN_HELP = (
+    "generate an app-level token with the connections:write scope under Basic Information "
+    "→ App-Level Tokens"
+)
+
+
+class SlackSetupError(SetupError):
+    """Slack settings that cannot work; the message says what to set."""
+
+
+def slack_refusal(error: SlackApiError) -> str:
+    """Slack's error code (`invalid_auth`), or the status when the body was not Slack's JSON."""
+    data = error.response.data
+    code = data.get("error") if isinstance(data, dict) else None
+    return str(code or f"HTTP {error.response.status_code}")
+
+
+def is_passing(error: Exception) -> bool:
+    """No network, or Slack itself failing (5xx, 429): worth another try at start."""
+    if isinstance(error, SlackApiError):
+        status = int(error.response.status_code)
+        return status >= 500 or status == 429
+    return isinstance(error, NETWORK_ERRORS)
+
+
+def _without_retries(client: AsyncWebClient) -> AsyncWebClient:
+    """The same client without slack_sdk's own retries: start-up counts its tries itself
+    (STARTUP_RETRIES), with a log line each, and hidden retries would only add waiting."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        retry_handlers=[],
+    )
+
+
+async def _proving(
+    setting: str, help: str, call: Callable[[], Awaitable[T]], base_url: str, retries: Retries
+) -> T:
+    """A start-up call that proves `setting`: network trouble is tried again, a refusal is a
+    SlackSetupError naming the setting and how to get a good one."""
+    try:
+        return await reach(
+            call,
+            what="Slack",
+            hint=f"check SLACK_API_URL (now {base_url}) and the network",
+            retries=retries,
+            passing=is_passing,
+        )
+    except SlackApiError as error:
+        refusal = slack_refusal(error)
+        raise SlackSetupError(f"Slack rejected {setting} ({refusal}): {help}.") from error
+
+
+async def check_bot_token(client: AsyncWebClient, retries: Retries) -> AsyncSlackResponse:
+    """auth.test: proves SLACK_BOT_TOKEN before anything is served, and says who the bot is."""
+    auth_test = _without_retries(client).auth_test
+    return await _proving("SLACK_BOT_TOKEN", BOT_TOKEN_HELP, auth_test, client.base_url, retries)
+
+
+async def open_socket_url(client: AsyncWebClient, app_token: str, retries: Retries) -> str:
+    """apps.connections.open: proves SLACK_APP_TOKEN, and gives the Socket Mode URL to use."""
+    plain = _without_retries(client)
+
+    async def connections_open() -> str:
+        return str((await plain.apps_connections_open(app_token=app_token))["url"])
+
+    return await _proving(
+        "SLACK_APP_TOKEN", APP_TOKEN_HELP, connections_open, client.base_url, retries
+    )
 
 
 def web_client(settings: Settings, *, retry_rate_limits: bool = False) -> AsyncWebClient:
@@ -42,8 +122,14 @@ class SlackNotifier:
     a message but answered an error can show it twice (the scheduler's outbox says so).
     """
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, retries: Retries | None = None) -> None:
         self.client = client
+        self.retries = retries or Retries()
+
+    async def verify(self) -> None:
+        """At start (`momentum scheduler`): a rejected token is a SlackSetupError."""
+        identity = await check_bot_token(self.client, self.retries)
+        log.info("Slack notifier: signed in as %s in %s", identity["user"], identity["team"])
 
     async def notify(self, user: User, text: str, *, key: str | None = None) -> None:
         if user.identity.platform is not Platform.SLACK:
@@ -58,4 +144,6 @@ def slack_notifier(settings: Settings) -> SlackNotifier | None:
     """The notifier for these settings, or None when Slack is not configured."""
     if not settings.slack_configured:
         return None
-    return SlackNotifier(web_client(settings, retry_rate_limits=True))
+    return SlackNotifier(
+        web_client(settings, retry_rate_limits=True), Retries.from_settings(settings)
+    )

@@ -8,10 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.timeparse import WhenError, resolve_timezone
+
 log = logging.getLogger(__name__)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -38,8 +42,9 @@ class Settings(BaseSettings):
     llm_deadline_seconds: float = Field(90.0, gt=0)
     # No new token for this long means the stream has stalled.
     llm_stall_seconds: float = Field(20.0, gt=0)
-    # Not sent: the API rejects it since 2026-10-21. Read only to warn that it is ignored.
-    anthropic_temperature: float | None = None
+    # Not sent: the API rejects it since 2026-10-21. Read only to warn that it is ignored,
+    # so any value is accepted (an old deployment must not fail to start over it).
+    anthropic_temperature: str | None = None
 
     # The coach
     persona_path: Path | None = None
@@ -94,6 +99,11 @@ class Settings(BaseSettings):
     # scheduler process and across restarts, until delivered or no longer true.
     notice_backoff_seconds: Annotated[list[float], NoDecode] = [60.0, 300.0, 1800.0]
 
+    # Start-up: a platform that cannot be reached is tried again this many times, waiting
+    # STARTUP_RETRY_SECONDS, then twice as long each time (at most 30 s), before giving up.
+    startup_retries: int = Field(5, ge=0, le=20)
+    startup_retry_seconds: float = Field(1.0, gt=0, le=60)
+
     log_level: str = "INFO"
 
     @field_validator("discord_channel_ids", mode="before")
@@ -101,7 +111,10 @@ class Settings(BaseSettings):
     def _split_ids(cls, value: object) -> object:
         """Accept `123,456` as well as a JSON list: people type the former."""
         if isinstance(value, str):
-            return [int(part) for part in value.replace(" ", "").split(",") if part]
+            parts = [part for part in value.replace(" ", "").split(",") if part]
+            if not all(part.isdigit() for part in parts):
+                raise ValueError("channel ids are numbers, separated by commas: 123,456")
+            return [int(part) for part in parts]
         return value
 
     @field_validator("notify_retry_seconds", "notice_backoff_seconds", mode="before")
@@ -125,6 +138,49 @@ class Settings(BaseSettings):
         if not value or any(wait <= 0 for wait in value):
             raise ValueError("give at least one wait, each above 0 (e.g. 60,300,1800)")
         return value
+
+    @field_validator("anthropic_temperature", mode="before")
+    @classmethod
+    def _any_temperature(cls, value: object) -> object:
+        return value if value is None else str(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        """`debug` works as well as `DEBUG`; a typo is a clear error, not a traceback."""
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"not a log level: use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Checked here: an unknown zone used to pass and break the first /schedule."""
+        try:
+            return resolve_timezone(value).key
+        except WhenError as error:
+            raise ValueError(str(error)) from None
+
+    @model_validator(mode="after")
+    def _bookable_meetings(self) -> Settings:
+        """Meeting lengths that leave something to book (else every booking is refused)."""
+        low, default, high = (
+            self.meeting_min_minutes,
+            self.meeting_default_minutes,
+            self.meeting_max_minutes,
+        )
+        if low > high:
+            raise ValueError(
+                f"MEETING_MIN_MINUTES ({low}) is above MEETING_MAX_MINUTES ({high}): "
+                "no meeting could be booked"
+            )
+        if not low <= default <= high:
+            raise ValueError(
+                f"MEETING_DEFAULT_MINUTES ({default}) must lie between MEETING_MIN_MINUTES "
+                f"({low}) and MEETING_MAX_MINUTES ({high})"
+            )
+        return self
 
     @property
     def window_before(self) -> timedelta:
@@ -153,3 +209,22 @@ class Settings(BaseSettings):
                 "ANTHROPIC_TEMPERATURE=%s is ignored: the Messages API no longer accepts it",
                 self.anthropic_temperature,
             )
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per bad setting, named as the operator set it (LOG_LEVEL, not log_level),
+    without pydantic's error codes and links. Secret values are never echoed."""
+    fields = Settings.model_fields
+    lines = []
+    for problem in error.errors(include_url=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        loc = problem["loc"]
+        if not loc:  # a rule across settings: its message names them
+            lines.append(message)
+            continue
+        name = str(loc[0])
+        field = fields.get(name)
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        value = "" if secret else f"={problem['input']}"
+        lines.append(f"{name.upper()}{value}: {message}")
+    return lines

@@ -50,7 +50,9 @@ class Notifiers:
     """Platform -> Notifier. An adapter plugs in with `register(Platform.SLACK, notifier)`,
     or the composition root builds the lot with `from_factories`.
 
-    A notifier may also have `async def aclose()`; `aclose()` here calls it on shutdown.
+    A notifier may also have `async def aclose()`; `aclose()` here calls it on shutdown. And
+    `async def verify()`, which checks its credentials and raises when they cannot work;
+    `verify()` here calls each in turn at start, and lets the first failure through.
     """
 
     def __init__(self, notifiers: Mapping[Platform, Notifier] | None = None) -> None:
@@ -92,6 +94,12 @@ class Notifiers:
         return f"notifying users on {told}; no notifier for {', '.join(off) or 'none'}" + (
             " (users there get no window messages)" if off else ""
         )
+
+    async def verify(self) -> None:
+        for notifier in self._by_platform.values():
+            verify = getattr(notifier, "verify", None)
+            if verify is not None:
+                await verify()
 
     async def aclose(self) -> None:
         for platform, notifier in self._by_platform.items():

@@ -20,7 +20,10 @@ CLEAN_ENV = {
     key: value
     for key, value in os.environ.items()
     if not key.startswith(
-        ("ANTHROPIC_", "SLACK_", "DISCORD_", "DATABASE_", "PERSONA_", "SCHEDULER_", "LOG_")
+        (
+            "ANTHROPIC_", "SLACK_", "DISCORD_", "DATABASE_", "PERSONA_", "SCHEDULER_", "LOG_",
+            "STARTUP_", "MEETING_", "DEFAULT_TIMEZONE",
+        )
     )
 }
 STARTUP_SECONDS = 10.0  # a cold interpreter importing every SDK; usually ~2 s
@@ -55,15 +58,19 @@ class Momentum:
         match: re.Match[str] = await eventually(found, within, f"log {pattern!r}", self)
         return match
 
-    async def terminate(self, within: float = STOP_SECONDS) -> int:
-        """SIGTERM, as Heroku-style platforms stop a dyno; the exit code, within `within`."""
-        self.process.send_signal(signal.SIGTERM)
+    async def exited(self, within: float = STARTUP_SECONDS, late: str = "still running") -> int:
+        """The exit code of a process that stops by itself (a failed start), within `within`."""
         try:
             code = await asyncio.wait_for(self.process.wait(), within)
         except TimeoutError:
-            raise AssertionError(f"no exit {within}s after SIGTERM:\n{self.log}") from None
+            raise AssertionError(f"{late} after {within}s:\n{self.log}") from None
         await self._reader
         return code
+
+    async def terminate(self, within: float = STOP_SECONDS) -> int:
+        """SIGTERM, as Heroku-style platforms stop a dyno; the exit code, within `within`."""
+        self.process.send_signal(signal.SIGTERM)
+        return await self.exited(within, late="no exit since SIGTERM")
 
 
 async def eventually(

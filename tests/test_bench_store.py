@@ -37,6 +37,7 @@ async def test_sqlite_at_smoke_size() -> None:
     assert result["versions"]["sqlite"] == sqlite3.sqlite_version
 
 
+@pytest.mark.mongo_emulator
 async def test_mongo_emulator_at_smoke_size() -> None:
     try:
         import mongoeco  # noqa: F401

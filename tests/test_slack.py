@@ -301,7 +301,8 @@ async def test_bad_signature_is_refused_and_nothing_happens(tmp_path: Path) -> N
         cmd = await d.send(message_event("hi"), secret="")
         assert cmd.status == 401
         await d.bot.wait_idle()
-        assert d.fake.calls == [] and d.llm.requests == []
+        # Only the sign-in at start: nothing for the refused requests.
+        assert [c.method for c in d.fake.calls] == ["auth.test"] and d.llm.requests == []
 
 
 async def test_app_mention_is_answered_in_a_thread(tmp_path: Path) -> None:
