@@ -20,7 +20,6 @@ import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import aiohttp
@@ -34,7 +33,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.commands import Export, HistoryView, MeetingsView, Result, run_command, when_local
+from bots.commands import Export, run_command, when_for_result, when_local
 from bots.slack_notify import web_client
 from bots.slack_render import (
     ACTION_CANCEL,
@@ -363,18 +362,11 @@ class SlackBot:
                 sent = await self.send_export(identity, result)
                 message = SlackMessage(f"Your data export is in our DM ({sent} message(s)).")
             else:
-                message = result_message(result, self._when(result))
+                message = result_message(result, when_for_result(self.coach, result))
         except Exception:
             log.exception("/coach %s failed for %s", line[:40], identity.external_id)
             message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")
         await _respond(respond, message, replace=replace)
-
-    def _when(self, result: Result) -> Callable[[datetime], str]:
-        """Local times for views that carry their user; looking the user up again would
-        re-create one that `forget` has just deleted."""
-        if isinstance(result, HistoryView | MeetingsView):
-            return when_local(self.coach, result.user)
-        return lambda moment: moment.strftime("%Y-%m-%d %H:%M UTC")
 
     async def send_export(self, identity: Identity, export: Export) -> int:
         """All their data as JSON, in our DM: too big for an ephemeral response."""
