@@ -108,7 +108,10 @@ async def open_coach(settings: Settings) -> AsyncIterator[Coach]:
             timeout_seconds=settings.database_timeout_seconds,
         )
     except (StoreUnavailable, ValueError, OSError) as error:
-        raise StartupError(f"DATABASE_URL: {error}") from error
+        problem = str(error)  # open_store's own ValueError names the setting already
+        raise StartupError(
+            problem if problem.startswith("DATABASE_URL") else f"DATABASE_URL: {problem}"
+        ) from error
     llm = build_llm(settings)
     try:
         yield Coach(store, llm, persona, settings)

@@ -301,9 +301,21 @@ def when_local(coach: Coach, user: User) -> Callable[[datetime], str]:
     return lambda moment: format_local(moment, coach.zone(user))
 
 
+def when_for_result(coach: Coach, result: Result) -> Callable[[datetime], str]:
+    """Local times for the views that carry their user, UTC otherwise. Looking the user up
+    again would re-create one that `forget` has just deleted, and fail if the store is down."""
+    if isinstance(result, HistoryView | MeetingsView):
+        return when_local(coach, result.user)
+    return in_utc
+
+
+def in_utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def as_text(result: Result, when: Callable[[datetime], str] | None = None) -> str:
     """Render a result as plain text; `when` formats times (defaults to ISO UTC)."""
-    when = when or (lambda moment: moment.strftime("%Y-%m-%d %H:%M UTC"))
+    when = when or in_utc
     match result:
         case Reply(text=text):
             return text

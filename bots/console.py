@@ -13,7 +13,7 @@ import threading
 from contextlib import aclosing, suppress
 from typing import TextIO
 
-from bots.commands import as_text, is_command, run_command, when_local
+from bots.commands import as_text, is_command, run_command, when_for_result
 from core.coach import Chunk, Coach, Denied, Done, Failed, SafetyReply, Welcome
 from core.models import Identity, Platform
 from core.text import without_controls
@@ -78,8 +78,7 @@ class Console:
     async def handle(self, line: str) -> None:
         if is_command(line):
             result = await run_command(self.coach, self.identity, line)
-            user = await self.coach.user(self.identity)
-            self.write(as_text(result, when_local(self.coach, user)) + "\n")
+            self.write(as_text(result, when_for_result(self.coach, result)) + "\n")
             return
         streaming = False
         async with aclosing(self.coach.reply(self.identity, line)) as events:

@@ -110,6 +110,11 @@ def strip_mention(content: str, user_id: int) -> str:
     return re.sub(rf"<@!?{user_id}>", " ", content).strip()
 
 
+def _retrieved(request: asyncio.Future[None]) -> None:
+    if not request.cancelled() and (error := request.exception()) is not None:
+        log.debug("typing indicator failed: %s", error)
+
+
 class ChannelReply:
     """One streamed reply (a `bots.stream.Surface`): the first message answers the user's
     (in a guild, as a reply to it), the rest follow it in the same channel."""
@@ -148,7 +153,12 @@ class ChannelReply:
         # budget, a slot is worth more as text than as an indicator that would come late.
         if self.global_budget.backlog() <= TYPING_MAX_WAIT_SECONDS:
             await self.global_budget.acquire()
-            await self.channel.typing()
+            # Shielded: a typing request cut off mid-flight (the reply ended first, as a
+            # replayed message's does at once) left discord.py's typing route waiting, and
+            # the next reply in the channel waited behind it for ~30 s.
+            request = asyncio.ensure_future(self.channel.typing())
+            request.add_done_callback(_retrieved)  # nobody awaits it once we are cancelled
+            await asyncio.shield(request)
 
     def stop_typing(self) -> None:
         if self._typing is not None:

@@ -35,7 +35,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.commands import Export, HistoryView, MeetingsView, Result, run_command, when_local
+from bots.commands import Export, run_command, when_for_result, when_local
 from bots.repairs import keep_repairing
 from bots.slack_errors import refusal
 from bots.slack_notify import SlackSetupError, check_bot_token, open_socket_url, web_client
@@ -437,19 +437,12 @@ class SlackBot:
                 sent = await self.send_export(identity, result)
                 message = SlackMessage(f"Your data export is in our DM ({sent} message(s)).")
             else:
-                message = result_message(result, self._when(result))
+                message = result_message(result, when_for_result(self.coach, result))
         except Exception:
             log.exception("/coach %s failed for %s", line[:40], identity.external_id)
             message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")
         command = "".join(line.split()[:1])  # a button's value may be blank
         await _respond(respond, message, replace=replace, about=f"/coach {command}")
-
-    def _when(self, result: Result) -> Callable[[datetime], str]:
-        """Local times for views that carry their user; looking the user up again would
-        re-create one that `forget` has just deleted."""
-        if isinstance(result, HistoryView | MeetingsView):
-            return when_local(self.coach, result.user)
-        return lambda moment: moment.strftime("%Y-%m-%d %H:%M UTC")
 
     async def send_export(self, identity: Identity, export: Export) -> int:
         """All their data as JSON, in our DM: too big for an ephemeral response."""

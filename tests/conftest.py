@@ -15,6 +15,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from core.store import Store, open_store
+from tests.read_only import ReadOnly, read_only_paths
 
 # --- Stores ------------------------------------------------------------------------------
 #
@@ -125,3 +126,16 @@ async def store_target(
 @pytest.fixture
 async def store(store_target: StoreTarget) -> Store:
     return await store_target.open()
+
+
+# --- Read-only files -----------------------------------------------------------------------
+#
+# `read_only.protect(path)` makes a file or directory read-only for this process, root
+# included (tests/read_only.py says how); `read_only.lift(path)` undoes it, and so does the
+# end of the test.
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[ReadOnly]:
+    with read_only_paths(tmp_path) as protection:
+        yield protection

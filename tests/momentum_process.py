@@ -58,19 +58,20 @@ class Momentum:
         match: re.Match[str] = await eventually(found, within, f"log {pattern!r}", self)
         return match
 
-    async def exited(self, within: float = STARTUP_SECONDS, late: str = "still running") -> int:
-        """The exit code of a process that stops by itself (a failed start), within `within`."""
+    async def exited(self, within: float = STARTUP_SECONDS, *, why: str = "") -> int:
+        """The exit code of a process that ends by itself (or after `why`), within `within`;
+        its whole log read."""
         try:
             code = await asyncio.wait_for(self.process.wait(), within)
         except TimeoutError:
-            raise AssertionError(f"{late} after {within}s:\n{self.log}") from None
+            raise AssertionError(f"no exit {within}s after {why or 'start'}:\n{self.log}") from None
         await self._reader
         return code
 
     async def terminate(self, within: float = STOP_SECONDS) -> int:
         """SIGTERM, as Heroku-style platforms stop a dyno; the exit code, within `within`."""
         self.process.send_signal(signal.SIGTERM)
-        return await self.exited(within, late="no exit since SIGTERM")
+        return await self.exited(within, why="SIGTERM")
 
 
 async def eventually(

@@ -378,3 +378,17 @@ def test_threads_inside_coaching_channels_count() -> None:
 def test_mentions_of_the_bot_are_stripped() -> None:
     assert strip_mention("<@42> hi <@!42> there", 42) == "hi   there"
     assert strip_mention("ask <@7> too", 42) == "ask <@7> too"
+
+
+async def test_a_replayed_message_does_not_hold_up_the_next_reply(tmp_path: Path) -> None:
+    """Discord replays a message (RESUME) as the user sends a new one. The replay is ignored,
+    so its reply ends while its "typing…" request is still out; cutting that request off
+    left discord.py's typing route waiting, and the new reply waited behind it (~30 s)."""
+    async with discord_world(tmp_path) as w:
+        first = w.discord.message_create("hello")
+        await w.discord.dispatch("MESSAGE_CREATE", first)
+        await w.final_answer(int(first["id"]), lambda text: "Coach: hello" in text)
+        await w.discord.dispatch("MESSAGE_CREATE", first)  # the replay
+        asked = await w.say("next")
+        await w.final_answer(asked, lambda text: "Coach: next" in text, within=5.0)
+        assert len(w.answers_to(int(first["id"]))) == 1

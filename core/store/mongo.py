@@ -9,13 +9,14 @@ insertion order (as SQLite's rowid does): a reply often shares its prompt's mill
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
 
 from core.models import (
     Goal,
@@ -78,6 +79,13 @@ def _recap_unclaimed_by(when: datetime) -> dict[str, Any]:
     return {"$or": [{"recap_claimed_until": None}, {"recap_claimed_until": {"$lte": when}}]}
 
 
+def _reason(error: PyMongoError) -> str:
+    """PyMongo's message without the timeout settings and topology dump it appends: the
+    operator reads this as one line at start-up."""
+    text = str(error).split(", Timeout: ")[0]
+    return re.sub(r" \(configured timeouts: [^)]*\)", "", text)
+
+
 class MongoStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._client = client
@@ -111,7 +119,12 @@ class MongoStore:
             await store._ensure_indexes()
         except PyMongoError as error:
             await client.close()
-            raise StoreUnavailable(f"cannot reach MongoDB: {error}") from error
+            within = (
+                f" within {server_timeout:g} s"
+                if isinstance(error, ServerSelectionTimeoutError)
+                else ""
+            )
+            raise StoreUnavailable(f"cannot reach MongoDB{within}: {_reason(error)}") from error
         return store
 
     async def _ensure_indexes(self) -> None:

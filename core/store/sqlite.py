@@ -8,12 +8,10 @@ every datetime, query bounds included, goes through `_ts` to keep it so.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -34,15 +32,12 @@ from core.models import (
     Platform,
     User,
 )
-from core.store import MeetingFlag, StoreUnavailable
+from core.store import MeetingFlag
+from core.store.sqlite_file import Params, SQLiteFile
 
 BUSY_TIMEOUT_SECONDS = 10.0  # another process (a separate scheduler) may hold the lock a moment
-WAL_SWITCH_ATTEMPTS = 20
-WAL_SWITCH_BACKOFF_SECONDS = 0.02
 # 8 parameters a row: 8,000 per statement, within SQLite's limit (32,766 since 3.32).
 ROWS_PER_INSERT = 1000
-
-Params = Sequence[Any] | Mapping[str, Any]  # `?` placeholders, or `:name` ones
 
 MIGRATIONS = [
     """
@@ -187,83 +182,57 @@ def _notice(row: sqlite3.Row) -> Notice:
     )
 
 
-async def _use_wal(db: aiosqlite.Connection) -> None:
-    """Switch to WAL. SQLite does not wait on a lock for this switch (no busy handler), so
-    when several processes open a fresh file at once, a loser retries for a moment."""
-    for attempt in range(1, WAL_SWITCH_ATTEMPTS + 1):
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or attempt == WAL_SWITCH_ATTEMPTS:
-                raise StoreUnavailable(f"cannot open the SQLite file: {error}") from error
-            await asyncio.sleep(WAL_SWITCH_BACKOFF_SECONDS * attempt)
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Bring the schema up to date, safely when several processes open a fresh file at once.
+
+    The version is read again under the write lock (`BEGIN IMMEDIATE`), so exactly one
+    opener migrates; `executescript` cannot be used inside it (it commits first).
+    """
+    if await _user_version(db) >= len(MIGRATIONS):
+        return
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        version = await _user_version(db)
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {number}")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+    await db.execute("COMMIT")
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 class SQLiteStore:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: SQLiteFile) -> None:
         self._db = db
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteStore:
-        """Open (creating it if need be) the file; a call waiting longer than `busy_timeout`
-        for another connection's lock raises StoreUnavailable."""
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, timeout=busy_timeout, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        await _use_wal(db)
-        await db.execute("PRAGMA synchronous=NORMAL")
-        store = cls(db)
-        await store._migrate()
-        return store
-
-    async def _migrate(self) -> None:
-        """Bring the schema up to date, safely when several processes open a fresh file at once.
-
-        The version is read again under the write lock (`BEGIN IMMEDIATE`), so exactly one
-        opener migrates; `executescript` cannot be used inside it (it commits first).
-        """
-        if await self._user_version() >= len(MIGRATIONS):
-            return
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            version = await self._user_version()
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        await self._db.execute(statement)
-                await self._db.execute(f"PRAGMA user_version = {number}")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
-
-    async def _user_version(self) -> int:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        """Open (creating it if need be, readable by its owner only) the file; a call waiting
+        longer than `busy_timeout` for another connection's lock raises StoreUnavailable, and
+        so does a file that cannot serve (the message says what is wrong with it)."""
+        return cls(await SQLiteFile.open(path, busy_timeout=busy_timeout, prepare=_migrate))
 
     async def close(self) -> None:
         await self._db.close()
 
     async def _all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        try:
-            async with self._db.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
-        except sqlite3.OperationalError as error:
-            raise StoreUnavailable(str(error)) from error
+        return await self._db.fetch(sql, params)
 
     async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
     async def _write(self, sql: str, params: Params = ()) -> int:
-        try:
-            async with self._db.execute(sql, params) as cursor:
-                return cursor.rowcount
-        except sqlite3.OperationalError as error:
-            raise StoreUnavailable(str(error)) from error
+        return await self._db.change(sql, params)
 
     # Users
 
@@ -436,30 +405,27 @@ class SQLiteStore:
     # Meetings
 
     async def add_meetings(self, meetings: Sequence[Meeting]) -> None:
-        try:
-            await self._db.executemany(
-                "INSERT INTO meetings (id, user_id, start, duration_minutes, series_id, status,"
-                " closes_at, reminder_sent, recap_sent, recap, recap_claimed_until)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        m.id,
-                        m.user_id,
-                        _ts(m.start),
-                        m.duration_minutes,
-                        m.series_id,
-                        m.status,
-                        _ts(m.closes_at),
-                        int(m.reminder_sent),
-                        int(m.recap_sent),
-                        m.recap,
-                        _ts(m.recap_claimed_until) if m.recap_claimed_until else None,
-                    )
-                    for m in meetings
-                ],
-            )
-        except sqlite3.OperationalError as error:
-            raise StoreUnavailable(str(error)) from error
+        await self._db.change_many(
+            "INSERT INTO meetings (id, user_id, start, duration_minutes, series_id, status,"
+            " closes_at, reminder_sent, recap_sent, recap, recap_claimed_until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    m.id,
+                    m.user_id,
+                    _ts(m.start),
+                    m.duration_minutes,
+                    m.series_id,
+                    m.status,
+                    _ts(m.closes_at),
+                    int(m.reminder_sent),
+                    int(m.recap_sent),
+                    m.recap,
+                    _ts(m.recap_claimed_until) if m.recap_claimed_until else None,
+                )
+                for m in meetings
+            ],
+        )
 
     async def get_meeting(self, meeting_id: str) -> Meeting | None:
         row = await self._one("SELECT * FROM meetings WHERE id = ?", (meeting_id,))
