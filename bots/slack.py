@@ -132,13 +132,15 @@ class Background:
     async def stop(self, grace: float) -> None:
         """Let the work finish for `grace` seconds; then cancel what is left, which ends
         each reply with a note (bots/stream.py `cut_note`), and wait for those notes."""
-        try:
-            async with asyncio.timeout(grace):
-                await self.wait()
+        # asyncio.wait, not asyncio.timeout: this runs in a task being cancelled (SIGTERM),
+        # and before 3.12 a timeout there raises CancelledError instead of TimeoutError.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)  # work may start more work
+        if not self._tasks:
             return
-        except TimeoutError:
-            log.warning("%d task(s) still running after %.0f s: cutting them off", len(self),
-                        grace)
+        log.warning("%d task(s) still running after %.1f s: cutting them off", len(self), grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.wait(set(self._tasks), timeout=CUT_WRITE_SECONDS + 1)

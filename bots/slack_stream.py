@@ -328,8 +328,9 @@ class NativeReply:
 
     async def _cut(self, note: str) -> None:
         try:
-            async with asyncio.timeout(CUT_WRITE_SECONDS):
-                await self._stop(Failure(note))
+            # wait_for, not asyncio.timeout: before 3.12, a timeout inside a task being
+            # cancelled ends in CancelledError instead of TimeoutError.
+            await asyncio.wait_for(self._stop(Failure(note)), CUT_WRITE_SECONDS)
         except Exception as error:  # refused, or too slow: Slack closes it within minutes
             log.warning("could not stop a cut-off stream in %s: %r", self.where.channel, error)
 

@@ -581,11 +581,16 @@ async def _cut(screen: _Screen[H], draft: _Draft, bucket: Budget, note: str) -> 
     """The reply is being stopped from outside (shutdown): what was shown stays, without the
     indicator, followed by `note`, within CUT_WRITE_SECONDS."""
     draft.note, draft.done = note, True
+
+    async def write_final() -> None:
+        while (stale := screen.first_stale(targets := draft.targets())) is not None:
+            await bucket.acquire()
+            await screen.write(stale, targets[stale])
+
     try:
-        async with asyncio.timeout(CUT_WRITE_SECONDS):
-            while (stale := screen.first_stale(targets := draft.targets())) is not None:
-                await bucket.acquire()
-                await screen.write(stale, targets[stale])
+        # wait_for, not asyncio.timeout: this runs in a task being cancelled, where before
+        # 3.12 a timeout ends in CancelledError instead of TimeoutError.
+        await asyncio.wait_for(write_final(), CUT_WRITE_SECONDS)
     except Exception as error:  # refused, or too slow: the reply stays as it was
         log.warning("could not end a stopped reply with its note: %r", error)
 
