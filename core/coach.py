@@ -424,10 +424,10 @@ class Coach:
             llm_error = LLMError("not_configured")
             yield Failed(llm_error.kind, llm_error.user_text)
             return
-        if not user.welcomed and await self.store.claim_welcome(user.id):
-            yield Welcome(self.persona.welcome)  # once, even for a burst of first messages
         access = await self._access(user, now)
         if not access.allowed:
+            if await self._welcomes(user):
+                yield Welcome(self.persona.welcome)
             yield Denied(
                 access, describe_access(access, lambda t: self.local(user, t), self.policy)
             )
@@ -440,6 +440,8 @@ class Coach:
         self, turn: _Turn, user: User, text: str, access: Access
     ) -> AsyncGenerator[ReplyEvent, None]:
         """One conversation turn, holding the user's turn: save, build context, stream, save."""
+        if await self._welcomes(user):  # in the turn: it opens the first reply of a burst
+            yield Welcome(self.persona.welcome)
         meeting_id = access.meeting.id if access.meeting else None
         meta = MessageMeta(platform=user.identity.platform, meeting_id=meeting_id)
         prompt = await self.build_context(user, text, access.meeting)
@@ -498,6 +500,10 @@ class Coach:
             yield Failed(error.kind, error.user_text)
         else:
             yield Done(message.id, reply, reply_meta.usage)
+
+    async def _welcomes(self, user: User) -> bool:
+        """True once per user: the one reply that shows the welcome (an atomic claim)."""
+        return not user.welcomed and await self.store.claim_welcome(user.id)
 
     async def _save_stopped(self, turn: _Turn, user: User, meta: MessageMeta) -> None:
         """What the model had said when the adapter stopped reading, kept as incomplete."""

@@ -60,3 +60,19 @@ async def test_a_burst_is_answered_in_order_with_every_earlier_turn(
         ]
         if isinstance(chat, DiscordChat):  # Discord replies reference their own message
             assert all(chat._reply_messages(said) for said in burst)
+
+
+async def test_a_new_users_burst_is_welcomed_under_the_first_message(tmp_path: Path) -> None:
+    """Only the first message waits for users.info (the Slack timezone, once per user): the
+    welcome still opens the first reply, not whichever message got ahead meanwhile."""
+    from tests.slack_harness import deployment
+
+    async with deployment(tmp_path) as d:
+        chat = SlackChat(d)
+        slow_and_shuffled(chat)
+        burst = [await chat.send(f"message {n}") for n in range(1, 6)]
+        for said in burst:
+            await chat.settle(said, replies=2 if said is burst[0] else 1)
+        first, *rest = [chat.replies(said) for said in burst]
+        assert first[0].startswith("👋") and first[1] == "Coach: message 1"
+        assert all(len(replies) == 1 and "👋" not in replies[0] for replies in rest)
