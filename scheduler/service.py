@@ -34,8 +34,9 @@ from apscheduler.triggers.date import DateTrigger
 from core.coach import Clock, Coach, MeetingsChanged
 from core.config import Settings
 from core.models import Meeting
+from core.windows import due_steps, step_times
 from scheduler.notify import Delivery, Notifiers
-from scheduler.windows import WindowKeeper, due_steps, step_times
+from scheduler.windows import WindowKeeper
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from core.models import (
     User,
 )
 from core.store import Store
+from core.windows import reminder_at
 from scheduler.notify import Delivery, Notifiers
 from scheduler.outbox import (
     NOTICE_BACKOFF,
@@ -38,7 +39,7 @@ from scheduler.outbox import (
     render,
     stale_reason,
 )
-from scheduler.windows import WindowKeeper, reminder_at
+from scheduler.windows import WindowKeeper
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
 from tests.fakes.notifier import RecordingNotifier

@@ -16,9 +16,9 @@ import pytest
 from core.models import MeetingStatus, User
 from core.recap import RECAP_INSTRUCTIONS
 from core.store import Store
+from core.windows import reminder_at
 from scheduler.notify import Notifiers
 from scheduler.service import SchedulerService, run_scheduler
-from scheduler.windows import reminder_at
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic, HttpError, Reply
 from tests.fakes.notifier import RecordingNotifier

@@ -16,14 +16,9 @@ import pytest
 from core.models import Meeting, MeetingStatus, Role
 from core.recap import RECAP_INSTRUCTIONS
 from core.store import Store
+from core.windows import RECAP_CATCH_UP, RECAP_LEASE, recap_retry_at, reminder_at
 from scheduler.notify import Delivery, Notifiers
-from scheduler.windows import (
-    RECAP_CATCH_UP,
-    RECAP_LEASE,
-    WindowKeeper,
-    recap_retry_at,
-    reminder_at,
-)
+from scheduler.windows import WindowKeeper
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic, HttpError, Reply, Stall
 from tests.fakes.notifier import RecordingNotifier

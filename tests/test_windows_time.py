@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from core.access import decide_access
 from core.models import Meeting, MeetingStatus, Phase
 from core.store import open_store
+from core.windows import reminder_at, step_times
 from scheduler import messages
-from scheduler.windows import reminder_at, step_times
 from tests.scheduler_world import ALICE, PARIS, Clock, World, utc
 
 SPRING_MONDAY = utc(2026, 3, 16, 12, 0)
