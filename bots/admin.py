@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from core.coach import Coach
-from core.models import GoalStatus, MeetingStatus, Phase, User
+from core.models import Phase, User
 
 COLUMNS = ("id", "platform", "external id", "phase", "timezone")
 
@@ -33,7 +33,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 async def run(coach: Coach, args: argparse.Namespace) -> str:
     """Carry out the parsed `admin` command; the text to print."""
     if args.admin_command == "users":
-        return users_table(await coach.store.list_users())
+        return users_table(await coach.users())
     return await set_phase(coach, args.user_id, Phase(args.phase))
 
 
@@ -53,17 +53,16 @@ def users_table(users: Sequence[User]) -> str:
 
 
 async def set_phase(coach: Coach, ref: str, phase: Phase) -> str:
-    user = find_user(await coach.store.list_users(), ref)
-    updated = await coach.store.update_user(user.id, phase=phase)
-    if updated is None:
-        raise AdminError(f"User {user.id} was deleted meanwhile.")
+    user = find_user(await coach.users(), ref)
+    try:
+        updated, warnings = await coach.set_phase(user, phase)
+    except LookupError:
+        raise AdminError(f"User {user.id} was deleted meanwhile.") from None
     lines = [
         f"User {user.id} ({user.identity.platform.value} {user.identity.external_id}): "
-        f"{user.phase.value} -> {phase.value}"
+        f"{user.phase.value} -> {updated.phase.value}"
     ]
-    if phase is Phase.TRACKING:
-        lines.extend(await _tracking_warnings(coach, user))
-    return "\n".join(lines)
+    return "\n".join([*lines, *(f"warning: {warning}" for warning in warnings)])
 
 
 def find_user(users: Sequence[User], ref: str) -> User:
@@ -80,18 +79,3 @@ def find_user(users: Sequence[User], ref: str) -> User:
     raise AdminError(
         f"No user {ref!r}. Give an id from `momentum admin users`, or platform:external-id."
     )
-
-
-async def _tracking_warnings(coach: Coach, user: User) -> list[str]:
-    """What `/track` would have asked for: the user can still be set, but should know."""
-    warnings = []
-    if not await coach.store.list_goals(user.id, GoalStatus.ACTIVE):
-        warnings.append("warning: the user has no active goal")
-    now = coach.clock()
-    meetings = await coach.store.list_meetings(user.id, closing_after=now)
-    if not any(m.status is not MeetingStatus.CANCELLED and m.start > now for m in meetings):
-        warnings.append(
-            "warning: the user has no upcoming meeting, so the coach is unreachable until one "
-            "is scheduled"
-        )
-    return warnings

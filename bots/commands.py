@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.coach import Coach, CoachError, HistoryPage
-from core.models import Access, Goal, GoalStatus, Identity, Meeting, Phase, Role, User
-from core.store import StoreUnavailable
+from core.access import Standing
+from core.coach import Coach
+from core.errors import CoachError, StoreUnavailable
+from core.models import Goal, GoalStatus, Identity, Meeting, Phase, Role
+from core.session import HistoryPage, Session
 from core.text import plain_argument, without_controls
-from core.timeparse import format_local
+from core.texts import STORE_DOWN_COMMAND_TEXT
+from core.timeparse import UserTime
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +48,14 @@ class Help:
 
 @dataclass(frozen=True)
 class AccessView:
-    access: Access
-    text: str
+    standing: Standing
 
 
 @dataclass(frozen=True)
 class HistoryView:
     page: HistoryPage
-    user: User
+    phase: Phase
+    time: UserTime  # how the user reads times
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class GoalsView:
 @dataclass(frozen=True)
 class MeetingsView:
     meetings: list[Meeting]
-    user: User
+    time: UserTime
     note: str = ""
 
 
@@ -84,7 +87,23 @@ class Export:
 
 
 Result = Reply | Help | AccessView | HistoryView | GoalsView | MeetingsView | Confirm | Export
-Handler = Callable[[Coach, Identity, str], Awaitable[Result]]
+
+
+class Ask:
+    """One command's asker: their session with the coach, looked up once, when first needed
+    (`/help` needs none, so it works with the database down)."""
+
+    def __init__(self, coach: Coach, identity: Identity) -> None:
+        self.coach, self.identity = coach, identity
+        self._session: Session | None = None
+
+    async def session(self) -> Session:
+        if self._session is None:
+            self._session = await self.coach.session(self.identity)
+        return self._session
+
+
+Handler = Callable[[Ask, str], Awaitable[Result]]
 
 
 @dataclass(frozen=True)
@@ -95,54 +114,55 @@ class Command:
     handler: Handler
 
 
-async def _help(coach: Coach, identity: Identity, args: str) -> Result:
+async def _help(ask: Ask, args: str) -> Result:
     return Help([(command.usage, command.summary) for command in COMMANDS.values()])
 
 
-async def _access(coach: Coach, identity: Identity, args: str) -> Result:
-    access, text = await coach.access(identity)
-    return AccessView(access, text)
+async def _access(ask: Ask, args: str) -> Result:
+    return AccessView(await (await ask.session()).access())
 
 
-async def _history(coach: Coach, identity: Identity, args: str) -> Result:
+async def _history(ask: Ask, args: str) -> Result:
     page = _number(plain_argument(args) or "1", "page")
-    return HistoryView(
-        await coach.history(identity, page, HISTORY_PAGE_SIZE), await coach.user(identity)
-    )
+    you = await ask.session()
+    return HistoryView(await you.history(page, HISTORY_PAGE_SIZE), you.user.phase, you.time)
 
 
-async def _clear(coach: Coach, identity: Identity, args: str) -> Result:
+async def _clear(ask: Ask, args: str) -> Result:
     if args.strip().lower() != CONFIRM_WORD:
         return Confirm(
             "This deletes your whole conversation history with me. Goals and meetings stay.",
             f"clear {CONFIRM_WORD}",
         )
-    count = await coach.clear_history(identity)
+    count = await (await ask.session()).clear_history()
     return Reply(f"Done: {count} message(s) deleted. Fresh page!")
 
 
-async def _goals(coach: Coach, identity: Identity, args: str) -> Result:
-    return GoalsView(await coach.goals(identity))
+async def _goals(ask: Ask, args: str) -> Result:
+    return GoalsView(await (await ask.session()).goals())
 
 
-async def _goal(coach: Coach, identity: Identity, args: str) -> Result:
+async def _goal(ask: Ask, args: str) -> Result:
     action, rest = _first_word(args)
+    you = await ask.session()
     match plain_argument(action).lower():
         case "add":
-            goal = await coach.add_goal(identity, rest)
-            return GoalsView(await coach.goals(identity), note=f"Saved: {goal.text}")
+            goal = await you.add_goal(rest)
+            note = f"Saved: {goal.text}"
         case "done":
-            goal = await coach.close_goal(identity, plain_argument(rest), GoalStatus.DONE)
-            return GoalsView(
-                await coach.goals(identity), note=f"🎉 Done: {goal.text}. Well earned!"
-            )
+            goal = await you.close_goal(plain_argument(rest), GoalStatus.DONE)
+            note = f"🎉 Done: {goal.text}. Well earned!"
         case "drop":
-            goal = await coach.close_goal(identity, plain_argument(rest), GoalStatus.DROPPED)
-            return GoalsView(await coach.goals(identity), note=f"Dropped: {goal.text}.")
-    return Reply("Use `/goal add <goal>`, `/goal done <number>` or `/goal drop <number>`.", True)
+            goal = await you.close_goal(plain_argument(rest), GoalStatus.DROPPED)
+            note = f"Dropped: {goal.text}."
+        case _:
+            return Reply(
+                "Use `/goal add <goal>`, `/goal done <number>` or `/goal drop <number>`.", True
+            )
+    return GoalsView(await you.goals(), note=note)
 
 
-async def _schedule(coach: Coach, identity: Identity, args: str) -> Result:
+async def _schedule(ask: Ask, args: str) -> Result:
     args = plain_argument(args)  # `９am` reads as `9am`; a pasted ZWSP is not a word
     if not args:
         return Reply(
@@ -150,22 +170,23 @@ async def _schedule(coach: Coach, identity: Identity, args: str) -> Result:
             "`/schedule next monday 7:00 weekly`.",
             error=True,
         )
-    new = await coach.schedule(identity, args)
-    user = await coach.user(identity)
-    first = format_local(new[0].start, coach.zone(user))
+    you = await ask.session()
+    new = await you.schedule(args)
+    first = you.local(new[0].start)
     note = (
         f"Scheduled {len(new)} weekly meetings, starting {first}."
         if len(new) > 1
         else f"Scheduled: {first}, {new[0].duration_minutes} min."
     )
-    return MeetingsView(await coach.meetings(identity), user, note=note)
+    return MeetingsView(await you.meetings(), you.time, note=note)
 
 
-async def _meetings(coach: Coach, identity: Identity, args: str) -> Result:
-    return MeetingsView(await coach.meetings(identity), await coach.user(identity))
+async def _meetings(ask: Ask, args: str) -> Result:
+    you = await ask.session()
+    return MeetingsView(await you.meetings(), you.time)
 
 
-async def _cancel(coach: Coach, identity: Identity, args: str) -> Result:
+async def _cancel(ask: Ask, args: str) -> Result:
     ref, scope = _first_word(plain_argument(args))
     if not ref:
         return Reply(
@@ -175,56 +196,58 @@ async def _cancel(coach: Coach, identity: Identity, args: str) -> Result:
         # Cancelling is not undone: a word we do not understand cancels nothing.
         return Reply(f"Use `/cancel {ref}` or `/cancel {ref} series` (see /meetings).", True)
     series = bool(scope)
-    cancelled = await coach.cancel(identity, ref, series=series)
-    user = await coach.user(identity)
+    you = await ask.session()
+    cancelled = await you.cancel(ref, series=series)
     what = (
-        f"{len(cancelled)} meetings of the series"
+        f"{len(cancelled.meetings)} meetings of the series"
         if series
-        else format_local(cancelled[0].start, coach.zone(user))
+        else you.local(cancelled.meetings[0].start)
     )
     note = f"Cancelled: {what}."
-    now = coach.clock()
-    if user.phase is Phase.TRACKING and any(coach.policy.is_open(m, now) for m in cancelled):
+    if cancelled.closed_window and not cancelled.standing.access.allowed:
         # Said here, where the user is, rather than by the scheduler: no window message follows.
-        access, text = await coach.access(identity)
-        if not access.allowed:
-            note += f" That was your open window, so your coaching window is closed now. {text}"
-    return MeetingsView(await coach.meetings(identity), user, note=note)
+        note += (
+            " That was your open window, so your coaching window is closed now. "
+            + cancelled.standing.describe()
+        )
+    return MeetingsView(await you.meetings(), you.time, note=note)
 
 
-async def _track(coach: Coach, identity: Identity, args: str) -> Result:
-    await coach.start_tracking(identity)
-    _, text = await coach.access(identity)
+async def _track(ask: Ask, args: str) -> Result:
+    you = await ask.session()
+    await you.start_tracking()
+    text = (await you.access()).describe()
     return Reply(f"You're in tracking now: I'll be here around your meetings. {text}")
 
 
-async def _goalsetting(coach: Coach, identity: Identity, args: str) -> Result:
-    await coach.back_to_goal_setting(identity)
+async def _goalsetting(ask: Ask, args: str) -> Result:
+    await (await ask.session()).back_to_goal_setting()
     return Reply("Back to goal setting: talk to me any time.")
 
 
-async def _timezone(coach: Coach, identity: Identity, args: str) -> Result:
+async def _timezone(ask: Ask, args: str) -> Result:
     args = plain_argument(args)  # an invisible character must not make a zone unknown
+    you = await ask.session()
     if not args:
-        user = await coach.user(identity)
-        current = user.timezone or f"{coach.settings.default_timezone} (default)"
-        return Reply(f"Your timezone: {current}. Change it with `/timezone Europe/Paris`.")
-    user = await coach.set_timezone(identity, args)
-    return Reply(f"Timezone set to {user.timezone}. It's {coach.local(user, coach.clock())} there.")
+        return Reply(
+            f"Your timezone: {you.timezone_name}. Change it with `/timezone Europe/Paris`."
+        )
+    user = await you.set_timezone(args)
+    return Reply(f"Timezone set to {user.timezone}. It's {you.local(you.now())} there.")
 
 
-async def _export(coach: Coach, identity: Identity, args: str) -> Result:
-    return Export(await coach.export(identity))
+async def _export(ask: Ask, args: str) -> Result:
+    return Export(await (await ask.session()).export())
 
 
-async def _forget(coach: Coach, identity: Identity, args: str) -> Result:
+async def _forget(ask: Ask, args: str) -> Result:
     if args.strip().lower() != CONFIRM_WORD:
         return Confirm(
             "This deletes everything I know about you: messages, goals, meetings. "
             "It can't be undone.",
             f"forget {CONFIRM_WORD}",
         )
-    await coach.forget(identity)
+    await (await ask.session()).forget()
     return Reply("Everything is deleted. If you come back, we start fresh. Take care!")
 
 
@@ -264,12 +287,12 @@ async def run_command(coach: Coach, identity: Identity, text: str) -> Result:
     if command is None:
         return Reply(_unknown(plain_argument(name)), error=True)
     try:
-        return await command.handler(coach, identity, args)
+        return await command.handler(Ask(coach, identity), args)
     except CoachError as error:
         return Reply(error.user_text, error=True)
     except StoreUnavailable as error:
         log.error("store unavailable during /%s: %s", command.name, error)
-        return Reply("I can't reach my memory right now. Please try again in a minute.", True)
+        return Reply(STORE_DOWN_COMMAND_TEXT, True)
 
 
 def _unknown(name: str) -> str:
@@ -297,15 +320,12 @@ def _number(text: str, what: str) -> int:
 # Plain-text rendering: the console's, and every platform's fallback.
 
 
-def when_local(coach: Coach, user: User) -> Callable[[datetime], str]:
-    return lambda moment: format_local(moment, coach.zone(user))
-
-
-def when_for_result(coach: Coach, result: Result) -> Callable[[datetime], str]:
-    """Local times for the views that carry their user, UTC otherwise. Looking the user up
-    again would re-create one that `forget` has just deleted, and fail if the store is down."""
+def when_for_result(result: Result) -> Callable[[datetime], str]:
+    """Local times for the views that carry how their user reads times, UTC otherwise."""
     if isinstance(result, HistoryView | MeetingsView):
-        return when_local(coach, result.user)
+        return result.time
+    if isinstance(result, AccessView):
+        return result.standing.time
     return in_utc
 
 
@@ -323,8 +343,8 @@ def as_text(result: Result, when: Callable[[datetime], str] | None = None) -> st
             width = max(len(usage) for usage, _ in commands)
             lines = [f"  {usage.ljust(width)}  {summary}" for usage, summary in commands]
             return "Commands:\n" + "\n".join(lines) + "\nAnything else you type goes to your coach."
-        case AccessView(text=text):
-            return text
+        case AccessView(standing=standing):
+            return standing.describe(when)
         case HistoryView(page=page):
             if not page.total:
                 return "No conversation yet. Say hi!"

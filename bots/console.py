@@ -14,9 +14,12 @@ from contextlib import aclosing, suppress
 from typing import TextIO
 
 from bots.commands import as_text, is_command, run_command, when_for_result
-from core.coach import Chunk, Coach, Denied, Done, Failed, SafetyReply, Welcome
+from bots.stream import Failure
+from bots.voice import When, spoken
+from core.coach import Coach
 from core.models import Identity, Platform
 from core.text import without_controls
+from core.timeparse import UserTime
 
 PROMPT = "you> "
 COACH_PREFIX = "coach> "
@@ -78,25 +81,46 @@ class Console:
     async def handle(self, line: str) -> None:
         if is_command(line):
             result = await run_command(self.coach, self.identity, line)
-            self.write(as_text(result, when_for_result(self.coach, result)) + "\n")
+            self.write(as_text(result, when_for_result(result)) + "\n")
             return
         streaming = False
         async with aclosing(self.coach.reply(self.identity, line)) as events:
-            async for event in events:
-                match event:
-                    case Welcome(text=text):
-                        self.write(text + "\n\n")
-                    case Chunk(text=text):
-                        if not streaming:
-                            self.write(COACH_PREFIX)
-                            streaming = True
-                        self.write(text)
-                    case Done():
-                        self.write("\n")
-                    case Failed(user_text=text):
-                        self.write(("\n" if streaming else "") + f"⚠ {text}\n")
-                    case Denied(text=text) | SafetyReply(text=text):
-                        self.write(f"{COACH_PREFIX}{text}\n")
+            async for delta in spoken(events, ConsoleVoice(self)):
+                if isinstance(delta, Failure):
+                    self.write(("\n" if streaming else "") + delta.note + "\n")
+                    return
+                if not streaming:
+                    self.write(COACH_PREFIX)
+                    streaming = True
+                self.write(delta)
+        if streaming:
+            self.write("\n")
+
+
+class ConsoleVoice:
+    """bots/voice.py's Voice for a terminal: plain text, times in the user's zone."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def coach(self, text: str) -> str:
+        return text  # Console.write takes out what could drive the terminal
+
+    def ours(self, text: str) -> str:
+        return text
+
+    def note(self, text: str) -> str:
+        return f"⚠ {text}"
+
+    def when(self, time: UserTime) -> When:
+        return time
+
+    async def welcome(self, text: str) -> str:
+        self.console.write(text + "\n\n")
+        return ""
+
+    async def duplicate(self) -> None:
+        return None
 
 
 def _local_user() -> str:

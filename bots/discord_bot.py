@@ -25,7 +25,7 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -41,13 +41,7 @@ from bots.discord_connect import (
     log_in,
     use_discord_urls,
 )
-from bots.discord_render import (
-    MESSAGE_LIMIT,
-    access_text,
-    discord_commands,
-    failure_note,
-    when_for,
-)
+from bots.discord_render import MESSAGE_LIMIT, discord_commands, discord_when, failure_note
 from bots.repairs import keep_repairing
 from bots.startup import NETWORK_ERRORS, Retries, describe
 from bots.stream import (
@@ -56,24 +50,16 @@ from bots.stream import (
     Buckets,
     Budgets,
     EditBucket,
-    Failure,
     RateLimited,
     render,
 )
-from core.coach import (
-    CUT_OFF_TEXT,
-    INTERNAL_ERROR_TEXT,
-    Chunk,
-    Coach,
-    Denied,
-    Done,
-    Failed,
-    Reply,
-    SafetyReply,
-    Welcome,
-)
+from bots.voice import When, spoken
+from core.coach import Coach
 from core.config import Settings
-from core.models import Access, Identity, InFlight, Platform
+from core.models import Identity, InFlight, Platform
+from core.texts import CUT_OFF_TEXT, INTERNAL_ERROR_TEXT
+from core.timeparse import UserTime
+from core.turn import Reply
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +331,7 @@ class DiscordCoach(discord.Client):
     ) -> None:
         try:
             await render(
-                self.deltas(identity, reply, str(message.id)),
+                spoken(reply, DiscordVoice(message.id)),
                 surface,
                 Budgets(self.buckets.get(message.channel.id), self.global_budget),
                 fail_note=failure_note(INTERNAL_ERROR_TEXT),
@@ -409,33 +395,31 @@ class DiscordCoach(discord.Client):
         await channel.send(note, reference=reference, silent=True, allowed_mentions=QUIET)
         return shown
 
-    async def deltas(
-        self, identity: Identity, replies: Reply, event_id: str
-    ) -> AsyncIterator[str | Failure]:
-        """The Coach's events as the renderer's text deltas."""
-        async with aclosing(replies) as events:
-            async for event in events:
-                match event:
-                    case Welcome(text=welcome):
-                        yield discord_commands(welcome) + "\n\n"
-                    case Chunk(text=chunk):
-                        yield chunk
-                    case SafetyReply(text=safety):
-                        yield safety
-                    case Denied(access=access):
-                        yield await self.denied_text(identity, access)
-                    case Failed(kind="duplicate"):
-                        log.info("Discord message %s was already answered", event_id)
-                        return
-                    case Failed(user_text=problem):
-                        yield Failure(failure_note(problem))
-                    case Done():
-                        return
 
-    async def denied_text(self, identity: Identity, access: Access) -> str:
-        """The next window in the user's zone, or as `<t:…:F>` until they have set one."""
-        user = await self.coach.user(identity)
-        return access_text(access, when_for(self.coach, user), self.coach.policy)
+class DiscordVoice:
+    """bots/voice.py's Voice for Discord: `/coach …` commands, Discord's time stamps until a
+    user chose a zone, the welcome opening the reply."""
+
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+
+    def coach(self, text: str) -> str:
+        return text  # sent with no mentions allowed: nothing in it can ping
+
+    def ours(self, text: str) -> str:
+        return discord_commands(text)
+
+    def note(self, text: str) -> str:
+        return failure_note(text)
+
+    def when(self, time: UserTime) -> When:
+        return discord_when(time)
+
+    async def welcome(self, text: str) -> str:
+        return discord_commands(text) + "\n\n"
+
+    async def duplicate(self) -> None:
+        log.info("Discord message %s was already answered", self.message_id)
 
 
 async def run_discord(coach: Coach, settings: Settings) -> None:

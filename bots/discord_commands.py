@@ -33,9 +33,12 @@ from discord import app_commands
 
 from bots.commands import CONFIRM_WORD, Confirm, Reply, Result, run_command
 from bots.discord_connect import QUIET, REFUSED, discord_identity
-from bots.discord_render import Answer, answer_for, clip, when_for
-from core.coach import MAX_GOAL_CHARS, Coach
+from bots.discord_render import Answer, answer_for
+from core.coach import Coach
 from core.models import Identity
+from core.session import MAX_GOAL_CHARS
+from core.text import clip
+from core.texts import INTERNAL_ERROR_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ EXPIRED = (
     "If you still want to, run `/coach {action}` again."
 )
 ALREADY_SETTLED = "That question is already settled, so I did nothing more."
-SOMETHING_WENT_WRONG = "⚠️ Something went wrong on my side. It has been logged; please try again."
+SOMETHING_WENT_WRONG = f"⚠️ {INTERNAL_ERROR_TEXT}"
 # What a user's Discord client sent does not match the commands this bot has (a stale command
 # list, or options of the wrong type): their problem to retry, not a failure "on my side".
 OUT_OF_DATE = (
@@ -185,7 +188,7 @@ async def settle(
     if answer == KEEP_ID:
         await interaction.response.edit_message(content=NOTHING_DELETED, embed=None, view=None)
         return
-    if question.expired(coach.clock()):
+    if question.expired(coach.now()):
         await coach.release_claim(question.claim_key)  # nothing happened: nothing settled
         text = EXPIRED.format(action=question.action)
         await interaction.response.edit_message(content=text, embed=None, view=None)
@@ -198,7 +201,7 @@ async def settle(
         raise
     if isinstance(result, Reply) and result.error:  # e.g. the store was down: not done
         await coach.release_claim(question.claim_key)
-    answered = await render(coach, identity, result)
+    answered = answer_for(result)
     await interaction.response.edit_message(content=answered.content, embed=None, view=None)
 
 
@@ -229,11 +232,6 @@ class ConfirmView(discord.ui.View):
                 await self.asked.edit_original_response(content=NO_ANSWER, embed=None, view=None)
         except Exception as error:
             log.warning("could not mark question %s unanswered: %s", self.question.id, error)
-
-
-async def render(coach: Coach, identity: Identity, result: Result) -> Answer:
-    user = await coach.user(identity)
-    return answer_for(result, when_for(coach, user), coach.policy)
 
 
 def _choice_name(number: int, text: str) -> str:
@@ -278,14 +276,14 @@ class CoachCommands(app_commands.Group):
         result, answer = await work
         view = None
         if isinstance(result, Confirm):
-            now = self.coach.clock()
+            now = self.coach.now()
             question = Question.asked(result, interaction.user.id, interaction.id, now)
             view = ConfirmView(self.coach, question, interaction)
         await send_answer(interaction, answer, view)
 
     async def _run(self, identity: Identity, line: str) -> tuple[Result, Answer]:
         result = await run_command(self.coach, identity, line)
-        return result, await render(self.coach, identity, result)
+        return result, answer_for(result)
 
     # --- subcommands, in the order /coach help lists them ---------------------------------
 
@@ -376,13 +374,10 @@ class CoachCommands(app_commands.Group):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
         identity = discord_identity(interaction.user, interaction.guild_id)
-        user = await self.coach.user(identity)
-        meetings = await self.coach.meetings(identity)
+        you = await self.coach.session(identity)
         choices = [
-            app_commands.Choice(
-                name=_choice_name(n, self.coach.local(user, meeting.start)), value=n
-            )
-            for n, meeting in enumerate(meetings, 1)
+            app_commands.Choice(name=_choice_name(n, you.local(meeting.start)), value=n)
+            for n, meeting in enumerate(await you.meetings(), 1)
         ]
         return _matching(choices, current)
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,6 @@ from datetime import datetime
 import discord
 
 from bots.commands import (
-    COMMANDS,
     AccessView,
     Confirm,
     Export,
@@ -30,11 +28,14 @@ from bots.commands import (
     Reply,
     Result,
     phase_label,
+    when_for_result,
 )
 from bots.stream import closed_fences
-from core.access import WindowPolicy, describe_access
-from core.coach import Coach
-from core.models import Access, Meeting, Role, User
+from bots.voice import meeting_line, under_command
+from core.access import Standing
+from core.models import Meeting, Role
+from core.text import clip
+from core.timeparse import UserTime
 
 When = Callable[[datetime], str]
 
@@ -49,20 +50,9 @@ COLOUR_OPEN = discord.Colour.green()
 COLOUR_CLOSED = discord.Colour.light_grey()
 COLOUR_ERROR = discord.Colour.red()
 
-_COMMAND_REFERENCE = re.compile(
-    r"(?<![\w/.:-])/("
-    + "|".join(sorted(map(re.escape, COMMANDS), key=len, reverse=True))
-    + r")\b"
-)
-
-
 def discord_commands(text: str) -> str:
     """`/goal add x` -> `/coach goal add x`, for the grammar's texts shown in Discord."""
-    return _COMMAND_REFERENCE.sub(rf"{SLASH_COMMAND} \1", text)
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return under_command(text, SLASH_COMMAND)
 
 
 def discord_time(moment: datetime) -> str:
@@ -70,16 +60,20 @@ def discord_time(moment: datetime) -> str:
     return discord.utils.format_dt(moment, "F")
 
 
-def when_for(coach: Coach, user: User) -> When:
+def discord_when(time: UserTime) -> When:
     """The user's own zone once they set one; until then Discord's local-time timestamp."""
-    if user.timezone is None:
-        return discord_time
-    return lambda moment: coach.local(user, moment)
+    return time if time.chosen else discord_time
 
 
-def access_text(access: Access, when: When, policy: WindowPolicy) -> str:
-    """The access sentence with Discord times (the Coach's own text uses the default zone)."""
-    return discord_commands(describe_access(access, when, policy))
+def access_text(standing: Standing) -> str:
+    """The access sentence with Discord times."""
+    return discord_commands(standing.describe(discord_when(standing.time)))
+
+
+def when_for_answer(result: Result) -> When:
+    """How the times of `result` show on Discord."""
+    when = when_for_result(result)
+    return discord_when(when) if isinstance(when, UserTime) else when
 
 
 def failure_note(user_text: str) -> str:
@@ -102,17 +96,18 @@ class Answer:
         return discord.File(io.BytesIO(self.export_json.encode()), filename=EXPORT_FILENAME)
 
 
-def answer_for(result: Result, when: When, policy: WindowPolicy) -> Answer:
+def answer_for(result: Result) -> Answer:
     """Render a command result. A `Confirm` renders its question; the caller adds the buttons."""
+    when = when_for_answer(result)
     match result:
         case Reply(text=text, error=error):
             body = discord_commands(text)
             return Answer(content=f"{WARNING} {body}" if error else body)
         case Help(commands=commands):
             return Answer(embed=help_embed(commands))
-        case AccessView(access=access):
-            icon = "🟢" if access.allowed else "⏸️"
-            return Answer(content=f"{icon} {access_text(access, when, policy)}")
+        case AccessView(standing=standing):
+            icon = "🟢" if standing.access.allowed else "⏸️"
+            return Answer(content=f"{icon} {access_text(standing)}")
         case HistoryView():
             return history_answer(result, when)
         case GoalsView(goals=goals, note=note):
@@ -169,7 +164,7 @@ def history_answer(view: HistoryView, when: When) -> Answer:
     )
     if page.page < page.pages:
         embed.set_footer(text=f"Older: {SLASH_COMMAND} history page:{page.page + 1}")
-    embed.add_field(name="Phase", value=phase_label(view.user.phase))
+    embed.add_field(name="Phase", value=phase_label(view.phase))
     return Answer(embed=embed)
 
 
@@ -183,11 +178,6 @@ def goals_answer(goals: list[str], note: str) -> Answer:
     embed.set_footer(text=f"Finished one? {SLASH_COMMAND} goal done. New one? {SLASH_COMMAND} "
                      "goal add.")
     return Answer(content=note or None, embed=embed)
-
-
-def meeting_line(meeting: Meeting, when: When) -> str:
-    weekly = " (weekly)" if meeting.series_id else ""
-    return f"{when(meeting.start)}, {meeting.duration_minutes} min{weekly}"
 
 
 def meetings_answer(meetings: list[Meeting], note: str, when: When) -> Answer:

@@ -39,7 +39,6 @@ async def repair_cut_replies(coach: Coach, platform: Platform, repair: Repair) -
 
 async def keep_repairing(coach: Coach, platform: Platform, repair: Repair) -> None:
     """Until cancelled."""
-    every = coach.settings.turn_lease_seconds / 2
     while True:
         await repair_cut_replies(coach, platform, repair)
-        await asyncio.sleep(every)
+        await asyncio.sleep(coach.repair_every)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +35,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.commands import Export, run_command, when_for_result, when_local
+from bots.commands import Export, run_command, when_for_result
 from bots.repairs import keep_repairing
 from bots.slack_errors import refusal
 from bots.slack_notify import SlackSetupError, check_bot_token, open_socket_url, web_client
@@ -60,21 +60,14 @@ from bots.slack_render import (
 from bots.slack_repair import finish_cut_reply
 from bots.slack_stream import Destination, WorkspaceEdits, export_messages, stream_reply
 from bots.startup import Retries
-from bots.stream import CUT_WRITE_SECONDS, Failure
-from core.coach import (
-    CUT_OFF_TEXT,
-    Chunk,
-    Coach,
-    Denied,
-    Done,
-    Failed,
-    Reply,
-    ReplyEvent,
-    SafetyReply,
-    Welcome,
-)
+from bots.stream import CUT_WRITE_SECONDS
+from bots.voice import When, spoken
+from core.coach import Coach
 from core.config import Settings
 from core.models import Identity, InFlight, Platform
+from core.texts import CUT_OFF_TEXT, INTERNAL_ERROR_TEXT
+from core.timeparse import UserTime
+from core.turn import Reply
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +78,6 @@ STATUS_THINKING = "is thinking…"  # Slack shows "<app name> is thinking…"
 # Message subtypes in which a person is speaking; every other subtype (edits, deletions,
 # joins, bot messages…) is not a message for the coach.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
-INTERNAL_ERROR_TEXT = "Something went wrong on my side. It has been logged; please try again."
 RESPOND_ATTEMPTS = 2  # a response_url answer refused with a 5xx or 429 is sent once more
 RESPOND_RETRY_SECONDS = 1.0
 
@@ -332,7 +324,8 @@ class SlackBot:
                 turn.where, STATUS_THINKING
             )
             try:
-                async with aclosing(self.deltas(turn, events, status_shown)) as deltas:
+                voice = SlackVoice(self, turn, status_shown)
+                async with aclosing(spoken(events, voice)) as deltas:
                     await stream_reply(
                         deltas,
                         self.stream_client,
@@ -347,30 +340,6 @@ class SlackBot:
                 await events.undelivered()
                 with suppress(Exception):  # Slack itself may be what failed
                     await self.post(turn.where, f"{WARNING} {INTERNAL_ERROR_TEXT}")
-
-    async def deltas(
-        self, turn: Turn, events: AsyncIterator[ReplyEvent], status_shown: bool
-    ) -> AsyncGenerator[str | Failure]:
-        """The coach's events as Slack-safe text for the streamer; the welcome goes first,
-        as a message of its own."""
-        async with aclosing(turn.reply):
-            async for event in events:
-                match event:
-                    case Welcome(text=text):
-                        if not await self.post_welcome(turn.where, our_text(text)):
-                            yield our_text(text) + "\n\n"  # it opens the reply instead
-                    case Chunk(text=text):
-                        yield coach_markdown(text)
-                    case Denied(text=text) | SafetyReply(text=text):
-                        yield our_text(text)
-                    case Failed(kind="duplicate"):
-                        log.info("already answered %s", turn.key)
-                        if status_shown:
-                            await self.set_status(turn.where, "")
-                    case Failed(user_text=text):
-                        yield Failure(failure_note(text))
-                    case Done():
-                        return
 
     async def set_status(self, where: Destination, status: str) -> bool:
         """The "thinking…" line under the user's message. Optional: older (non-agent)
@@ -439,7 +408,7 @@ class SlackBot:
                 sent = await self.send_export(identity, result)
                 message = SlackMessage(f"Your data export is in our DM ({sent} message(s)).")
             else:
-                message = result_message(result, when_for_result(self.coach, result))
+                message = result_message(result, when_for_result(result))
         except Exception:
             log.exception("/coach %s failed for %s", line[:40], identity.external_id)
             message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")
@@ -457,18 +426,15 @@ class SlackBot:
 
     async def publish_home(self, identity: Identity) -> None:
         await self.adopt_timezone(identity)
-        user = await self.coach.user(identity)
-        access, text = await self.coach.access(identity)
-        goals = await self.coach.goals(identity)
-        meetings = await self.coach.meetings(identity)
+        you = await self.coach.session(identity)
+        meetings = await you.meetings()
         facts = HomeFacts(
-            phase=user.phase,
-            reachable=access.allowed,
-            access_text=text,
-            goals=goals,
+            phase=you.user.phase,
+            standing=await you.access(),
+            goals=await you.goals(),
             next_meeting=meetings[0] if meetings else None,
         )
-        view = home_view(facts, when_local(self.coach, user))
+        view = home_view(facts, you.time)
         await self.client.views_publish(user_id=identity.external_id, view=view)
 
     # --- Serving -------------------------------------------------------------------------
@@ -574,6 +540,36 @@ class SlackBot:
             if socket is not None:
                 await socket.close_async()  # type: ignore[no-untyped-call]
             await self.stop()
+
+
+class SlackVoice:
+    """bots/voice.py's Voice for one Slack reply: Markdown made Slack-safe, `/coach …`
+    commands, the welcome posted as a message of its own."""
+
+    def __init__(self, bot: SlackBot, turn: Turn, status_shown: bool) -> None:
+        self.bot, self.turn, self.status_shown = bot, turn, status_shown
+
+    def coach(self, text: str) -> str:
+        return coach_markdown(text)
+
+    def ours(self, text: str) -> str:
+        return our_text(text)
+
+    def note(self, text: str) -> str:
+        return failure_note(text)
+
+    def when(self, time: UserTime) -> When:
+        return time
+
+    async def welcome(self, text: str) -> str:
+        if await self.bot.post_welcome(self.turn.where, our_text(text)):
+            return ""
+        return our_text(text) + "\n\n"  # it opens the reply instead
+
+    async def duplicate(self) -> None:
+        log.info("already answered %s", self.turn.key)
+        if self.status_shown:
+            await self.bot.set_status(self.turn.where, "")
 
 
 async def attach_identity(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bots import voice
 from bots.commands import (
-    COMMANDS,
     AccessView,
     Confirm,
     Export,
@@ -32,7 +32,10 @@ from bots.commands import (
     Result,
     phase_label,
 )
+from bots.voice import under_command
+from core.access import Standing
 from core.models import Goal, Meeting, Phase, Role
+from core.text import clip
 
 SLASH_COMMAND = "/coach"
 SECTION_LIMIT = 3000  # characters in a section's text
@@ -50,9 +53,6 @@ When = Callable[[datetime], str]
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ENTITY = re.compile("&(amp|lt|gt);")
 _DECODED = {"amp": "&", "lt": "<", "gt": ">"}
-_COMMAND_REFERENCE = re.compile(
-    r"(?<![\w/.:-])/(" + "|".join(sorted(map(re.escape, COMMANDS), key=len, reverse=True)) + r")\b"
-)
 
 
 @dataclass(frozen=True)
@@ -76,16 +76,12 @@ def from_slack(text: str) -> str:
 
 def slack_commands(text: str) -> str:
     """`/goal add x` -> `/coach goal add x`, for the grammar's texts shown in Slack."""
-    return _COMMAND_REFERENCE.sub(rf"{SLASH_COMMAND} \1", text)
+    return under_command(text, SLASH_COMMAND)
 
 
 def our_text(text: str) -> str:
     """One of Momentum's own sentences (persona, grammar, access), made Slack-safe."""
     return escape(slack_commands(text))
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def section(mrkdwn: str) -> dict[str, Any]:
@@ -133,9 +129,9 @@ def result_message(result: Result, when: When) -> SlackMessage:
             return _simple(f"{WARNING} {body}" if error else body)
         case Help(commands=commands):
             return _help(commands)
-        case AccessView(access=access, text=text):
-            icon = "🟢" if access.allowed else "⏸️"
-            return _simple(f"{icon} {our_text(text)}")
+        case AccessView(standing=standing):
+            icon = "🟢" if standing.access.allowed else "⏸️"
+            return _simple(f"{icon} {our_text(standing.describe())}")
         case HistoryView():
             return _history(result, when)
         case GoalsView(goals=goals, note=note):
@@ -203,8 +199,7 @@ def _goals(goals: list[Goal], note: str) -> SlackMessage:
 
 
 def meeting_line(meeting: Meeting, when: When) -> str:
-    weekly = " (weekly)" if meeting.series_id else ""
-    return f"{escape(when(meeting.start))}, {meeting.duration_minutes} min{weekly}"
+    return voice.meeting_line(meeting, lambda moment: escape(when(moment)))
 
 
 def _meetings(meetings: list[Meeting], note: str, when: When) -> SlackMessage:
@@ -250,15 +245,15 @@ def failure_note(user_text: str) -> str:
 @dataclass(frozen=True)
 class HomeFacts:
     phase: Phase
-    reachable: bool
-    access_text: str
+    standing: Standing
     goals: list[Goal]
     next_meeting: Meeting | None
 
 
 def home_view(facts: HomeFacts, when: When) -> dict[str, Any]:
     """The Home tab: where the user stands, at a glance."""
-    reach = "🟢 *Reachable now.*" if facts.reachable else "⏸️ *Not reachable right now.*"
+    reachable = facts.standing.access.allowed
+    reach = "🟢 *Reachable now.*" if reachable else "⏸️ *Not reachable right now.*"
     goals = goal_lines(facts.goals) or our_text("None yet. Add one: /goal add <goal>")
     meeting = (
         meeting_line(facts.next_meeting, when)
@@ -268,7 +263,7 @@ def home_view(facts: HomeFacts, when: When) -> dict[str, Any]:
     blocks: Blocks = [
         header("Your Momentum"),
         section(f"*Phase:* {phase_label(facts.phase)}"),
-        section(f"{reach} {our_text(facts.access_text)}"),
+        section(f"{reach} {our_text(facts.standing.describe())}"),
         {"type": "divider"},
         section(f"*Active goals*\n{goals}"),
         section(f"*Next meeting*\n{meeting}"),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.models import Access, AccessReason, Meeting, MeetingStatus, Phase
+from core.timeparse import UserTime
 
 
 @dataclass(frozen=True)
@@ -135,3 +136,17 @@ def describe_access(access: Access, when: Callable[[datetime], str], policy: Win
                 "scheduled. Schedule one with `/schedule tomorrow 9am`, or go back to goal "
                 "setting with `/goalsetting`."
             )
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An access decision and what it takes to say it: the window policy, and how the user
+    reads times (`UserTime`). Adapters phrase it without asking the coach again."""
+
+    access: Access
+    policy: WindowPolicy
+    time: UserTime
+
+    def describe(self, when: Callable[[datetime], str] | None = None) -> str:
+        """The access sentence, times in `when`'s words (default: the user's wall time)."""
+        return describe_access(self.access, when or self.time, self.policy)

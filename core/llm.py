@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import anthropic
 import httpx2
 
 from core.models import Usage
+from core.texts import LLM_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +33,8 @@ ErrorKind = Literal[
     "rejected",
 ]
 
-USER_TEXT: dict[ErrorKind, str] = {
-    "not_configured": (
-        "The coach isn't configured yet: set ANTHROPIC_API_KEY (in the environment or .env) "
-        "and restart. Commands like /help and /goals work without it."
-    ),
-    "unavailable": (
-        "The coach's AI service is unavailable right now. Please try again in a few minutes."
-    ),
-    "rate_limited": (
-        "The coach is getting too many requests right now. Please try again in a minute."
-    ),
-    "interrupted": "The coach's AI service stopped in the middle of this reply. Please try again.",
-    "timeout": "The coach took too long to answer. Please try again in a moment.",
-    "misconfigured": "The coach's AI service rejected its credentials; the operator has been told.",
-    "rejected": "The coach's AI service could not handle this message. Try rephrasing it.",
-}
+# What a user is told for each kind (the sentences live with the others, in core/texts.py).
+USER_TEXT: dict[ErrorKind, str] = {kind: LLM_TEXT[kind] for kind in get_args(ErrorKind)}
 
 
 USAGE_FIELDS = (
@@ -161,24 +149,73 @@ class AnthropicLLM:
                     if (delta := reply.take(event)) is not None:
                         started = True
                         yield delta
-        except TimeoutError as error:
-            raise LLMError("timeout", "deadline or stall") from error
-        except anthropic.RateLimitError as error:
-            raise LLMError("rate_limited", str(error)) from error
-        except anthropic.AuthenticationError as error:
-            log.error("Anthropic rejected the API key: %s", error)
-            raise LLMError("misconfigured", str(error)) from error
-        except anthropic.BadRequestError as error:
-            raise LLMError("rejected", str(error)) from error
-        except anthropic.APIStatusError as error:
-            # A mid-stream `error` event arrives as status 200; others are HTTP errors.
-            kind: ErrorKind = (
-                "interrupted" if started or error.status_code == 200 else "unavailable"
-            )
-            raise LLMError(kind, f"{error.status_code}: {error}") from error
-        except (anthropic.APIConnectionError, httpx2.TransportError) as error:
-            raise LLMError("interrupted" if started else "unavailable", repr(error)) from error
+        except Exception as error:
+            failure = _as_llm_error(error, started)
+            if failure is error:
+                raise
+            raise failure from error
         yield reply.completion()
+
+
+def _as_llm_error(error: Exception, started: bool) -> Exception:
+    """The SDK's failure as an LLMError a user can be told about (others pass unchanged)."""
+    if isinstance(error, TimeoutError):
+        return LLMError("timeout", "deadline or stall")
+    if isinstance(error, anthropic.RateLimitError):
+        return LLMError("rate_limited", str(error))
+    if isinstance(error, anthropic.AuthenticationError):
+        log.error("Anthropic rejected the API key: %s", error)
+        return LLMError("misconfigured", str(error))
+    if isinstance(error, anthropic.BadRequestError):
+        return LLMError("rejected", str(error))
+    if isinstance(error, anthropic.APIStatusError):
+        # A mid-stream `error` event arrives as status 200; others are HTTP errors.
+        kind: ErrorKind = "interrupted" if started or error.status_code == 200 else "unavailable"
+        return LLMError(kind, f"{error.status_code}: {error}")
+    if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
+        return LLMError("interrupted" if started else "unavailable", repr(error))
+    return error
+
+
+class ModelReply:
+    """One answer of the model as it streams, and what is known of it so far: the one loop
+    that reads `LLM.stream`, for a chat turn (piece by piece) and a recap (whole)."""
+
+    def __init__(
+        self, llm: LLM, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, str]]
+    ) -> None:
+        self._stream = llm.stream(system, messages)
+        self.parts: list[str] = []
+        self.completion: Completion | None = None
+        self.first_token_ms: int | None = None
+        self._started = time.perf_counter()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def latency_ms(self) -> int:
+        return self._elapsed_ms()
+
+    def _elapsed_ms(self) -> int:
+        return round((time.perf_counter() - self._started) * 1000)
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """The text as the model writes it; raises LLMError."""
+        async for item in self._stream:
+            if isinstance(item, Completion):
+                self.completion = item
+                continue
+            if self.first_token_ms is None:
+                self.first_token_ms = self._elapsed_ms()
+            self.parts.append(item)
+            yield item
+
+    async def whole(self) -> str:
+        async for _ in self.pieces():
+            pass
+        return self.text
 
 
 class _Reply:

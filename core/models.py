@@ -78,6 +78,11 @@ class Goal(_Model):
     _aware = field_validator("created_at", "closed_at")(_aware_if_set)
 
 
+# A meeting's once-only flags set by a claim (`recap_sent` is no plain flag: the store's
+# `finish_recap` sets it together with the recap's text).
+MeetingFlag = Literal["reminder_sent"]
+
+
 class MeetingStatus(StrEnum):
     """A meeting's window moves scheduled -> open -> closed; cancelled ends it early."""
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.llm import LLM, Completion, LLMError
+from core.llm import LLM, Completion, LLMError, ModelReply
 from core.models import Meeting, Message, Role
 from core.persona import Persona
+from core.text import clip
 from core.timeparse import format_local
 
 # The newest part of a long session is kept: commitments are usually made at the end.
@@ -91,25 +92,14 @@ def recap_prompt(
     return system, [{"role": "user", "content": request}]
 
 
-def clip(text: str, limit: int = MAX_RECAP_CHARS) -> str:
-    """Keep a recap chat-sized even if the model runs long."""
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 async def write_recap(
     llm: LLM, persona: Persona, meeting: Meeting, messages: Sequence[Message], tz: ZoneInfo
 ) -> Recap:
     """Ask the model for the recap. Raises `LLMError`, also for an empty answer."""
-    system, turns = recap_prompt(persona, meeting, messages, tz)
-    parts: list[str] = []
-    completion: Completion | None = None
-    async for item in llm.stream(system, turns):
-        if isinstance(item, Completion):
-            completion = item
-        else:
-            parts.append(item)
-    text = clip("".join(parts))
+    answer = ModelReply(llm, *recap_prompt(persona, meeting, messages, tz))
+    text = clip((await answer.whole()).strip(), MAX_RECAP_CHARS)  # chat-sized, if it runs long
     if not text:
         raise LLMError("rejected", "the model returned an empty recap")
-    return Recap(text, completion)
+    return Recap(text, answer.completion)

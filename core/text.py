@@ -64,3 +64,8 @@ def plain_argument(text: str) -> str:
     folded = unicodedata.normalize("NFKC", without_controls(text))
     words = ("".join(c for c in word if unicodedata.category(c) != "Cf") for word in folded.split())
     return " ".join(word for word in words if word)
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, an ellipsis marking a cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -116,6 +116,18 @@ def format_local(dt: datetime, tz: ZoneInfo) -> str:
     return f"{_format_wall(dt.astimezone(tz))} ({tz.key})"
 
 
+@dataclass(frozen=True)
+class UserTime:
+    """How to show times to one user: in their zone, or in the default one when they chose
+    none (`chosen` False: Discord then shows each reader their own local time instead)."""
+
+    zone: ZoneInfo
+    chosen: bool
+
+    def __call__(self, moment: datetime) -> str:
+        return format_local(moment, self.zone)
+
+
 def resolve_timezone(name: str) -> ZoneInfo:
     """Accept an IANA zone name in any letter case (spaces may stand for underscores)."""
     key = "_".join(name.split()).lower()

@@ -60,7 +60,8 @@ The database down when a notice is created: it is sent once anyway (the step's c
 made it once-only), without later tries, with a warning in the log.
 
 The store: `add_notice`, `pending_notices`, `claim_notice`, `retry_notice`, `settle_notice`
-(single-document conditional updates, tested on both backends in tests/test_store_contract.py).
+(single-document conditional updates, tested on both backends in tests/test_store_contract.py),
+reached through the coach's window hooks (`coach.windows`): the `NoticeStore` port below.
 Delivered and dropped notices stay, as the record that a step was told; they go with the user.
 """
 
@@ -70,8 +71,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from core.errors import StoreUnavailable
 from core.models import (
     Meeting,
     MeetingStatus,
@@ -81,7 +84,6 @@ from core.models import (
     NoticeState,
     User,
 )
-from core.store import Store, StoreUnavailable
 from scheduler import messages
 from scheduler.notify import Delivery, Sent
 
@@ -227,12 +229,30 @@ def render(notice: Notice, tz: ZoneInfo, now: datetime) -> str:
     return messages.recap(need(facts.start, "start"), facts.recap, tz)
 
 
+class NoticeStore(Protocol):
+    """What the outbox needs: the notices, and the user and meeting each is about
+    (`coach.windows`, core/window_hooks.py, gives them)."""
+
+    async def add_notice(self, notice: Notice) -> bool: ...
+    async def get_notice(self, key: str) -> Notice | None: ...
+    async def pending_notices(self, now: datetime, limit: int) -> list[Notice]: ...
+    async def claim_notice(self, key: str, now: datetime, until: datetime) -> Notice | None: ...
+    async def retry_notice(
+        self, key: str, attempt: int, next_try_at: datetime, error: str
+    ) -> Notice | None: ...
+    async def settle_notice(
+        self, key: str, state: NoticeState, now: datetime, reason: str | None = None
+    ) -> Notice | None: ...
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def get_meeting(self, meeting_id: str) -> Meeting | None: ...
+
+
 class Outbox:
     """Creates, sends and retries the notices (see the module docstring)."""
 
     def __init__(
         self,
-        store: Store,
+        store: NoticeStore,
         delivery: Delivery,
         *,
         clock: Clock,

@@ -31,9 +31,10 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from core.coach import Clock, Coach, MeetingsChanged
+from core.coach import Clock, Coach
 from core.config import Settings
 from core.models import Meeting
+from core.session import MeetingsChanged
 from core.windows import due_steps, step_times
 from scheduler.notify import Delivery, Notifiers
 from scheduler.windows import WindowKeeper
@@ -69,7 +70,7 @@ class SchedulerService:
         clock: Clock,
     ) -> None:
         self.keeper = keeper
-        self.store = keeper.store
+        self.windows = keeper.windows
         self.policy = keeper.policy
         self.refresh_seconds = refresh_seconds
         self.clock = clock
@@ -110,7 +111,7 @@ class SchedulerService:
         start the recaps still owed."""
         now = self.clock()
         try:
-            meetings = await self.store.live_meetings(now - CATCH_UP_LOOKBACK)
+            meetings = await self.windows.live_meetings(now - CATCH_UP_LOOKBACK)
         except Exception:
             log.exception("refreshing scheduler jobs failed; keeping the current ones")
             return
@@ -242,7 +243,7 @@ async def run_scheduler(coach: Coach, settings: Settings, notifiers: Notifiers) 
         keeper,
         refresh_seconds=settings.scheduler_refresh_seconds,
         misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
-        clock=coach.clock,
+        clock=coach.windows.now,
     )
     coach.meeting_observers.append(service.meetings_changed)
     try:

@@ -63,22 +63,9 @@ from datetime import datetime, timedelta
 from core.access import WindowPolicy, merged_close, next_opening, open_meeting
 from core.coach import Coach
 from core.llm import LLMError
-from core.models import (
-    Meeting,
-    MeetingStatus,
-    Message,
-    MessageMeta,
-    NoticeFacts,
-    NoticeKind,
-    Phase,
-    Role,
-    User,
-)
-from core.recap import session_messages, write_recap
+from core.models import Meeting, MeetingStatus, NoticeFacts, NoticeKind, Phase, User
 from core.windows import (
     LIVE,
-    NEIGHBOURS_LOOKBACK,
-    RECAP_CATCH_UP,
     RECAP_LEASE,
     Step,
     due_steps,
@@ -91,7 +78,7 @@ from scheduler.outbox import NOTICE_BACKOFF, Outbox
 log = logging.getLogger(__name__)
 
 class WindowKeeper:
-    """Runs the transitions for the meetings in the coach's store, and tells users."""
+    """Runs the transitions for the coach's meetings (`coach.windows`), and tells users."""
 
     def __init__(
         self,
@@ -101,24 +88,23 @@ class WindowKeeper:
         late_grace: timedelta,
         notice_backoff: Sequence[timedelta] = NOTICE_BACKOFF,
     ) -> None:
-        self.coach = coach
-        self.store = coach.store
-        self.policy: WindowPolicy = coach.policy
+        self.windows = windows = coach.windows
+        self.policy: WindowPolicy = windows.policy
         self.delivery = delivery
         self.late_grace = late_grace
         self.outbox = Outbox(
-            self.store, delivery, clock=coach.clock, zone=coach.zone, backoff=notice_backoff
+            windows, delivery, clock=windows.now, zone=windows.zone, backoff=notice_backoff
         )
 
     async def advance(self, meeting_id: str, now: datetime) -> None:
         """Do what is due for this meeting at `now`; idempotent, so safe to call any time."""
-        meeting = await self.store.get_meeting(meeting_id)
+        meeting = await self.windows.get_meeting(meeting_id)
         if meeting is None or meeting.status not in LIVE:
             return
         due = due_steps(meeting, now, self.policy)
         if not due:
             return
-        user = await self.store.get_user(meeting.user_id)
+        user = await self.windows.get_user(meeting.user_id)
         if user is None:
             return
         if Step.CLOSE in due:
@@ -128,7 +114,7 @@ class WindowKeeper:
             await self.open(meeting, user, now)
             if Step.REMIND in due:
                 # The announcement just said when the window closes: no reminder on top.
-                await self.coach.claim_flag(meeting.id, "reminder_sent")
+                await self.windows.claim_reminder(meeting.id)
             return
         if Step.REMIND in due:
             await self.remind(meeting, user, now)
@@ -136,17 +122,14 @@ class WindowKeeper:
     # The transitions. Each returns whether this process won the claim.
 
     async def open(self, meeting: Meeting, user: User, now: datetime) -> bool:
-        claimed = await self.coach.claim_window(
-            meeting.id, MeetingStatus.SCHEDULED, MeetingStatus.OPEN
-        )
-        if claimed is None:
+        if not await self.windows.claim_open(meeting):
             return False
         log.info("window of meeting %s opened (user %s)", meeting.id, user.id)
         if user.phase is not Phase.TRACKING:
             facts = NoticeFacts(start=meeting.start, until=self.policy.closes_at(meeting))
             await self.outbox.post(user, meeting, NoticeKind.STARTING, facts, now)
             return True
-        neighbours = await self._neighbours(user, now)
+        neighbours = await self.windows.neighbours(user, now)
         until = merged_close(neighbours, now, self.policy)
         if until is None:  # cancelled meanwhile: the gate is closed, so say nothing
             return True
@@ -163,11 +146,11 @@ class WindowKeeper:
         return True
 
     async def remind(self, meeting: Meeting, user: User, now: datetime) -> bool:
-        if await self.coach.claim_flag(meeting.id, "reminder_sent") is None:
+        if not await self.windows.claim_reminder(meeting.id):
             return False
         if user.phase is not Phase.TRACKING:
             return True
-        neighbours = await self._neighbours(user, now)
+        neighbours = await self.windows.neighbours(user, now)
         close = merged_close(neighbours, now, self.policy)
         if close is None or close != self.policy.closes_at(meeting):
             return True  # cancelled, or the window runs on into the next meeting's
@@ -180,7 +163,7 @@ class WindowKeeper:
         silent = now - closed_at > self.late_grace
         # The close claims the recap too: the closer tries first, after its "closed" message.
         claim = recap_settled_until(meeting) if silent else now + RECAP_LEASE
-        was = await self._claim_close(meeting, claim)
+        was = await self.windows.claim_close(meeting, claim)
         if was is None:
             return False
         if silent:
@@ -192,33 +175,41 @@ class WindowKeeper:
             return True
         log.info("window of meeting %s closed (was %s)", meeting.id, was.value)
         if user.phase is Phase.TRACKING:
-            neighbours = await self._neighbours(user, now)
-            if open_meeting(neighbours, now, self.policy) is None:
-                upcoming = next_opening(neighbours, now, self.policy)
-                facts = NoticeFacts(
-                    opened=self.policy.opens_at(meeting),
-                    closed=closed_at,
-                    next_opens=upcoming[1] if upcoming else None,
-                )
-                kind = NoticeKind.CLOSED if was is MeetingStatus.OPEN else NoticeKind.MISSED
-                await self.outbox.post(user, meeting, kind, facts, now)
+            await self._tell_closed(meeting, user, was, now)
         await self._recap(meeting, user, claim)
         return True
+
+    async def _tell_closed(
+        self, meeting: Meeting, user: User, was: MeetingStatus, now: datetime
+    ) -> None:
+        """The "closed" (or "missed", if it never opened) notice, unless the next window
+        is open already."""
+        neighbours = await self.windows.neighbours(user, now)
+        if open_meeting(neighbours, now, self.policy) is not None:
+            return
+        upcoming = next_opening(neighbours, now, self.policy)
+        facts = NoticeFacts(
+            opened=self.policy.opens_at(meeting),
+            closed=self.policy.closes_at(meeting),
+            next_opens=upcoming[1] if upcoming else None,
+        )
+        kind = NoticeKind.CLOSED if was is MeetingStatus.OPEN else NoticeKind.MISSED
+        await self.outbox.post(user, meeting, kind, facts, now)
 
     # Recaps
 
     async def pending_recaps(self, now: datetime) -> list[Meeting]:
         """Recaps still owed and free to try at `now` (see the module docstring)."""
-        return await self.store.pending_recaps(now - RECAP_CATCH_UP, now)
+        return await self.windows.pending_recaps(now)
 
     async def catch_up_recap(self, meeting_id: str, now: datetime) -> bool:
         """Claim and try a recap still owed (an earlier try failed, or its process stopped).
         True once this process sent it; False if another holds it or it is not owed."""
-        claim = now + RECAP_LEASE
-        meeting = await self.store.claim_recap(meeting_id, expired_by=now, until=claim)
-        if meeting is None:
+        claimed = await self.windows.claim_recap(meeting_id, now)
+        if claimed is None:
             return False
-        user = await self.store.get_user(meeting.user_id)
+        meeting, claim = claimed
+        user = await self.windows.get_user(meeting.user_id)
         if user is None:
             return False
         log.info("catching up on the recap of meeting %s", meeting.id)
@@ -229,21 +220,10 @@ class WindowKeeper:
 
         True once sent. On failure the claim is handed back with the next try's time.
         """
-        tz = self.coach.zone(user)
-        conversation = session_messages(
-            await self.store.messages_between(
-                user.id, self.policy.opens_at(meeting), self.policy.closes_at(meeting)
-            ),
-            meeting.id,
-        )
-        if not conversation:
-            log.info("no conversation in the window of meeting %s: no recap", meeting.id)
-            await self._hand_back(meeting, claim, recap_settled_until(meeting))
-            return False
         try:
-            recap = await write_recap(self.coach.llm, self.coach.persona, meeting, conversation, tz)
+            recap = await self.windows.write_recap(meeting, user)
         except LLMError as error:
-            retry = recap_retry_at(meeting.closes_at, self.coach.clock())
+            retry = recap_retry_at(meeting.closes_at, self.windows.now())
             if retry >= recap_settled_until(meeting):
                 log.error("recap of meeting %s failed (%s): giving up", meeting.id, error)
             else:
@@ -253,55 +233,16 @@ class WindowKeeper:
                     error,
                     retry.isoformat(timespec="seconds"),
                 )
-            await self._hand_back(meeting, claim, retry)
+            await self.windows.hand_back_recap(meeting, claim, retry)
+            return False
+        if recap is None:
+            log.info("no conversation in the window of meeting %s: no recap", meeting.id)
+            await self.windows.hand_back_recap(meeting, claim, recap_settled_until(meeting))
             return False
         # Text and flag in one conditional update: only one process ever gets past here.
-        if await self.store.finish_recap(meeting.id, recap.text) is None:
+        if not await self.windows.keep_recap(meeting, user, recap):
             log.info("recap of meeting %s was sent by another process", meeting.id)
             return False
-        completion = recap.completion
-        await self.store.add_message(
-            Message(
-                user_id=user.id,
-                role=Role.ASSISTANT,
-                text=recap.text,
-                created_at=self.coach.clock(),
-                meta=MessageMeta(
-                    platform=user.identity.platform,
-                    kind="recap",
-                    meeting_id=meeting.id,
-                    model=completion.model if completion else None,
-                    usage=completion.usage if completion else None,
-                    stop_reason=completion.stop_reason if completion else None,
-                ),
-            )
-        )
         facts = NoticeFacts(start=meeting.start, recap=recap.text)
-        return await self.outbox.post(user, meeting, NoticeKind.RECAP, facts, self.coach.clock())
-
-    async def _hand_back(self, meeting: Meeting, claim: datetime, until: datetime) -> None:
-        """Move our own claim to `until`; a no-op if another process has taken it over."""
-        if await self.store.claim_recap(meeting.id, expired_by=claim, until=until) is None:
-            log.info("recap claim of meeting %s was taken over meanwhile", meeting.id)
-
-    # Helpers
-
-    async def _claim_close(self, meeting: Meeting, recap_claim: datetime) -> MeetingStatus | None:
-        """Move a live meeting to closed from whichever state it is in, claiming its recap until
-        `recap_claim` in the same update; the state it was in."""
-        status = meeting.status
-        for _ in LIVE:
-            if status not in LIVE:
-                return None
-            if await self.store.claim_transition(
-                meeting.id, status, MeetingStatus.CLOSED, recap_claimed_until=recap_claim
-            ):
-                return status
-            fresh = await self.store.get_meeting(meeting.id)
-            if fresh is None:
-                return None
-            status = fresh.status
-        return None
-
-    async def _neighbours(self, user: User, now: datetime) -> list[Meeting]:
-        return await self.store.list_meetings(user.id, closing_after=now - NEIGHBOURS_LOOKBACK)
+        now = self.windows.now()
+        return await self.outbox.post(user, meeting, NoticeKind.RECAP, facts, now)

@@ -78,7 +78,7 @@ class World:
 
     async def chat(self, text: str, identity: Identity = ALICE) -> str:
         """One conversation turn through the Coach, at the clock's time."""
-        from core.coach import Done, Failed
+        from core.events import Done, Failed
 
         async for event in self.coach.reply(identity, text):
             assert not isinstance(event, Failed), event

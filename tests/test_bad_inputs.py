@@ -25,7 +25,8 @@ import pytest
 from bots.commands import run_command
 from bots.console import Console
 from bots.slack import EVENTS_PATH
-from core.coach import Chunk, Coach, Denied, Done, Failed
+from core.coach import Coach
+from core.events import Chunk, Denied, Done, Failed
 from core.models import Identity, Phase
 from core.persona import PHASE_GUIDANCE
 from core.store.sqlite import SQLiteStore
@@ -118,10 +119,17 @@ async def run_coach(case: dict[str, Any], tmp_path: Path) -> None:
         for key, kind in (("failed", Failed), ("denied", Denied), ("done", Done)):
             if key in expect:
                 [event] = [e for e in events if isinstance(e, kind)]
-                assert (event.user_text if isinstance(event, Failed) else event.text) == (
-                    text_of(expect[key])
-                )
+                assert said(event) == text_of(expect[key])
         await check_model_and_store(coach, llm, expect)
+
+
+def said(event: Failed | Denied | Done) -> str:
+    """The sentence an event stands for (a refusal is phrased in the user's time)."""
+    if isinstance(event, Failed):
+        return event.user_text
+    if isinstance(event, Denied):
+        return event.standing.describe()
+    return event.text
 
 
 async def check_model_and_store(coach: Coach, llm: FakeAnthropic, expect: dict[str, Any]) -> None:

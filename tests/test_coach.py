@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bots.commands import run_command
-from core.coach import Chunk, Coach, Denied, Done, Failed, Welcome
+from core.coach import Coach
+from core.events import Chunk, Denied, Done, Failed, Welcome
 from core.models import Meeting, Phase, Role
 from core.safety import SAFETY_REPLY
 from core.store.sqlite import SQLiteStore
@@ -144,15 +145,15 @@ async def test_tracking_user_outside_window_is_denied_with_next_opening(
         await run_command(coach, me, "/track")
         events = await collect(coach, me, "Are you there?")
     denied = events[-1]
-    assert isinstance(denied, Denied) and not denied.access.allowed
-    assert "Tue 24 Nov 2026, 08:30 (Europe/Paris)" in denied.text
+    assert isinstance(denied, Denied) and not denied.standing.access.allowed
+    assert "Tue 24 Nov 2026, 08:30 (Europe/Paris)" in denied.standing.describe()
     assert fake.requests == [] and await stored(coach) == []
 
 
 async def test_tracking_without_meetings_says_how_to_schedule(coach: Coach) -> None:
     await coach.store.update_user((await coach.user(person())).id, phase=Phase.TRACKING)
     events = await collect(coach, person(), "hello?")
-    assert isinstance(events[-1], Denied) and "/schedule" in events[-1].text
+    assert isinstance(events[-1], Denied) and "/schedule" in events[-1].standing.describe()
 
 
 async def test_crisis_gets_safety_reply_even_when_window_closed(

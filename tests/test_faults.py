@@ -27,9 +27,10 @@ import pytest
 
 from bots import discord_bot, discord_render, slack_render
 from bots.stream import MAX_RATE_LIMIT_RETRIES, STREAMING_INDICATOR
-from core.coach import INTERNAL_ERROR_TEXT, STORE_DOWN_AFTER_REPLY_TEXT, STORE_DOWN_TEXT, Coach
+from core.coach import Coach
 from core.llm import USER_TEXT, ErrorKind
 from core.models import Identity, Role
+from core.texts import INTERNAL_ERROR_TEXT, STORE_DOWN_AFTER_REPLY_TEXT, STORE_DOWN_TEXT
 from tests.discord_world import World, discord_world
 from tests.fakes.anthropic_api import (
     Behaviour,

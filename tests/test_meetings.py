@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.commands import MeetingsView, Reply, Result, as_text, run_command, when_local
+from bots.commands import MeetingsView, Reply, Result, as_text, run_command, when_for_result
 from core.coach import Coach
 from core.models import MeetingStatus, Phase
 from core.persona import Persona
@@ -39,7 +39,7 @@ async def say(coach: Coach, line: str) -> Result:
 async def text(coach: Coach, line: str) -> str:
     """The plain rendering, with times in the user's zone as every adapter shows them."""
     result = await say(coach, line)
-    return as_text(result, when_local(coach, await coach.user(ALICE)))
+    return as_text(result, when_for_result(result))
 
 
 async def error(coach: Coach, line: str) -> str:
@@ -70,7 +70,7 @@ async def test_a_weekly_series_books_the_next_occurrences(coach: Coach) -> None:
     assert result.note == (
         "Scheduled 8 weekly meetings, starting Tue 2 Jun 2026, 09:00 (Europe/Paris)."
     )
-    assert [m.start.astimezone(coach.zone(result.user)).hour for m in result.meetings] == [9] * 8
+    assert [m.start.astimezone(result.time.zone).hour for m in result.meetings] == [9] * 8
     assert len({m.series_id for m in result.meetings}) == 1
 
 

@@ -160,7 +160,7 @@ async def test_denied_answer_names_the_next_window_in_slack_timezone(
         await tracking_user_outside_window(d)
         event = await d.dm("are you there?")
         assert (await d.coach.user(identity())).timezone == "Asia/Kolkata"  # from users.info
-        access, _ = await d.coach.access(identity())
+        access = (await d.coach.access(identity())).access
         assert access.next_opens_at is not None
         local = format_local(access.next_opens_at, ZoneInfo("Asia/Kolkata"))
         text = reply_in(d, event)

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from bots.console import Console
-from core.coach import STORE_DOWN_TEXT
 from core.models import Goal, Role
 from core.store import StoreUnavailable
 from core.store.sqlite import SQLiteStore
+from core.texts import STORE_DOWN_TEXT
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.read_only import ReadOnly
 from tests.support import T0, coach_on, person

@@ -1,0 +1,525 @@
+"""The reply pipeline: one user message to one streamed answer.
+
+Order of work: validate -> dedupe the platform's event (a retry must not answer twice) ->
+the adapter's own preparation -> user -> safety (crisis text gets the safety reply, before
+anything else and whatever the window) -> access -> the user's turn (core/turn_order.py: in
+arrival order, one at a time, across processes) -> welcome once -> save the user's message ->
+context -> stream from the model -> save the reply with its metadata.
+
+`Replies.reply` returns a `Reply` at once and starts the work: see `Reply`. Every failure ends
+in a `Failed` event; the dedupe claim of a message neither kept nor answered is given back,
+so the platform's retry of it is answered. While a reply streams, its record in flight
+(core/in_flight.py) says where it shows, for a repair after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from core.access import Standing, WindowPolicy, decide_access
+from core.config import Settings
+from core.errors import StoreUnavailable
+from core.events import Chunk, Denied, Done, Failed, ReplyEvent, SafetyReply, Welcome
+from core.in_flight import InFlightStore, RepliesInFlight
+from core.llm import LLM, LLMError, ModelReply, UnconfiguredLLM
+from core.models import (
+    Access,
+    Goal,
+    GoalStatus,
+    Identity,
+    InFlight,
+    Meeting,
+    Message,
+    MessageMeta,
+    Platform,
+    Role,
+    User,
+)
+from core.persona import CoachContext, Persona, conversation, system_blocks
+from core.safety import SAFETY_REPLY, is_crisis
+from core.text import clean_text
+from core.texts import (
+    DUPLICATE_TEXT,
+    EMPTY_MESSAGE_TEXT,
+    INTERNAL_ERROR_TEXT,
+    STORE_DOWN_AFTER_REPLY_TEXT,
+    STORE_DOWN_TEXT,
+    too_long_text,
+)
+from core.timeparse import UserTime
+from core.turn_order import Clock, Ticket, TurnOrder, TurnStore
+
+log = logging.getLogger(__name__)
+
+# The adapter's own work before the coach answers (adopting the platform's timezone for the
+# user, so the reply is phrased in it): run by the reply, after its place in line is taken.
+Prepare = Callable[[], Awaitable[None]]
+
+
+class ReplyStore(TurnStore, InFlightStore, Protocol):
+    """What the pipeline needs of the store (the backends' shared rules: core/store)."""
+
+    async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
+        """The user for this identity, and whether it was just created."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def claim_welcome(self, user_id: str) -> bool:
+        """Mark the user welcomed; True only for the call that changed it (one welcome)."""
+
+    async def add_message(self, message: Message) -> None: ...
+    async def mark_undelivered(self, message_id: str) -> None:
+        """The platform never showed this message (see Message.delivered)."""
+
+    async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
+        """The last `limit` messages, oldest first."""
+
+    async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]: ...
+    async def list_meetings(
+        self, user_id: str, *, closing_after: datetime | None = None
+    ) -> list[Meeting]:
+        """The user's meetings by start time; with `closing_after`, only windows closing later."""
+
+    async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:
+        """True the first time a key is seen (or once `now` >= its expiry), False for a repeat."""
+
+    async def release_event(self, key: str) -> None:
+        """Forget a claimed key (no-op if unknown): its event was not handled after all."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A turn's request to the model: system blocks and alternating messages."""
+
+    system: list[dict[str, Any]]
+    messages: list[dict[str, str]]
+
+
+@dataclass
+class EventClaim:
+    """A platform event's dedupe key, once claimed, and whether it must stay claimed.
+
+    It stays once the user's message is saved or the user got an answer; a turn that fails
+    before either releases it, so the platform's retry of the event is answered instead of
+    being taken for a duplicate of a message that was never kept.
+    """
+
+    key: str | None = None
+    settled: bool = False
+
+
+@dataclass
+class _Turn:
+    """One message's way through the pipeline, and what the adapter tells us about it."""
+
+    identity: Identity
+    text: str
+    event_id: str | None
+    ticket: Ticket
+    place: dict[str, str] | None  # where the platform shows the reply, for crash repair
+    prepare: Prepare | None = None
+    claim: EventClaim = field(default_factory=EventClaim)
+    answer: ModelReply | None = None  # the model's, once it is asked
+    recorded: bool = False  # a record of it in flight is in the store
+    message_id: str | None = None  # the stored reply, once saved
+    undelivered: bool = False
+
+    @property
+    def said(self) -> str:
+        """What the model has said so far."""
+        return self.answer.text if self.answer is not None else ""
+
+
+def speaker(identity: Identity) -> str:
+    """Whose line a message joins: known at arrival, before the user is looked up."""
+    return f"{identity.platform.value}:{identity.external_id}"
+
+
+class Reply:
+    """One user message on its way to an answer: an async iterator of `ReplyEvent`s.
+
+    `Coach.reply` makes it the moment the message arrives, and its work starts then: the
+    message takes its place in the user's line at once, and goes on (dedupe claim, user,
+    access, its turn, the model) whatever the adapter awaits before reading it, a status or
+    a user lookup, so those awaits can neither reorder a burst nor delay the model; events
+    wait here until read. Close it when done (`aclosing`): closing it early stops the work.
+    """
+
+    def __init__(self, replies: Replies, turn: _Turn) -> None:
+        self._replies, self._turn = replies, turn
+        self._events: asyncio.Queue[ReplyEvent | None] = asyncio.Queue()  # None: the end
+        self._work = asyncio.create_task(self._run(), name=f"reply:{turn.ticket.id}")
+
+    async def _run(self) -> None:
+        try:
+            async with aclosing(self._replies.events(self._turn)) as events:
+                async for event in events:
+                    self._events.put_nowait(event)
+        finally:
+            self._events.put_nowait(None)
+
+    def __aiter__(self) -> Reply:
+        return self
+
+    async def __anext__(self) -> ReplyEvent:
+        event = await self._events.get()
+        if event is None:
+            self._events.put_nowait(None)  # the end stays the end
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        """Stop the work if it is still going (what was said so far is kept, incomplete)."""
+        self._work.cancel()
+        await asyncio.gather(self._work, return_exceptions=True)
+        self._replies.order.line.leave(self._turn.ticket)  # work cancelled before it began
+
+    async def shown_at(self, **place: str) -> None:
+        """Where the platform now shows the reply (a message, a stream): what a process
+        starting after a crash needs to finish it there. Merged into what was given before."""
+        turn = self._turn
+        turn.place = {**(turn.place or {}), **place}
+        if turn.recorded:
+            try:
+                await self._replies.in_flight.shown_at(turn.ticket.id, turn.place)
+            except StoreUnavailable as error:  # a courtesy for a crash: the reply goes on
+                log.warning("reply %s: where it shows was not kept: %s", turn.ticket.id, error)
+
+    async def undelivered(self) -> None:
+        """The platform refused to show the reply: the stored reply says so, and the model
+        is not told it said what the user never read."""
+        turn = self._turn
+        turn.undelivered = True
+        if turn.message_id is not None:
+            try:
+                await self._replies.store.mark_undelivered(turn.message_id)
+            except StoreUnavailable as error:
+                log.warning("reply %s not marked undelivered: %s", turn.message_id, error)
+
+
+class Replies:
+    """The pipeline, one per Coach: reply, dedupe claims, turn order, context."""
+
+    def __init__(
+        self,
+        store: ReplyStore,
+        llm: LLM,
+        persona: Persona,
+        settings: Settings,
+        policy: WindowPolicy,
+        clock: Clock,
+    ) -> None:
+        self.store, self.llm, self.persona = store, llm, persona
+        self.settings, self.policy, self.clock = settings, policy, clock
+        lease = timedelta(seconds=settings.turn_lease_seconds)
+        self.order = TurnOrder(store, clock, lease)
+        self.in_flight = RepliesInFlight(store, clock, lease)
+        # Claims a failed turn could not release (the database was down too): released
+        # before the next claim, so a retry of those events is not taken for a duplicate.
+        self._unreleased: set[str] = set()
+
+    @property
+    def chat_configured(self) -> bool:
+        return not isinstance(self.llm, UnconfiguredLLM)
+
+    def zone(self, user: User) -> ZoneInfo:
+        return ZoneInfo(user.timezone or self.settings.default_timezone)
+
+    async def standing(self, user: User, now: datetime) -> Standing:
+        meetings = await self.store.list_meetings(user.id, closing_after=now)
+        access = decide_access(user.phase, meetings, now, self.policy)
+        return Standing(access, self.policy, self.user_time(user))
+
+    def user_time(self, user: User) -> UserTime:
+        return UserTime(self.zone(user), user.timezone is not None)
+
+    def reply(
+        self,
+        identity: Identity,
+        text: str,
+        *,
+        event_id: str | None = None,
+        sent_at: datetime | None = None,
+        place: Mapping[str, str] | None = None,
+        prepare: Prepare | None = None,
+    ) -> Reply:
+        ticket = self.order.line.join(speaker(identity), sent_at or self.clock())
+        turn = _Turn(identity, text, event_id, ticket, dict(place) if place else None, prepare)
+        return Reply(self, turn)
+
+    async def events(self, turn: _Turn) -> AsyncGenerator[ReplyEvent, None]:
+        """The whole reply to `turn`; never raises but for cancellation."""
+        claim = turn.claim
+        try:
+            async with aclosing(self._answer(turn)) as events:
+                async for event in events:
+                    if not isinstance(event, Welcome):
+                        claim.settled = True  # answered: a retry must not answer again
+                    yield event
+        except StoreUnavailable as error:
+            log.error("store unavailable while replying to %s: %s", speaker(turn.identity), error)
+            await self.release(claim)
+            yield Failed(
+                "store_unavailable",
+                STORE_DOWN_AFTER_REPLY_TEXT if claim.settled else STORE_DOWN_TEXT,
+            )
+        except Exception:
+            log.exception("reply failed for %s", speaker(turn.identity))
+            await self.release(claim)
+            yield Failed("internal", INTERNAL_ERROR_TEXT)
+        except BaseException:  # stopped from outside (shutdown) before it was answered
+            await self.release(claim)
+            raise
+        finally:
+            self.order.line.leave(turn.ticket)
+
+    # Dedupe claims
+
+    async def claim(self, key: str, now: datetime) -> bool:
+        for stale in list(self._unreleased):
+            await self.store.release_event(stale)
+            self._unreleased.discard(stale)
+        expires = now + timedelta(hours=self.settings.dedupe_ttl_hours)
+        return await self.store.claim_event(key, now, expires)
+
+    async def release(self, claim: EventClaim) -> None:
+        """Give back the claim of a turn that failed before it kept or answered anything."""
+        if claim.key is None or claim.settled:
+            return
+        try:
+            await self.store.release_event(claim.key)
+        except StoreUnavailable:
+            log.warning("claim %s not released (store down); retried before the next", claim.key)
+            self._unreleased.add(claim.key)
+
+    # The steps
+
+    async def _answer(self, turn: _Turn) -> AsyncGenerator[ReplyEvent, None]:
+        text = clean_text(turn.text)
+        if (unreadable := self._unreadable(text)) is not None:
+            yield unreadable
+            return
+        now = self.clock()
+        if turn.event_id is not None:
+            key = f"{turn.identity.platform}:{turn.event_id}"
+            if not await self.claim(key, now):
+                log.info("duplicate event %s ignored", key)
+                yield Failed("duplicate", DUPLICATE_TEXT)
+                return
+            turn.claim.key = key
+        await self._prepare(turn)
+        user, _ = await self.store.get_or_create_user(turn.identity, now)
+        if is_crisis(text):
+            # Before the welcome too, and without waiting in line: a cheerful introduction,
+            # or a wait behind another reply, is the wrong first answer here.
+            yield SafetyReply(SAFETY_REPLY)
+            await self._save_safety_turn(user, text, now)
+            return
+        if not self.chat_configured:  # one clear line; the welcome waits for a working coach
+            llm_error = LLMError("not_configured")
+            yield Failed(llm_error.kind, llm_error.user_text)
+            return
+        standing = await self.standing(user, now)
+        if not standing.access.allowed:
+            if await self._welcomes(user):
+                yield Welcome(self.persona.welcome)
+            yield Denied(standing)
+            return
+        async with self.order.turn(user.id, turn.ticket):
+            async for event in self._turn(turn, user, text, standing.access):
+                yield event
+
+    def _unreadable(self, text: str) -> Failed | None:
+        """Control and bidi characters are gone already (core/text.py): a message of only
+        ZWSP/BOM/NUL counts as empty, like one of only spaces, and so does a file or an
+        image without words, on every platform."""
+        if not text:
+            return Failed("empty", EMPTY_MESSAGE_TEXT)
+        if len(text) > self.settings.max_input_chars:
+            return Failed("too_long", too_long_text(len(text), self.settings.max_input_chars))
+        return None
+
+    async def _prepare(self, turn: _Turn) -> None:
+        if turn.prepare is None:
+            return
+        try:
+            await turn.prepare()
+        except Exception:
+            log.warning("preparing the reply to %s failed", speaker(turn.identity), exc_info=True)
+
+    async def _welcomes(self, user: User) -> bool:
+        """True once per user: the one reply that shows the welcome (an atomic claim)."""
+        return not user.welcomed and await self.store.claim_welcome(user.id)
+
+    async def _turn(
+        self, turn: _Turn, user: User, text: str, access: Access
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """One conversation turn, holding the user's turn: save, build context, stream, save."""
+        if await self._welcomes(user):  # in the turn: it opens the first reply of a burst
+            yield Welcome(self.persona.welcome)
+        meeting_id = access.meeting.id if access.meeting else None
+        meta = MessageMeta(platform=user.identity.platform, meeting_id=meeting_id)
+        prompt = await self.build_context(user, text, access.meeting)
+        async with self._kept_in_flight(turn, user):
+            # Stamped now, when its turn has come: history reads message, reply, message, reply
+            # even when this one arrived while the reply before it was being written.
+            await self.store.add_message(
+                Message(
+                    user_id=user.id, role=Role.USER, text=text, created_at=self.clock(), meta=meta
+                )
+            )
+            turn.claim.settled = True  # the message is kept: from here on a retry is a duplicate
+            turn.answer = answer = ModelReply(self.llm, prompt.system, prompt.messages)
+            error: LLMError | None = None
+            try:
+                async for piece in answer.pieces():
+                    yield Chunk(piece)
+            except LLMError as failure:
+                error = failure
+                log.warning("LLM failed for user %s: %s", user.id, failure)
+            except BaseException:  # the adapter stopped reading: it gave up, or we shut down
+                stopped = self._reply_message(turn, user, meta, "stopped")
+                await self._keep(turn, stopped, quietly=True)
+                raise
+            message = self._reply_message(turn, user, meta, error.kind if error else None)
+            if message.text or error is None:  # keep what was said, even when cut short
+                await self._keep(turn, message)
+        if error is not None:
+            yield Failed(error.kind, error.user_text)
+        else:
+            yield Done(message.id, message.text, message.meta.usage)
+
+    def _reply_message(
+        self, turn: _Turn, user: User, meta: MessageMeta, error: str | None
+    ) -> Message:
+        """The reply as stored: what was said, with how it was produced."""
+        answer = turn.answer
+        completion = answer.completion if answer is not None else None
+        return Message(
+            user_id=user.id,
+            role=Role.ASSISTANT,
+            text=turn.said,
+            created_at=self.clock(),
+            complete=error is None,
+            delivered=not turn.undelivered,
+            meta=meta.model_copy(
+                update={
+                    "model": completion.model if completion else self.llm.model,
+                    "usage": completion.usage if completion else None,
+                    "stop_reason": completion.stop_reason if completion else None,
+                    "latency_ms": answer.latency_ms if answer is not None else None,
+                    "first_token_ms": answer.first_token_ms if answer is not None else None,
+                    "error": error,
+                }
+            ),
+        )
+
+    async def _keep(self, turn: _Turn, message: Message, *, quietly: bool = False) -> None:
+        """Save the reply; `quietly` (a reply stopped from outside): only what was said, and
+        a failure is logged, not raised."""
+        if quietly and not message.text:
+            return
+        try:
+            await self.store.add_message(message)
+        except Exception as error:
+            if not quietly:
+                raise
+            log.warning("the stopped reply to user %s was not kept: %r", message.user_id, error)
+            return
+        turn.message_id = message.id
+
+    @asynccontextmanager
+    async def _kept_in_flight(self, turn: _Turn, user: User) -> AsyncIterator[None]:
+        """While the block runs: the reply's record in flight (when the adapter says where it
+        shows it) and the turn's lease, renewed; the record goes when the block ends."""
+        if turn.place is not None:
+            await self.in_flight.begin(
+                turn.ticket.id, user.id, user.identity.platform, turn.place, turn.claim.key
+            )
+            turn.recorded = True
+        renewing = asyncio.create_task(self._renew(turn, user), name=f"renew:{turn.ticket.id}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            if turn.recorded:
+                try:
+                    await self.in_flight.end(turn.ticket.id)
+                except StoreUnavailable as error:  # it runs out, and is repaired as cut off
+                    log.warning("record of reply %s not removed: %s", turn.ticket.id, error)
+
+    async def _renew(self, turn: _Turn, user: User) -> None:
+        """Every third of the lease: the lease, and the record with what was said so far."""
+        interval = self.settings.turn_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self.order.lease.renew(user.id, turn.ticket):
+                    log.warning("user %s: this turn's lease ran out and was taken", user.id)
+                if turn.recorded:
+                    await self.in_flight.renew(turn.ticket.id, turn.said)
+            except StoreUnavailable as error:
+                log.warning("user %s: turn lease not renewed: %s", user.id, error)
+
+    async def build_context(self, user: User, text: str, meeting: Meeting | None) -> Prompt:
+        """What the model is sent for `text`: the store reads and the prompt, nothing streamed.
+
+        Read before the user's message is saved, so the history ends just before it; a store
+        failure here leaves nothing half-saved. bench/store.py times exactly this.
+        """
+        history = await self.store.recent_messages(user.id, self.settings.history_context_messages)
+        goals = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
+        context = CoachContext(
+            phase=user.phase,
+            goals=goals[: self.settings.max_active_goals_in_context],
+            meeting=meeting,
+            now=self.clock(),
+            timezone=self.zone(user),
+            history=history,
+        )
+        return Prompt(system_blocks(self.persona, context), conversation(history, text))
+
+    async def _save_safety_turn(self, user: User, text: str, now: datetime) -> None:
+        meta = MessageMeta(platform=user.identity.platform, kind="safety")
+        for role, said in ((Role.USER, text), (Role.ASSISTANT, SAFETY_REPLY)):
+            await self.store.add_message(
+                Message(user_id=user.id, role=role, text=said, created_at=now, meta=meta)
+            )
+
+    # A turn for an action on the user's data (clear, forget): after the replies before it
+
+    @asynccontextmanager
+    async def exclusive(self, identity: Identity, user: User) -> AsyncIterator[None]:
+        ticket = self.order.line.join(speaker(identity), self.clock())
+        async with self.order.turn(user.id, ticket):
+            yield
+
+    # Replies a crash cut off (core/in_flight.py)
+
+    async def interrupted(self, platform: Platform) -> list[InFlight]:
+        return await self.in_flight.take_interrupted(platform)
+
+    async def repaired(self, reply: InFlight, shown: str | None) -> None:
+        text = reply.text if shown is None else shown
+        if text.strip() and await self.store.get_user(reply.user_id) is not None:
+            await self.store.add_message(
+                Message(
+                    user_id=reply.user_id,
+                    role=Role.ASSISTANT,
+                    text=text,
+                    created_at=self.clock(),
+                    complete=False,
+                    meta=MessageMeta(platform=reply.platform, error="restart"),
+                )
+            )
+        if reply.event_key is not None:
+            await self.store.release_event(reply.event_key)
+        await self.store.release_turn(reply.user_id, reply.id)
+        await self.store.remove_in_flight(reply.id)
