@@ -35,7 +35,7 @@ from bench.measure import (
     token_lags,
 )
 from bench.screens import discord_screens, slack_screens
-from bots.slack import EVENTS_PATH
+from bots.slack.serve import EVENTS_PATH
 from core.models import Identity, Platform
 from core.store.sqlite import SQLiteStore
 from tests.fakes.anthropic_api import FakeAnthropic

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bots.discord_bot import EDIT_WINDOW_SECONDS, EDITS_PER_WINDOW
-from bots.slack_stream import APPENDS_PER_MINUTE
+from bots.discord.bot import EDIT_WINDOW_SECONDS, EDITS_PER_WINDOW
+from bots.slack.stream import APPENDS_PER_MINUTE
 
 # The targets (2-core machine, loopback fakes).
 OVERHEAD_P50_MS, OVERHEAD_P99_MS = 15.0, 60.0

@@ -27,10 +27,10 @@ from pydantic import ValidationError
 
 from bots import admin
 from bots.console import Console
-from bots.discord_bot import run_discord, sync_commands
-from bots.discord_notify import discord_notifier
-from bots.slack import serve_slack
-from bots.slack_notify import slack_notifier
+from bots.discord.notify import discord_notifier
+from bots.discord.run import run_discord, sync_commands
+from bots.slack.notify import slack_notifier
+from bots.slack.serve import serve_slack
 from bots.startup import SetupError
 from core.coach import Coach
 from core.config import Settings, settings_problems

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bots.discord_bot import DiscordCoach
+from bots.discord.bot import DiscordCoach
 from bots.stream import STREAMING_INDICATOR
 from core.coach import Coach
 from core.models import Identity, Platform

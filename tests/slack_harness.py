@@ -13,8 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from bots.slack import EVENTS_PATH, SlackBot
-from bots.slack_stream import WorkspaceEdits
+from bots.slack.app import SlackBot
+from bots.slack.serve import EVENTS_PATH, SlackServer
+from bots.slack.stream import WorkspaceEdits
 from core.coach import Coach
 from core.config import Settings
 from core.llm import AnthropicLLM
@@ -133,10 +134,11 @@ async def deployment(
         )
         coach = Coach(store, model, Persona.load(None), config)
         bot = SlackBot(coach, config, budgets=WorkspaceEdits(*budgets))
-        url = await bot.start_http("127.0.0.1", 0)
+        server = SlackServer(bot)
+        url = await server.start_http("127.0.0.1", 0)
         try:
             yield Deployment(fake, llm, bot, coach, store, url, http)
         finally:
-            await bot.stop()
+            await server.stop()
             await model.aclose()
             await store.close()

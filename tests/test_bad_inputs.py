@@ -24,7 +24,7 @@ import pytest
 
 from bots.commands import run_command
 from bots.console import Console
-from bots.slack import EVENTS_PATH
+from bots.slack.serve import EVENTS_PATH
 from core.coach import Coach
 from core.events import Chunk, Denied, Done, Failed
 from core.models import Identity, Phase

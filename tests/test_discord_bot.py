@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bots.commands import run_command
-from bots.discord_bot import in_coaching_channel, strip_mention
-from bots.discord_render import MESSAGE_LIMIT
+from bots.discord.bot import in_coaching_channel, strip_mention
+from bots.discord.render import MESSAGE_LIMIT
 from bots.stream import STREAMING_INDICATOR
 from core.models import Role
 from core.safety import SAFETY_REPLY
@@ -96,7 +96,7 @@ async def test_typing_is_refreshed_until_the_first_text(
     """The model takes a while to start: "typing…" is triggered again every refresh (0.1 s
     here, 8 s in production) so the bot does not look dead, and never after the first text."""
     refresh = 0.1
-    monkeypatch.setattr("bots.discord_bot.TYPING_REFRESH_SECONDS", refresh)
+    monkeypatch.setattr("bots.discord.reply.TYPING_REFRESH_SECONDS", refresh)
     options = {"reply": words(20), "ttft": 6 * refresh, "token_delay": 0.01}
     async with discord_world(tmp_path, llm_options=options) as w:
         user = await w.coach.user(w.identity(w.alice))
@@ -177,7 +177,7 @@ async def test_without_message_content_intent_only_mentions_are_heard(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with discord_world(tmp_path, discord_message_content_intent=False) as w:
-        with caplog.at_level(logging.WARNING, logger="bots.discord_bot"):
+        with caplog.at_level(logging.WARNING, logger="bots.discord.bot"):
             unheard = await w.say("Discord blanks this one")
             asked = await w.say("but not this", mention_bot=True)
             await w.final_answer(asked, lambda text: "Coach: but not this" in text)

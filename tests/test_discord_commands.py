@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from bots import discord_commands
 from bots.commands import run_command
-from bots.discord_bot import sync_commands
-from bots.discord_commands import (
+from bots.discord import confirm as discord_confirm
+from bots.discord.confirm import (
     ALREADY_SETTLED,
     CONFIRM_ID,
     CONFIRM_TIMEOUT_SECONDS,
@@ -22,7 +21,8 @@ from bots.discord_commands import (
     NOT_YOURS,
     NOTHING_DELETED,
 )
-from bots.discord_render import EXPORT_FILENAME
+from bots.discord.render import EXPORT_FILENAME
+from bots.discord.run import sync_commands
 from core.models import GoalStatus
 from tests.discord_world import World, discord_world
 from tests.fakes.discord_api import EPHEMERAL, FakeMessage, InteractionResponse
@@ -342,7 +342,7 @@ async def test_a_second_click_does_not_repeat_the_action(tmp_path: Path) -> None
 async def test_an_unanswered_question_says_so_at_the_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(discord_commands, "CONFIRM_TIMEOUT_SECONDS", 0.1)  # not 2 minutes
+    monkeypatch.setattr(discord_confirm, "CONFIRM_TIMEOUT_SECONDS", 0.1)  # not 2 minutes
     async with discord_world(tmp_path) as w:
         asked = await w.say("remember this")
         await w.final_answer(asked, lambda text: "Coach: remember this" in text)

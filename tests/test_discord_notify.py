@@ -14,8 +14,9 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bots.__main__ import configured_services, discord_sync, notifier_factories
-from bots.discord_bot import DiscordSetupError, run_discord
-from bots.discord_notify import DiscordNotifier, discord_notifier
+from bots.discord.connect import DiscordSetupError
+from bots.discord.notify import DiscordNotifier, discord_notifier
+from bots.discord.run import run_discord
 from core.models import Identity, Platform, User
 from core.store.sqlite import SQLiteStore
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -75,7 +76,7 @@ async def test_closed_dms_fall_back_to_a_mention_in_the_coaching_channel(
     notifier = notifier_for(fake)
     fake.fail_next("POST", "/channels/*/messages")  # 403, code 50007
     try:
-        with caplog.at_level(logging.WARNING, logger="bots.discord_notify"):
+        with caplog.at_level(logging.WARNING, logger="bots.discord.notify"):
             await notifier.notify(discord_user(user_id), "Your window closes in 10 minutes.")
     finally:
         await notifier.aclose()

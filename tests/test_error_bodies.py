@@ -23,14 +23,15 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from slack_sdk.errors import SlackApiError
 
-from bots import discord_bot, discord_render
-from bots.discord_commands import SOMETHING_WENT_WRONG
-from bots.discord_notify import discord_notifier
-from bots.discord_render import EXPORT_FILENAME
-from bots.slack import INTERNAL_ERROR_TEXT
-from bots.slack_notify import SlackNotifier, web_client
-from bots.slack_render import WARNING, our_text
+from bots.discord import render as discord_render
+from bots.discord import reply as discord_reply
+from bots.discord.ephemeral import SOMETHING_WENT_WRONG
+from bots.discord.notify import discord_notifier
+from bots.discord.render import EXPORT_FILENAME
+from bots.slack.notify import SlackNotifier, web_client
+from bots.slack.render import WARNING, our_text
 from core.models import Identity, Platform, Role, User
+from core.texts import INTERNAL_ERROR_TEXT
 from scheduler.notify import Delivery, Notifiers
 from tests.discord_world import discord_world
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -369,12 +370,12 @@ async def test_a_refused_note_about_an_unfinished_reply_is_tried_again(
     """The note telling a user their reply broke off meets the proxy too: logged with what
     came back (never an exception out of the message handler), and tried again until it
     lands."""
-    monkeypatch.setattr(discord_bot, "NOTE_FIRST_WAIT_SECONDS", 0.01)
+    monkeypatch.setattr(discord_reply, "NOTE_FIRST_WAIT_SECONDS", 0.01)
     async with discord_world(tmp_path) as w:
         channel = w.bot.get_partial_messageable(w.coaching_channel)
         w.discord.fail_next("POST", "/channels/*/messages", **PROXY_ANSWERS[body].fail_args())
-        with caplog.at_level(logging.WARNING, logger="bots.discord_bot"):
-            await w.bot.tell_unfinished(channel)
+        with caplog.at_level(logging.WARNING, logger="bots.discord.bot"):
+            await discord_reply.tell_unfinished(channel, w.bot.global_budget)
         assert "refused the note about an unfinished reply" in caplog.text
         assert [m.content for m in w.bot_messages()] == [
             discord_render.failure_note(INTERNAL_ERROR_TEXT)

@@ -25,7 +25,9 @@ from typing import Any, Protocol
 
 import pytest
 
-from bots import discord_bot, discord_render, slack_render
+from bots.discord import render as discord_render
+from bots.discord import reply as discord_reply
+from bots.slack import render as slack_render
 from bots.stream import MAX_RATE_LIMIT_RETRIES, STREAMING_INDICATOR
 from core.coach import Coach
 from core.llm import USER_TEXT, ErrorKind
@@ -627,7 +629,7 @@ async def test_a_discord_note_refused_too_is_tried_until_it_lands(
     """The storm that made the bot give up on a reply refuses its note too (twice, past
     discord.py's own five tries each): the note is tried again, waiting longer each time,
     until it lands; the reply is kept as never delivered."""
-    monkeypatch.setattr(discord_bot, "NOTE_FIRST_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(discord_reply, "NOTE_FIRST_WAIT_SECONDS", 0.05)
     async with chat_on("discord", tmp_path, llm={"token_delay": 0.01}) as chat:
         assert isinstance(chat, DiscordChat)
         fake = chat.w.discord
@@ -646,8 +648,8 @@ async def test_a_discord_note_is_given_up_after_its_patience(
 ) -> None:
     """A storm longer than the note's patience: the note is given up with an error in the
     log (bounded, not forever), and the bot serves again once Discord does."""
-    monkeypatch.setattr(discord_bot, "NOTE_FIRST_WAIT_SECONDS", 0.05)
-    monkeypatch.setattr(discord_bot, "NOTE_PATIENCE_SECONDS", 0.3)
+    monkeypatch.setattr(discord_reply, "NOTE_FIRST_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(discord_reply, "NOTE_PATIENCE_SECONDS", 0.3)
     async with chat_on("discord", tmp_path, llm={"token_delay": 0.01}) as chat:
         assert isinstance(chat, DiscordChat)
         fake = chat.w.discord

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bots.slack import EVENTS_PATH, HEALTH_PATH
+from bots.slack.serve import EVENTS_PATH, HEALTH_PATH
 from bots.stream import STREAMING_INDICATOR
 from core.models import Identity, Meeting, Phase, Platform
 from core.store.sqlite import SQLiteStore

@@ -18,8 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bots import discord_render, slack_render
-from bots.slack import EVENTS_PATH
+from bots.discord import render as discord_render
+from bots.slack import render as slack_render
+from bots.slack.serve import EVENTS_PATH
 from bots.stream import STREAMING_INDICATOR
 from core.models import Identity, Message, Platform, Role
 from core.store.sqlite import SQLiteStore

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bots.slack_render import ACTION_CANCEL, ACTION_CONFIRM, ACTION_HISTORY_PAGE, escape
+from bots.slack.render import ACTION_CANCEL, ACTION_CONFIRM, ACTION_HISTORY_PAGE, escape
 from bots.stream import STREAMING_INDICATOR
 from core.llm import USER_TEXT
 from core.models import Message, MessageMeta, Platform, Role

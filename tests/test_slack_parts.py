@@ -14,9 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bots.__main__ import configured_services, notifier_factories, open_coach
-from bots.slack import SlackBot, SlackSetupError, is_user_speaking, slack_mode
-from bots.slack_notify import SlackNotifier, slack_notifier
-from bots.slack_render import SLASH_COMMAND, escape, our_text, slack_commands
+from bots.slack.app import SlackBot
+from bots.slack.events import is_user_speaking
+from bots.slack.notify import SlackNotifier, SlackSetupError, slack_notifier
+from bots.slack.render import SLASH_COMMAND, escape, our_text, slack_commands
+from bots.slack.serve import SlackServer, slack_mode
 from core.config import Settings
 from core.models import Identity, Platform, User
 from scheduler.notify import Notifiers
@@ -61,7 +63,7 @@ async def test_socket_mode_answers_a_dm(tmp_path: Path) -> None:
         )
         async with open_coach(config) as coach:
             bot = SlackBot(coach, config)
-            running = asyncio.create_task(bot.run())
+            running = asyncio.create_task(SlackServer(bot).run())
             ack = await fake.deliver(message_event("hello over the socket"), envelope_id="env-1")
             assert ack == {"envelope_id": "env-1"}
             await bot.wait_idle()

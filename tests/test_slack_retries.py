@@ -1,7 +1,7 @@
 """Slack writes retried without showing the reply twice: above all a post answered with a
 5xx that Slack had carried out all the same (a proxy's 503 after the write). chat.postMessage
 has no idempotency key, so the bot marks every post and looks for it before posting again
-(bots/slack_stream.py). These tests run the real bot against FakeSlack, whose
+(bots/slack/stream.py). These tests run the real bot against FakeSlack, whose
 `fail_next(..., after_applying=True)` takes the write and then answers the error, through the
 fault suite's `chat_on` helpers."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.slack_stream import MESSAGE_LIMIT
+from bots.slack.stream import MESSAGE_LIMIT
 from bots.stream import STREAMING_INDICATOR
 from core.models import Role
 from tests.fakes.anthropic_api import Reply
@@ -126,7 +126,7 @@ async def test_a_failing_lookup_still_gets_the_reply_out(
 @pytest.mark.xfail(
     strict=True,
     reason="chat.startStream takes no metadata and its 5xx gives no ts: a stream Slack "
-    "started cannot be found again (see bots/slack_stream.py)",
+    "started cannot be found again (see bots/slack/stream.py)",
 )
 async def test_a_stream_started_before_a_503_is_shown_once(tmp_path: Path) -> None:
     """Known gap: Slack starts the native stream, then answers 503. The bot hands over to
@@ -151,7 +151,7 @@ async def test_posts_found_twice_keep_one_message(
             "chat.postMessage", "internal_error", status=503, after_applying=True, times=2
         )
         fake.fail_next("conversations.replies", "internal_error", status=503)
-        caplog.set_level(logging.INFO, logger="bots.slack_stream")
+        caplog.set_level(logging.INFO, logger="bots.slack.stream")
         said = await chat.say("hello")
         assert chat.replies(said) == [whole_reply("hello")]
         assert len(fake.calls_to("chat.delete")) == 1

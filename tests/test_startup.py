@@ -20,8 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bots.__main__ import StartupError, open_coach, setup_failure
-from bots.discord_connect import DiscordSetupError
-from bots.slack import SlackBot, SlackSetupError
+from bots.discord.connect import DiscordSetupError
+from bots.slack.app import SlackBot
+from bots.slack.notify import SlackSetupError
+from bots.slack.serve import SlackServer
 from bots.startup import MAX_RETRY_SECONDS, Retries, SetupError, reach
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.discord_api import FakeDiscord
@@ -380,7 +382,7 @@ async def test_socket_mode_reconnects_with_the_app_token_after_the_start(tmp_pat
         )
         async with open_coach(config) as coach:
             bot = SlackBot(coach, config)
-            running = asyncio.create_task(bot.run())
+            running = asyncio.create_task(SlackServer(bot).run())
             await fake.wait_for_socket()
             await fake.disconnect_socket()
             await fake.wait_for_socket(opened=2)

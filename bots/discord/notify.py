@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import discord
 
-from bots.discord_connect import QUIET, log_in, use_discord_urls
-from bots.discord_render import MESSAGE_LIMIT, discord_commands
+from bots.discord.connect import QUIET, log_in, use_discord_urls
+from bots.discord.render import MESSAGE_LIMIT, discord_commands
 from bots.startup import Retries
 from core.config import Settings
 from core.models import Platform, User

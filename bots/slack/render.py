@@ -42,7 +42,7 @@ SECTION_LIMIT = 3000  # characters in a section's text
 HISTORY_ENTRY_CHARS = 600  # a long reply is cut in the history view; /coach export has it all
 WARNING = "⚠️"
 
-# action_ids of our buttons; the listeners in bots/slack.py match on these.
+# action_ids of our buttons; the listeners in bots/slack/app.py match on these.
 ACTION_HISTORY_PAGE = "coach_history_page"
 ACTION_CONFIRM = "coach_confirm"
 ACTION_CANCEL = "coach_cancel"

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack_render import reply_blocks
-from bots.slack_stream import STREAM_CLOSED
+from bots.slack.render import reply_blocks
+from bots.slack.stream import STREAM_CLOSED
 from bots.stream import STREAMING_INDICATOR
 
 log = logging.getLogger(__name__)

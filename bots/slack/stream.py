@@ -45,8 +45,8 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bots.slack_errors import refusal
-from bots.slack_render import reply_blocks
+from bots.slack.errors import refusal
+from bots.slack.render import reply_blocks
 from bots.stream import (
     CUT_WRITE_SECONDS,
     Buckets,

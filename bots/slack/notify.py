@@ -16,7 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bots.slack_render import our_text
+from bots.slack.render import our_text
 from bots.startup import NETWORK_ERRORS, Retries, SetupError, reach
 from core.config import Settings
 from core.models import Platform, User
