@@ -23,7 +23,7 @@ from core.models import Goal, GoalStatus, Identity, Meeting, Phase, Role
 from core.session import HistoryPage, Session
 from core.text import plain_argument, without_controls
 from core.texts import STORE_DOWN_COMMAND_TEXT
-from core.timeparse import UserTime
+from core.zones import UserTime
 
 log = logging.getLogger(__name__)
 

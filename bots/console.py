@@ -19,7 +19,7 @@ from bots.voice import When, spoken
 from core.coach import Coach
 from core.models import Identity, Platform
 from core.text import without_controls
-from core.timeparse import UserTime
+from core.zones import UserTime
 
 PROMPT = "you> "
 COACH_PREFIX = "coach> "

@@ -17,7 +17,7 @@ from bots.commands import COMMANDS
 from bots.stream import Failure
 from core.events import Chunk, Denied, Done, Failed, ReplyEvent, SafetyReply, Welcome
 from core.models import Meeting
-from core.timeparse import UserTime
+from core.zones import UserTime
 
 When = Callable[[datetime], str]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.models import Access, AccessReason, Meeting, MeetingStatus, Phase
-from core.timeparse import UserTime
+from core.zones import UserTime
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from core import timeparse
+from core import zones
 from core.access import Standing, WindowPolicy
 from core.config import Settings
+from core.context import Prompt
 from core.llm import LLM, UnconfiguredLLM
 from core.models import (
     Goal,
@@ -34,6 +35,7 @@ from core.models import (
     User,
 )
 from core.persona import Persona
+from core.reply import EventClaim, Prepare, Reply
 from core.session import (
     Cancelled,
     HistoryPage,
@@ -41,7 +43,7 @@ from core.session import (
     MeetingsObserver,
     Session,
 )
-from core.turn import Prepare, Prompt, Replies, Reply, ReplyStore
+from core.turn import Replies, ReplyStore
 from core.turn_order import Clock
 from core.window_hooks import WindowHooks, WindowStore
 
@@ -128,7 +130,7 @@ class Coach:
         return self.replies.zone(user)
 
     def local(self, user: User, when: datetime) -> str:
-        return timeparse.format_local(when, self.zone(user))
+        return zones.format_local(when, self.zone(user))
 
     # The reply
 
@@ -156,7 +158,7 @@ class Coach:
         )
 
     async def build_context(self, user: User, text: str, meeting: Meeting | None) -> Prompt:
-        return await self.replies.build_context(user, text, meeting)
+        return await self.replies.contexts.build(user, text, meeting)
 
     # For the platforms
 
@@ -168,8 +170,6 @@ class Coach:
 
     async def release_claim(self, key: str) -> None:
         """Give back a `claim_once` key whose action did not happen after all."""
-        from core.turn import EventClaim
-
         await self.replies.release(EventClaim(key=key))
 
     async def interrupted_replies(self, platform: Platform) -> list[InFlight]:

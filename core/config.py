@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.timeparse import WhenError, resolve_timezone
+from core.zones import WhenError, resolve_timezone
 
 log = logging.getLogger(__name__)
 

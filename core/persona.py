@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.models import Goal, Meeting, Message, Phase, Role
-from core.timeparse import format_local
+from core.zones import format_local
 
 PHASE_GUIDANCE = {
     Phase.GOAL_SETTING: (

@@ -17,7 +17,7 @@ from core.llm import LLM, Completion, LLMError, ModelReply
 from core.models import Meeting, Message, Role
 from core.persona import Persona
 from core.text import clip
-from core.timeparse import format_local
+from core.zones import format_local
 
 # The newest part of a long session is kept: commitments are usually made at the end.
 MAX_TRANSCRIPT_CHARS = 16_000

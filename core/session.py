@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from core import timeparse
+from core import timeparse, zones
 from core.access import Standing
 from core.errors import CoachError
 from core.models import (
@@ -80,12 +80,12 @@ class Session:
         return self._coach.zone(self.user)
 
     @property
-    def time(self) -> timeparse.UserTime:
+    def time(self) -> zones.UserTime:
         """How this user reads times."""
         return self._coach.replies.user_time(self.user)
 
     def local(self, moment: datetime) -> str:
-        return timeparse.format_local(moment, self.zone)
+        return zones.format_local(moment, self.zone)
 
     def now(self) -> datetime:
         return self._coach.clock()
@@ -171,7 +171,7 @@ class Session:
                 min_duration=timedelta(minutes=s.meeting_min_minutes),
                 max_duration=timedelta(minutes=s.meeting_max_minutes),
             )
-        except timeparse.WhenError as error:
+        except zones.WhenError as error:
             raise CoachError(str(error)) from error
         minutes = int(request.duration.total_seconds() // 60)
         series = new_id() if request.weekly else None
@@ -219,8 +219,8 @@ class Session:
 
     async def set_timezone(self, name: str) -> User:
         try:
-            zone = timeparse.resolve_timezone(name)
-        except timeparse.WhenError as error:
+            zone = zones.resolve_timezone(name)
+        except zones.WhenError as error:
             raise CoachError(str(error)) from error
         return await self._update(timezone=zone.key)
 
@@ -229,8 +229,8 @@ class Session:
         if self.user.timezone is not None:
             return
         try:
-            zone = timeparse.resolve_timezone(name)
-        except timeparse.WhenError:
+            zone = zones.resolve_timezone(name)
+        except zones.WhenError:
             return
         await self._update(timezone=zone.key)
 

@@ -25,21 +25,26 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from difflib import get_close_matches
-from functools import lru_cache
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
+
+from core.zones import (
+    MONTH_ABBREVIATIONS,
+    WhenError,
+    echo,
+    format_local,
+    format_wall,
+    require_aware,
+)
 
 WHEN_EXAMPLES = "'tomorrow 9am', 'fri 18:30' or 'in 2 hours'"
 DURATION_EXAMPLES = "'45m', '1h30' or '2 hours'"
 SCHEDULE_EXAMPLES = "'tomorrow 9am for 30m', 'fri 18:30 weekly' or 'next monday 7:00 for 1h'"
 TIME_EXAMPLES = "'9am', '09:30' or '21:15'"
-TIMEZONE_EXAMPLES = "'Europe/Paris' or 'America/New_York' (or 'UTC')"
 
 DEFAULT_DURATION = timedelta(minutes=45)
 MIN_DURATION = timedelta(minutes=10)
 MAX_DURATION = timedelta(hours=4)
 LONGEST_DURATION = timedelta(days=365)  # beyond this a typo is likelier than a plan
-MAX_ECHO_CHARS = 40  # how much of the user's own text we quote back in an error
 YEARS_TO_FIND_A_DATE = 8  # enough to reach the next 29 Feb, even across 2100
 ONE_WEEK = timedelta(weeks=1)
 ONE_DAY = timedelta(days=1)
@@ -60,11 +65,6 @@ MONTHS: dict[str, int] = {
     "october": 10, "oct": 10, "november": 11, "nov": 11, "december": 12, "dec": 12,
 }  # fmt: skip
 NAMED_TIMES: dict[str, time] = {"noon": time(12), "midday": time(12), "midnight": time(0)}
-DAY_ABBREVIATIONS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-MONTH_ABBREVIATIONS = (
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-)  # fmt: skip
-NOT_USER_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
 def _alternation(words: dict[str, int]) -> str:
@@ -94,10 +94,6 @@ _HOURS_MINUTES_RE = re.compile(
 )
 
 
-class WhenError(ValueError):
-    """Input the user can fix; the message is meant to be shown to them as is."""
-
-
 @dataclass(frozen=True)
 class ScheduleRequest:
     """A meeting the user asked for: when it starts (UTC), how long, and whether it repeats."""
@@ -105,42 +101,6 @@ class ScheduleRequest:
     start: datetime
     duration: timedelta
     weekly: bool
-
-
-def format_local(dt: datetime, tz: ZoneInfo) -> str:
-    """Render an instant the way users read it back, e.g. `Fri 4 Dec 2026, 09:00 (Europe/Paris)`.
-
-    Locale-independent, and always names the zone so nobody wonders "whose 9am?".
-    """
-    _require_aware(dt, "dt")
-    return f"{_format_wall(dt.astimezone(tz))} ({tz.key})"
-
-
-@dataclass(frozen=True)
-class UserTime:
-    """How to show times to one user: in their zone, or in the default one when they chose
-    none (`chosen` False: Discord then shows each reader their own local time instead)."""
-
-    zone: ZoneInfo
-    chosen: bool
-
-    def __call__(self, moment: datetime) -> str:
-        return format_local(moment, self.zone)
-
-
-def resolve_timezone(name: str) -> ZoneInfo:
-    """Accept an IANA zone name in any letter case (spaces may stand for underscores)."""
-    key = "_".join(name.split()).lower()
-    if not key:
-        raise WhenError(f"Which timezone are you in? Use a name like {TIMEZONE_EXAMPLES}.")
-    canonical = _zone_names().get(key)
-    if canonical is not None:
-        return ZoneInfo(canonical)
-    guess = _guess_zone(key)
-    hint = f" Did you mean '{guess}'?" if guess else ""
-    raise WhenError(
-        f"I don't know the timezone '{_echo(name)}'.{hint} Use a name like {TIMEZONE_EXAMPLES}."
-    )
 
 
 def parse_duration(text: str) -> timedelta:
@@ -151,7 +111,7 @@ def parse_duration(text: str) -> timedelta:
     minutes = _duration_minutes(cleaned)
     if minutes is None:
         raise WhenError(
-            f"I couldn't read '{_echo(text)}' as a length of time. Try {DURATION_EXAMPLES}."
+            f"I couldn't read '{echo(text)}' as a length of time. Try {DURATION_EXAMPLES}."
         )
     if minutes > LONGEST_DURATION // timedelta(minutes=1):
         raise WhenError("That's longer than a year. Please give a shorter length of time.")
@@ -202,7 +162,7 @@ def parse_schedule_args(
 
 def _parse_when(text: str, *, now: datetime, tz: ZoneInfo, examples: str) -> datetime:
     """`parse_when`, with the examples to offer when the text matches no form at all."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     cleaned = _normalize(text)
     if not cleaned:
         raise WhenError(f"When should it be? For example {examples}.")
@@ -211,7 +171,7 @@ def _parse_when(text: str, *, now: datetime, tz: ZoneInfo, examples: str) -> dat
     except OverflowError:
         raise WhenError("That date is too far away for me. Please pick a nearer one.") from None
     if found is None:
-        raise WhenError(f"I couldn't understand '{_echo(text)}' as a time. Try {examples}.")
+        raise WhenError(f"I couldn't understand '{echo(text)}' as a time. Try {examples}.")
     return found
 
 
@@ -249,7 +209,7 @@ def _read_offset(text: str) -> timedelta:
         return parse_duration(text)
     except WhenError:
         raise WhenError(
-            f"I couldn't read 'in {_echo(text)}'. Try 'in 2 hours' or 'in 90 min'."
+            f"I couldn't read 'in {echo(text)}'. Try 'in 2 hours' or 'in 90 min'."
         ) from None
 
 
@@ -310,7 +270,7 @@ def _read_time(text: str | None, day_words: str) -> time:
         raise WhenError(f"I need a time as well as the day, e.g. '{example}'.")
     at = _parse_time(text)
     if at is None:
-        raise WhenError(f"I couldn't read '{_echo(text)}' as a time. Try {TIME_EXAMPLES}.")
+        raise WhenError(f"I couldn't read '{echo(text)}' as a time. Try {TIME_EXAMPLES}.")
     return at
 
 
@@ -329,12 +289,6 @@ def _parse_time(text: str) -> time | None:
     if not 1 <= hour <= 12:
         return None
     return time(hour % 12 + (12 if suffix == "pm" else 0), minute)
-
-
-def _format_wall(wall: datetime) -> str:
-    """`Fri 4 Dec 2026, 09:00`: the clock-and-calendar part of `format_local`."""
-    day = f"{DAY_ABBREVIATIONS[wall.weekday()]} {wall.day} {MONTH_ABBREVIATIONS[wall.month - 1]}"
-    return f"{day} {wall.year}, {wall:%H:%M}"
 
 
 def _make_date(year: int, month: int, day: int) -> date:
@@ -359,7 +313,7 @@ def _to_utc(day: date, at: time, tz: ZoneInfo) -> datetime:
     if instant.astimezone(tz).replace(tzinfo=None) != wall:
         shifted = instant.astimezone(tz)
         raise WhenError(
-            f"{_format_wall(wall)} doesn't exist in {tz.key}: the clocks skip that time "
+            f"{format_wall(wall)} doesn't exist in {tz.key}: the clocks skip that time "
             f"for a daylight-saving change. Try {shifted:%H:%M} instead, or another time."
         )
     return instant
@@ -429,29 +383,3 @@ def _format_duration(duration: timedelta) -> str:
     return f"{hours} h" if hours else f"{minutes} min"
 
 
-def _echo(text: str) -> str:
-    """The user's own words, trimmed, for quoting back in a message."""
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_ECHO_CHARS else text[: MAX_ECHO_CHARS - 1] + "…"
-
-
-def _require_aware(dt: datetime, name: str) -> None:
-    """Naive datetimes would silently pick up the server's zone; refuse them loudly."""
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime")
-
-
-@lru_cache(maxsize=1)
-def _zone_names() -> dict[str, str]:
-    """Lower-cased IANA names to their canonical spelling."""
-    return {name.lower(): name for name in available_timezones() - NOT_USER_ZONES}
-
-
-def _guess_zone(key: str) -> str | None:
-    """A likely zone for a typo or a bare city (`paris` -> `Europe/Paris`), for the hint."""
-    names = _zone_names()
-    by_city = sorted(name for lower, name in names.items() if lower.rsplit("/", 1)[-1] == key)
-    if by_city:
-        return by_city[0]
-    close = get_close_matches(key, list(names), n=1, cutoff=0.8)
-    return names[close[0]] if close else None

@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.access import Standing, WindowPolicy, decide_access
 from core.config import Settings
+from core.context import Contexts, ContextStore
 from core.errors import StoreUnavailable
 from core.events import Chunk, Denied, Done, Failed, ReplyEvent, SafetyReply, Welcome
 from core.in_flight import InFlightStore, RepliesInFlight
 from core.llm import LLM, LLMError, ModelReply, UnconfiguredLLM
 from core.models import (
     Access,
-    Goal,
-    GoalStatus,
     Identity,
     InFlight,
     Meeting,
@@ -42,7 +40,8 @@ from core.models import (
     Role,
     User,
 )
-from core.persona import CoachContext, Persona, conversation, system_blocks
+from core.persona import Persona
+from core.reply import EventClaim, Prepare, Reply, Turn, speaker
 from core.safety import SAFETY_REPLY, is_crisis
 from core.text import clean_text
 from core.texts import (
@@ -53,17 +52,13 @@ from core.texts import (
     STORE_DOWN_TEXT,
     too_long_text,
 )
-from core.timeparse import UserTime
-from core.turn_order import Clock, Ticket, TurnOrder, TurnStore
+from core.turn_order import Clock, TurnOrder, TurnStore
+from core.zones import UserTime
 
 log = logging.getLogger(__name__)
 
-# The adapter's own work before the coach answers (adopting the platform's timezone for the
-# user, so the reply is phrased in it): run by the reply, after its place in line is taken.
-Prepare = Callable[[], Awaitable[None]]
 
-
-class ReplyStore(TurnStore, InFlightStore, Protocol):
+class ReplyStore(ContextStore, TurnStore, InFlightStore, Protocol):
     """What the pipeline needs of the store (the backends' shared rules: core/store)."""
 
     async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
@@ -77,10 +72,6 @@ class ReplyStore(TurnStore, InFlightStore, Protocol):
     async def mark_undelivered(self, message_id: str) -> None:
         """The platform never showed this message (see Message.delivered)."""
 
-    async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
-        """The last `limit` messages, oldest first."""
-
-    async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]: ...
     async def list_meetings(
         self, user_id: str, *, closing_after: datetime | None = None
     ) -> list[Meeting]:
@@ -91,116 +82,6 @@ class ReplyStore(TurnStore, InFlightStore, Protocol):
 
     async def release_event(self, key: str) -> None:
         """Forget a claimed key (no-op if unknown): its event was not handled after all."""
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A turn's request to the model: system blocks and alternating messages."""
-
-    system: list[dict[str, Any]]
-    messages: list[dict[str, str]]
-
-
-@dataclass
-class EventClaim:
-    """A platform event's dedupe key, once claimed, and whether it must stay claimed.
-
-    It stays once the user's message is saved or the user got an answer; a turn that fails
-    before either releases it, so the platform's retry of the event is answered instead of
-    being taken for a duplicate of a message that was never kept.
-    """
-
-    key: str | None = None
-    settled: bool = False
-
-
-@dataclass
-class _Turn:
-    """One message's way through the pipeline, and what the adapter tells us about it."""
-
-    identity: Identity
-    text: str
-    event_id: str | None
-    ticket: Ticket
-    place: dict[str, str] | None  # where the platform shows the reply, for crash repair
-    prepare: Prepare | None = None
-    claim: EventClaim = field(default_factory=EventClaim)
-    answer: ModelReply | None = None  # the model's, once it is asked
-    recorded: bool = False  # a record of it in flight is in the store
-    message_id: str | None = None  # the stored reply, once saved
-    undelivered: bool = False
-
-    @property
-    def said(self) -> str:
-        """What the model has said so far."""
-        return self.answer.text if self.answer is not None else ""
-
-
-def speaker(identity: Identity) -> str:
-    """Whose line a message joins: known at arrival, before the user is looked up."""
-    return f"{identity.platform.value}:{identity.external_id}"
-
-
-class Reply:
-    """One user message on its way to an answer: an async iterator of `ReplyEvent`s.
-
-    `Coach.reply` makes it the moment the message arrives, and its work starts then: the
-    message takes its place in the user's line at once, and goes on (dedupe claim, user,
-    access, its turn, the model) whatever the adapter awaits before reading it, a status or
-    a user lookup, so those awaits can neither reorder a burst nor delay the model; events
-    wait here until read. Close it when done (`aclosing`): closing it early stops the work.
-    """
-
-    def __init__(self, replies: Replies, turn: _Turn) -> None:
-        self._replies, self._turn = replies, turn
-        self._events: asyncio.Queue[ReplyEvent | None] = asyncio.Queue()  # None: the end
-        self._work = asyncio.create_task(self._run(), name=f"reply:{turn.ticket.id}")
-
-    async def _run(self) -> None:
-        try:
-            async with aclosing(self._replies.events(self._turn)) as events:
-                async for event in events:
-                    self._events.put_nowait(event)
-        finally:
-            self._events.put_nowait(None)
-
-    def __aiter__(self) -> Reply:
-        return self
-
-    async def __anext__(self) -> ReplyEvent:
-        event = await self._events.get()
-        if event is None:
-            self._events.put_nowait(None)  # the end stays the end
-            raise StopAsyncIteration
-        return event
-
-    async def aclose(self) -> None:
-        """Stop the work if it is still going (what was said so far is kept, incomplete)."""
-        self._work.cancel()
-        await asyncio.gather(self._work, return_exceptions=True)
-        self._replies.order.line.leave(self._turn.ticket)  # work cancelled before it began
-
-    async def shown_at(self, **place: str) -> None:
-        """Where the platform now shows the reply (a message, a stream): what a process
-        starting after a crash needs to finish it there. Merged into what was given before."""
-        turn = self._turn
-        turn.place = {**(turn.place or {}), **place}
-        if turn.recorded:
-            try:
-                await self._replies.in_flight.shown_at(turn.ticket.id, turn.place)
-            except StoreUnavailable as error:  # a courtesy for a crash: the reply goes on
-                log.warning("reply %s: where it shows was not kept: %s", turn.ticket.id, error)
-
-    async def undelivered(self) -> None:
-        """The platform refused to show the reply: the stored reply says so, and the model
-        is not told it said what the user never read."""
-        turn = self._turn
-        turn.undelivered = True
-        if turn.message_id is not None:
-            try:
-                await self._replies.store.mark_undelivered(turn.message_id)
-            except StoreUnavailable as error:
-                log.warning("reply %s not marked undelivered: %s", turn.message_id, error)
 
 
 class Replies:
@@ -220,6 +101,7 @@ class Replies:
         lease = timedelta(seconds=settings.turn_lease_seconds)
         self.order = TurnOrder(store, clock, lease)
         self.in_flight = RepliesInFlight(store, clock, lease)
+        self.contexts = Contexts(store, persona, settings, clock, self.zone)
         # Claims a failed turn could not release (the database was down too): released
         # before the next claim, so a retry of those events is not taken for a duplicate.
         self._unreleased: set[str] = set()
@@ -250,10 +132,10 @@ class Replies:
         prepare: Prepare | None = None,
     ) -> Reply:
         ticket = self.order.line.join(speaker(identity), sent_at or self.clock())
-        turn = _Turn(identity, text, event_id, ticket, dict(place) if place else None, prepare)
+        turn = Turn(identity, text, event_id, ticket, dict(place) if place else None, prepare)
         return Reply(self, turn)
 
-    async def events(self, turn: _Turn) -> AsyncGenerator[ReplyEvent, None]:
+    async def events(self, turn: Turn) -> AsyncGenerator[ReplyEvent, None]:
         """The whole reply to `turn`; never raises but for cancellation."""
         claim = turn.claim
         try:
@@ -300,7 +182,7 @@ class Replies:
 
     # The steps
 
-    async def _answer(self, turn: _Turn) -> AsyncGenerator[ReplyEvent, None]:
+    async def _answer(self, turn: Turn) -> AsyncGenerator[ReplyEvent, None]:
         text = clean_text(turn.text)
         if (unreadable := self._unreadable(text)) is not None:
             yield unreadable
@@ -345,7 +227,7 @@ class Replies:
             return Failed("too_long", too_long_text(len(text), self.settings.max_input_chars))
         return None
 
-    async def _prepare(self, turn: _Turn) -> None:
+    async def _prepare(self, turn: Turn) -> None:
         if turn.prepare is None:
             return
         try:
@@ -358,14 +240,14 @@ class Replies:
         return not user.welcomed and await self.store.claim_welcome(user.id)
 
     async def _turn(
-        self, turn: _Turn, user: User, text: str, access: Access
+        self, turn: Turn, user: User, text: str, access: Access
     ) -> AsyncGenerator[ReplyEvent, None]:
         """One conversation turn, holding the user's turn: save, build context, stream, save."""
         if await self._welcomes(user):  # in the turn: it opens the first reply of a burst
             yield Welcome(self.persona.welcome)
         meeting_id = access.meeting.id if access.meeting else None
         meta = MessageMeta(platform=user.identity.platform, meeting_id=meeting_id)
-        prompt = await self.build_context(user, text, access.meeting)
+        prompt = await self.contexts.build(user, text, access.meeting)
         async with self._kept_in_flight(turn, user):
             # Stamped now, when its turn has come: history reads message, reply, message, reply
             # even when this one arrived while the reply before it was being written.
@@ -396,7 +278,7 @@ class Replies:
             yield Done(message.id, message.text, message.meta.usage)
 
     def _reply_message(
-        self, turn: _Turn, user: User, meta: MessageMeta, error: str | None
+        self, turn: Turn, user: User, meta: MessageMeta, error: str | None
     ) -> Message:
         """The reply as stored: what was said, with how it was produced."""
         answer = turn.answer
@@ -420,7 +302,7 @@ class Replies:
             ),
         )
 
-    async def _keep(self, turn: _Turn, message: Message, *, quietly: bool = False) -> None:
+    async def _keep(self, turn: Turn, message: Message, *, quietly: bool = False) -> None:
         """Save the reply; `quietly` (a reply stopped from outside): only what was said, and
         a failure is logged, not raised."""
         if quietly and not message.text:
@@ -435,7 +317,7 @@ class Replies:
         turn.message_id = message.id
 
     @asynccontextmanager
-    async def _kept_in_flight(self, turn: _Turn, user: User) -> AsyncIterator[None]:
+    async def _kept_in_flight(self, turn: Turn, user: User) -> AsyncIterator[None]:
         """While the block runs: the reply's record in flight (when the adapter says where it
         shows it) and the turn's lease, renewed; the record goes when the block ends."""
         if turn.place is not None:
@@ -455,7 +337,7 @@ class Replies:
                 except StoreUnavailable as error:  # it runs out, and is repaired as cut off
                     log.warning("record of reply %s not removed: %s", turn.ticket.id, error)
 
-    async def _renew(self, turn: _Turn, user: User) -> None:
+    async def _renew(self, turn: Turn, user: User) -> None:
         """Every third of the lease: the lease, and the record with what was said so far."""
         interval = self.settings.turn_lease_seconds / 3
         while True:
@@ -467,24 +349,6 @@ class Replies:
                     await self.in_flight.renew(turn.ticket.id, turn.said)
             except StoreUnavailable as error:
                 log.warning("user %s: turn lease not renewed: %s", user.id, error)
-
-    async def build_context(self, user: User, text: str, meeting: Meeting | None) -> Prompt:
-        """What the model is sent for `text`: the store reads and the prompt, nothing streamed.
-
-        Read before the user's message is saved, so the history ends just before it; a store
-        failure here leaves nothing half-saved. bench/store.py times exactly this.
-        """
-        history = await self.store.recent_messages(user.id, self.settings.history_context_messages)
-        goals = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
-        context = CoachContext(
-            phase=user.phase,
-            goals=goals[: self.settings.max_active_goals_in_context],
-            meeting=meeting,
-            now=self.clock(),
-            timezone=self.zone(user),
-            history=history,
-        )
-        return Prompt(system_blocks(self.persona, context), conversation(history, text))
 
     async def _save_safety_turn(self, user: User, text: str, now: datetime) -> None:
         meta = MessageMeta(platform=user.identity.platform, kind="safety")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from core.timeparse import format_local
+from core.zones import format_local
 
 SCHEDULE_HINT = "Book one with `/schedule tomorrow 9am`."
 

@@ -31,10 +31,11 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from core.coach import Clock, Coach
+from core.coach import Coach
 from core.config import Settings
 from core.models import Meeting
 from core.session import MeetingsChanged
+from core.turn_order import Clock
 from core.windows import due_steps, step_times
 from scheduler.notify import Delivery, Notifiers
 from scheduler.windows import WindowKeeper

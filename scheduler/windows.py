@@ -72,8 +72,9 @@ from core.windows import (
     recap_retry_at,
     recap_settled_until,
 )
+from scheduler.notices import NOTICE_BACKOFF
 from scheduler.notify import Delivery
-from scheduler.outbox import NOTICE_BACKOFF, Outbox
+from scheduler.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

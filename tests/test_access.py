@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from core.access import WindowPolicy, decide_access, describe_access, merged_close
 from core.models import Access, AccessReason, Meeting, MeetingStatus, Phase
-from core.timeparse import format_local
+from core.zones import format_local
 
 MS = timedelta(milliseconds=1)
 DEFAULT = WindowPolicy()

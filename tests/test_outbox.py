@@ -27,8 +27,7 @@ from core.models import (
 )
 from core.store import Store
 from core.windows import reminder_at
-from scheduler.notify import Delivery, Notifiers
-from scheduler.outbox import (
+from scheduler.notices import (
     NOTICE_BACKOFF,
     NOTICE_GIVE_UP,
     WHILE_OPEN,
@@ -39,6 +38,7 @@ from scheduler.outbox import (
     render,
     stale_reason,
 )
+from scheduler.notify import Delivery, Notifiers
 from scheduler.windows import WindowKeeper
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic, Reply

@@ -17,7 +17,7 @@ from bots.stream import STREAMING_INDICATOR
 from core.llm import USER_TEXT
 from core.models import Message, MessageMeta, Platform, Role
 from core.safety import SAFETY_REPLY
-from core.timeparse import format_local
+from core.zones import format_local
 from tests.fakes.anthropic_api import FakeAnthropic, StreamError
 from tests.fakes.slack_api import (
     BOT_USER_ID,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.slack.stream import MESSAGE_LIMIT
+from bots.slack.edits import MESSAGE_LIMIT
 from bots.stream import STREAMING_INDICATOR
 from core.models import Role
 from tests.fakes.anthropic_api import Reply

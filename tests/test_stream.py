@@ -19,25 +19,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots import stream
+from bots import throttle
+from bots.split import FENCE_CLOSE, closed_fences, split_message, split_spans
 from bots.stream import (
     DEFAULT_FAIL_NOTE,
-    FENCE_CLOSE,
     MAX_RATE_LIMIT_RETRIES,
     STREAMING_INDICATOR,
     UNFREEZE_WAIT_SECONDS,
-    Buckets,
-    Budgets,
-    EditBucket,
     Failure,
     RateLimited,
     RenderResult,
-    closed_fences,
-    next_write_at,
     render,
-    split_message,
-    split_spans,
 )
+from bots.throttle import Buckets, Budgets, EditBucket, next_write_at
 
 T = TypeVar("T")
 
@@ -397,7 +391,7 @@ async def test_chained_budgets_keep_every_channel_and_the_global_limit_as_sent()
 def test_buckets_share_by_key_and_forget_only_idle_unheld_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(stream, "ACTIVE_BUCKETS_KEPT", 2)
+    monkeypatch.setattr(throttle, "ACTIVE_BUCKETS_KEPT", 2)
     clock = VirtualTime()
     buckets = Buckets(5, 5.0, clock=clock, sleep=clock.sleep)
     held = buckets.get("channel-1")

@@ -17,13 +17,11 @@ from core.timeparse import (
     MONTHS,
     WEEKDAYS,
     ScheduleRequest,
-    WhenError,
-    format_local,
     parse_duration,
     parse_schedule_args,
     parse_when,
-    resolve_timezone,
 )
+from core.zones import WhenError, format_local, resolve_timezone
 
 NOW = datetime(2026, 12, 2, 11, 30, tzinfo=UTC)
 PARIS = ZoneInfo("Europe/Paris")

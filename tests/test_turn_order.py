@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from core.coach import Coach, utc_now
 from core.events import Denied, Done, ReplyEvent, Welcome
 from core.models import Identity, Platform, Role
+from core.reply import Reply
 from core.store import Store
-from core.turn import Reply
 from core.turn_order import Owner, TurnLine, order_key, owner_gone, this_process
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic

@@ -36,20 +36,15 @@ from bots.discord.connect import (
 from bots.discord.render import failure_note
 from bots.discord.reply import ChannelReply, DiscordVoice, repair, tell_unfinished
 from bots.repairs import keep_repairing
-from bots.stream import (
-    Buckets,
-    Budgets,
-    EditBucket,
-    RateLimited,
-    render,
-)
+from bots.stream import RateLimited, render
 from bots.tasks import Background
+from bots.throttle import Buckets, Budgets, EditBucket
 from bots.voice import spoken
 from core.coach import Coach
 from core.config import Settings
 from core.models import Identity, InFlight, Platform
+from core.reply import Reply
 from core.texts import CUT_OFF_TEXT, INTERNAL_ERROR_TEXT
-from core.turn import Reply
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,12 @@ from bots.commands import (
     phase_label,
     when_for_result,
 )
-from bots.stream import closed_fences
+from bots.split import closed_fences
 from bots.voice import meeting_line, under_command
 from core.access import Standing
 from core.models import Meeting, Role
 from core.text import clip
-from core.timeparse import UserTime
+from core.zones import UserTime
 
 When = Callable[[datetime], str]
 

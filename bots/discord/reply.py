@@ -15,12 +15,13 @@ import discord
 
 from bots.discord.connect import QUIET, REFUSED
 from bots.discord.render import MESSAGE_LIMIT, discord_commands, discord_when, failure_note
-from bots.stream import STREAMING_INDICATOR, EditBucket, RateLimited
+from bots.stream import STREAMING_INDICATOR, RateLimited
+from bots.throttle import EditBucket
 from bots.voice import When
 from core.models import InFlight
+from core.reply import Reply
 from core.texts import CUT_OFF_TEXT, INTERNAL_ERROR_TEXT
-from core.timeparse import UserTime
-from core.turn import Reply
+from core.zones import UserTime
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.commands import Export, run_command, when_for_result
+from bots.slack.edits import Destination
 from bots.slack.errors import refusal
 from bots.slack.events import is_retry, is_user_speaking, sent_at, text_of, without_mention
 from bots.slack.notify import check_bot_token, web_client
@@ -46,14 +47,14 @@ from bots.slack.render import (
     result_message,
 )
 from bots.slack.replying import SlackReplies, Turn
-from bots.slack.stream import Destination, WorkspaceEdits, export_messages
+from bots.slack.stream import WorkspaceEdits, export_messages
 from bots.startup import Retries
 from bots.tasks import Background
 from core.coach import Coach
 from core.config import Settings
 from core.models import Identity, InFlight, Platform
+from core.reply import Prepare
 from core.texts import INTERNAL_ERROR_TEXT
-from core.turn import Prepare
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,17 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.edits import Destination
 from bots.slack.errors import refusal
 from bots.slack.render import WARNING, coach_markdown, failure_note, our_text, reply_blocks
 from bots.slack.repair import finish_cut_reply
-from bots.slack.stream import Destination, WorkspaceEdits, stream_reply
+from bots.slack.stream import WorkspaceEdits, stream_reply
 from bots.voice import When, spoken
 from core.config import Settings
 from core.models import Identity, InFlight
+from core.reply import Reply
 from core.texts import CUT_OFF_TEXT, INTERNAL_ERROR_TEXT
-from core.timeparse import UserTime
-from core.turn import Reply
+from core.zones import UserTime
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ every datetime, query bounds included, goes through `_ts` to keep it so.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import aiosqlite
@@ -20,20 +19,15 @@ from core.models import (
     Goal,
     GoalStatus,
     Identity,
-    InFlight,
-    Meeting,
-    MeetingStatus,
     Message,
     MessageMeta,
-    Notice,
-    NoticeFacts,
-    NoticeState,
     Phase,
-    Platform,
     User,
 )
-from core.store import MeetingFlag
-from core.store.sqlite_file import Params, SQLiteFile
+from core.store.sqlite_file import SQLiteFile
+from core.store.sqlite_meetings import MeetingRows
+from core.store.sqlite_rows import Rows, _ts
+from core.store.sqlite_turns import TurnRows
 
 BUSY_TIMEOUT_SECONDS = 10.0  # another process (a separate scheduler) may hold the lock a moment
 # 8 parameters a row: 8,000 per statement, within SQLite's limit (32,766 since 3.32).
@@ -100,14 +94,8 @@ MIGRATIONS = [
 ]
 
 
-def _ts(value: datetime) -> str:
-    """UTC, so strings compare as instants; naive counts as UTC, as PyMongo has it."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat(timespec="milliseconds")
 
 
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
 
 
 def _user(row: sqlite3.Row) -> User:
@@ -152,34 +140,16 @@ def _message_row(message: Message) -> tuple[Any, ...]:
     )
 
 
-def _in_flight(row: sqlite3.Row) -> InFlight:
-    return InFlight.model_validate({**dict(row), "place": json.loads(row["place"])})
 
 
-def _turn_params(
-    user_id: str, ticket: str, order: str, now: datetime, until: datetime
-) -> dict[str, str]:
-    return {"user": user_id, "ticket": ticket, "order": order, "now": _ts(now), "until": _ts(until)}
 
 
 def _goal(row: sqlite3.Row) -> Goal:
     return Goal.model_validate(dict(row))
 
 
-def _meeting(row: sqlite3.Row) -> Meeting:
-    return Meeting.model_validate(
-        {
-            **dict(row),
-            "reminder_sent": bool(row["reminder_sent"]),
-            "recap_sent": bool(row["recap_sent"]),
-        }
-    )
 
 
-def _notice(row: sqlite3.Row) -> Notice:
-    return Notice.model_validate(
-        {**dict(row), "facts": NoticeFacts.model_validate_json(row["facts"])}
-    )
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:
@@ -210,9 +180,9 @@ async def _user_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-class SQLiteStore:
-    def __init__(self, db: SQLiteFile) -> None:
-        self._db = db
+class SQLiteStore(TurnRows, MeetingRows, Rows):
+    """Users, messages, goals and dedupe keys here; meetings and notices in MeetingRows
+    (sqlite_meetings.py), turn leases and replies in flight in TurnRows (sqlite_turns.py)."""
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteStore:
@@ -224,15 +194,6 @@ class SQLiteStore:
     async def close(self) -> None:
         await self._db.close()
 
-    async def _all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return await self._db.fetch(sql, params)
-
-    async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        rows = await self._all(sql, params)
-        return rows[0] if rows else None
-
-    async def _write(self, sql: str, params: Params = ()) -> int:
-        return await self._db.change(sql, params)
 
     # Users
 
@@ -402,189 +363,6 @@ class SQLiteStore:
         )
         return _goal(row) if row else None
 
-    # Meetings
-
-    async def add_meetings(self, meetings: Sequence[Meeting]) -> None:
-        await self._db.change_many(
-            "INSERT INTO meetings (id, user_id, start, duration_minutes, series_id, status,"
-            " closes_at, reminder_sent, recap_sent, recap, recap_claimed_until)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    m.id,
-                    m.user_id,
-                    _ts(m.start),
-                    m.duration_minutes,
-                    m.series_id,
-                    m.status,
-                    _ts(m.closes_at),
-                    int(m.reminder_sent),
-                    int(m.recap_sent),
-                    m.recap,
-                    _ts(m.recap_claimed_until) if m.recap_claimed_until else None,
-                )
-                for m in meetings
-            ],
-        )
-
-    async def get_meeting(self, meeting_id: str) -> Meeting | None:
-        row = await self._one("SELECT * FROM meetings WHERE id = ?", (meeting_id,))
-        return _meeting(row) if row else None
-
-    async def list_meetings(
-        self, user_id: str, *, closing_after: datetime | None = None
-    ) -> list[Meeting]:
-        rows = await self._all(
-            "SELECT * FROM meetings WHERE user_id = ? AND closes_at > ? ORDER BY start, rowid",
-            (user_id, _ts(closing_after) if closing_after else ""),
-        )
-        return [_meeting(row) for row in rows]
-
-    async def live_meetings(self, closing_after: datetime) -> list[Meeting]:
-        rows = await self._all(
-            "SELECT * FROM meetings WHERE status IN (?, ?) AND closes_at > ? ORDER BY start, rowid",
-            (MeetingStatus.SCHEDULED, MeetingStatus.OPEN, _ts(closing_after)),
-        )
-        return [_meeting(row) for row in rows]
-
-    async def cancel_meetings(self, user_id: str, meeting_ids: Sequence[str]) -> int:
-        marks = ", ".join("?" for _ in meeting_ids)
-        return await self._write(
-            f"UPDATE meetings SET status = ? WHERE user_id = ? AND id IN ({marks})"
-            " AND status IN (?, ?)",
-            (
-                MeetingStatus.CANCELLED,
-                user_id,
-                *meeting_ids,
-                MeetingStatus.SCHEDULED,
-                MeetingStatus.OPEN,
-            ),
-        )
-
-    async def claim_transition(
-        self,
-        meeting_id: str,
-        from_status: MeetingStatus,
-        to_status: MeetingStatus,
-        *,
-        recap_claimed_until: datetime | None = None,
-    ) -> Meeting | None:
-        if recap_claimed_until is None:
-            row = await self._one(
-                "UPDATE meetings SET status = ? WHERE id = ? AND status = ? RETURNING *",
-                (to_status, meeting_id, from_status),
-            )
-        else:
-            row = await self._one(
-                "UPDATE meetings SET status = ?, recap_claimed_until = ?"
-                " WHERE id = ? AND status = ? RETURNING *",
-                (to_status, _ts(recap_claimed_until), meeting_id, from_status),
-            )
-        return _meeting(row) if row else None
-
-    async def claim_flag(self, meeting_id: str, flag: MeetingFlag) -> Meeting | None:
-        column = {"reminder_sent": "reminder_sent"}[flag]
-        row = await self._one(
-            f"UPDATE meetings SET {column} = 1 WHERE id = ? AND {column} = 0 RETURNING *",
-            (meeting_id,),
-        )
-        return _meeting(row) if row else None
-
-    async def pending_recaps(self, closed_after: datetime, now: datetime) -> list[Meeting]:
-        # (status, closes_at) is the index; the rest is checked on its few rows.
-        rows = await self._all(
-            "SELECT * FROM meetings WHERE status = ? AND closes_at > ? AND recap_sent = 0"
-            " AND (recap_claimed_until IS NULL OR recap_claimed_until <= ?)"
-            " ORDER BY closes_at, rowid",
-            (MeetingStatus.CLOSED, _ts(closed_after), _ts(now)),
-        )
-        return [_meeting(row) for row in rows]
-
-    async def claim_recap(
-        self, meeting_id: str, *, expired_by: datetime, until: datetime
-    ) -> Meeting | None:
-        row = await self._one(
-            "UPDATE meetings SET recap_claimed_until = ?"
-            " WHERE id = ? AND status = ? AND recap_sent = 0"
-            " AND (recap_claimed_until IS NULL OR recap_claimed_until <= ?) RETURNING *",
-            (_ts(until), meeting_id, MeetingStatus.CLOSED, _ts(expired_by)),
-        )
-        return _meeting(row) if row else None
-
-    async def finish_recap(self, meeting_id: str, text: str) -> Meeting | None:
-        row = await self._one(
-            "UPDATE meetings SET recap = ?, recap_sent = 1 WHERE id = ? AND recap_sent = 0"
-            " RETURNING *",
-            (text, meeting_id),
-        )
-        return _meeting(row) if row else None
-
-    # Notices
-
-    async def add_notice(self, notice: Notice) -> bool:
-        inserted = await self._write(
-            "INSERT OR IGNORE INTO notices (id, user_id, meeting_id, kind, facts, created_at,"
-            " expires_at, state, attempts, next_try_at, last_error, settled_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                notice.id,
-                notice.user_id,
-                notice.meeting_id,
-                notice.kind,
-                notice.facts.model_dump_json(exclude_none=True),
-                _ts(notice.created_at),
-                _ts(notice.expires_at),
-                notice.state,
-                notice.attempts,
-                _ts(notice.next_try_at),
-                notice.last_error,
-                _ts(notice.settled_at) if notice.settled_at else None,
-            ),
-        )
-        return inserted == 1
-
-    async def get_notice(self, key: str) -> Notice | None:
-        row = await self._one("SELECT * FROM notices WHERE id = ?", (key,))
-        return _notice(row) if row else None
-
-    async def pending_notices(self, now: datetime, limit: int) -> list[Notice]:
-        if limit <= 0:
-            return []
-        rows = await self._all(
-            "SELECT * FROM notices WHERE state = ? AND next_try_at <= ?"
-            " ORDER BY next_try_at, rowid LIMIT ?",
-            (NoticeState.PENDING, _ts(now), limit),
-        )
-        return [_notice(row) for row in rows]
-
-    async def claim_notice(self, key: str, now: datetime, until: datetime) -> Notice | None:
-        row = await self._one(
-            "UPDATE notices SET attempts = attempts + 1, next_try_at = ?"
-            " WHERE id = ? AND state = ? AND next_try_at <= ? RETURNING *",
-            (_ts(until), key, NoticeState.PENDING, _ts(now)),
-        )
-        return _notice(row) if row else None
-
-    async def retry_notice(
-        self, key: str, attempt: int, next_try_at: datetime, error: str
-    ) -> Notice | None:
-        row = await self._one(
-            "UPDATE notices SET next_try_at = ?, last_error = ?"
-            " WHERE id = ? AND state = ? AND attempts = ? RETURNING *",
-            (_ts(next_try_at), error, key, NoticeState.PENDING, attempt),
-        )
-        return _notice(row) if row else None
-
-    async def settle_notice(
-        self, key: str, state: NoticeState, now: datetime, reason: str | None = None
-    ) -> Notice | None:
-        row = await self._one(
-            "UPDATE notices SET state = ?, settled_at = ?, last_error = COALESCE(?, last_error)"
-            " WHERE id = ? AND state = ? RETURNING *",
-            (state, _ts(now), reason, key, NoticeState.PENDING),
-        )
-        return _notice(row) if row else None
-
     # Dedupe
 
     async def claim_event(self, key: str, now: datetime, expires_at: datetime) -> bool:
@@ -597,104 +375,3 @@ class SQLiteStore:
     async def release_event(self, key: str) -> None:
         await self._write("DELETE FROM events WHERE key = ?", (key,))
 
-    # Turn leases (core/turn_order.py): one lease row per user, one wait row per waiting ticket
-
-    async def claim_turn(
-        self, user_id: str, ticket: str, order: str, now: datetime, until: datetime
-    ) -> bool:
-        # One statement, so one atomic step (SQLite runs writes one at a time): the lease is
-        # written only if no earlier ticket waits, and the upsert's WHERE reads the old row.
-        row = await self._one(
-            "INSERT INTO turns (user_id, holder, expires_at) SELECT :user, :ticket, :until"
-            " WHERE NOT EXISTS (SELECT 1 FROM turn_waits WHERE user_id = :user"
-            " AND ticket != :ticket AND ticket_order < :order AND expires_at > :now)"
-            " ON CONFLICT (user_id) DO UPDATE SET holder = :ticket, expires_at = :until"
-            " WHERE holder IS NULL OR holder = :ticket OR expires_at <= :now"
-            " RETURNING holder",
-            _turn_params(user_id, ticket, order, now, until),
-        )
-        if row is None:
-            return False
-        await self._write("DELETE FROM turn_waits WHERE ticket = ?", (ticket,))
-        return True
-
-    async def wait_turn(
-        self, user_id: str, ticket: str, order: str, now: datetime, until: datetime
-    ) -> None:
-        await self._write(
-            "INSERT INTO turn_waits (ticket, user_id, ticket_order, expires_at)"
-            " VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (ticket) DO UPDATE SET expires_at = excluded.expires_at",
-            (ticket, user_id, order, _ts(until)),
-        )
-
-    async def renew_turn(self, user_id: str, ticket: str, until: datetime) -> bool:
-        changed = await self._write(
-            "UPDATE turns SET expires_at = ? WHERE user_id = ? AND holder = ?",
-            (_ts(until), user_id, ticket),
-        )
-        return changed == 1
-
-    async def release_turn(self, user_id: str, ticket: str) -> None:
-        await self._write(
-            "UPDATE turns SET holder = NULL, expires_at = NULL WHERE user_id = ? AND holder = ?",
-            (user_id, ticket),
-        )
-        await self._write("DELETE FROM turn_waits WHERE ticket = ?", (ticket,))
-
-    # Replies in flight (core/in_flight.py)
-
-    async def add_in_flight(self, reply: InFlight) -> None:
-        await self._write(
-            "INSERT INTO in_flight (id, user_id, platform, owner, event_key, place, text,"
-            " started_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                reply.id,
-                reply.user_id,
-                reply.platform,
-                reply.owner,
-                reply.event_key,
-                json.dumps(reply.place),
-                reply.text,
-                _ts(reply.started_at),
-                _ts(reply.expires_at),
-            ),
-        )
-
-    async def update_in_flight(
-        self,
-        reply_id: str,
-        *,
-        place: Mapping[str, str] | None = None,
-        text: str | None = None,
-        expires_at: datetime | None = None,
-    ) -> None:
-        changes: dict[str, Any] = {}
-        if place is not None:
-            changes["place"] = json.dumps(dict(place))
-        if text is not None:
-            changes["text"] = text
-        if expires_at is not None:
-            changes["expires_at"] = _ts(expires_at)
-        if changes:
-            assignments = ", ".join(f"{key} = ?" for key in changes)
-            await self._write(
-                f"UPDATE in_flight SET {assignments} WHERE id = ?", (*changes.values(), reply_id)
-            )
-
-    async def remove_in_flight(self, reply_id: str) -> None:
-        await self._write("DELETE FROM in_flight WHERE id = ?", (reply_id,))
-
-    async def in_flight(self, platform: Platform) -> list[InFlight]:
-        rows = await self._all(
-            "SELECT * FROM in_flight WHERE platform = ? ORDER BY started_at, rowid", (platform,)
-        )
-        return [_in_flight(row) for row in rows]
-
-    async def take_in_flight(self, seen: InFlight, owner: str, until: datetime) -> InFlight | None:
-        row = await self._one(
-            "UPDATE in_flight SET owner = ?, expires_at = ?"
-            " WHERE id = ? AND owner = ? AND expires_at = ? RETURNING *",
-            (owner, _ts(until), seen.id, seen.owner, _ts(seen.expires_at)),
-        )
-        return _in_flight(row) if row else None

@@ -1,0 +1,132 @@
+"""One user message on its way to an answer (`Reply`), and what the pipeline keeps of it.
+
+`Coach.reply` returns a `Reply` the moment a message arrives; core/turn.py does the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from core.errors import StoreUnavailable
+from core.events import ReplyEvent
+from core.llm import ModelReply
+from core.models import Identity
+from core.turn_order import Ticket
+
+if TYPE_CHECKING:
+    from core.turn import Replies
+
+log = logging.getLogger(__name__)
+
+# The adapter's own work before the coach answers (adopting the platform's timezone for the
+# user, so the reply is phrased in it): run by the reply, after its place in line is taken.
+Prepare = Callable[[], Awaitable[None]]
+
+
+@dataclass
+
+class EventClaim:
+    """A platform event's dedupe key, once claimed, and whether it must stay claimed.
+
+    It stays once the user's message is saved or the user got an answer; a turn that fails
+    before either releases it, so the platform's retry of the event is answered instead of
+    being taken for a duplicate of a message that was never kept.
+    """
+
+    key: str | None = None
+    settled: bool = False
+
+
+@dataclass
+
+class Turn:
+    """One message's way through the pipeline, and what the adapter tells us about it."""
+
+    identity: Identity
+    text: str
+    event_id: str | None
+    ticket: Ticket
+    place: dict[str, str] | None  # where the platform shows the reply, for crash repair
+    prepare: Prepare | None = None
+    claim: EventClaim = field(default_factory=EventClaim)
+    answer: ModelReply | None = None  # the model's, once it is asked
+    recorded: bool = False  # a record of it in flight is in the store
+    message_id: str | None = None  # the stored reply, once saved
+    undelivered: bool = False
+
+    @property
+    def said(self) -> str:
+        """What the model has said so far."""
+        return self.answer.text if self.answer is not None else ""
+
+
+def speaker(identity: Identity) -> str:
+    """Whose line a message joins: known at arrival, before the user is looked up."""
+    return f"{identity.platform.value}:{identity.external_id}"
+
+
+class Reply:
+    """One user message on its way to an answer: an async iterator of `ReplyEvent`s.
+
+    `Coach.reply` makes it the moment the message arrives, and its work starts then: the
+    message takes its place in the user's line at once, and goes on (dedupe claim, user,
+    access, its turn, the model) whatever the adapter awaits before reading it, a status or
+    a user lookup, so those awaits can neither reorder a burst nor delay the model; events
+    wait here until read. Close it when done (`aclosing`): closing it early stops the work.
+    """
+
+    def __init__(self, replies: Replies, turn: Turn) -> None:
+        self._replies, self._turn = replies, turn
+        self._events: asyncio.Queue[ReplyEvent | None] = asyncio.Queue()  # None: the end
+        self._work = asyncio.create_task(self._run(), name=f"reply:{turn.ticket.id}")
+
+    async def _run(self) -> None:
+        try:
+            async with aclosing(self._replies.events(self._turn)) as events:
+                async for event in events:
+                    self._events.put_nowait(event)
+        finally:
+            self._events.put_nowait(None)
+
+    def __aiter__(self) -> Reply:
+        return self
+
+    async def __anext__(self) -> ReplyEvent:
+        event = await self._events.get()
+        if event is None:
+            self._events.put_nowait(None)  # the end stays the end
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        """Stop the work if it is still going (what was said so far is kept, incomplete)."""
+        self._work.cancel()
+        await asyncio.gather(self._work, return_exceptions=True)
+        self._replies.order.line.leave(self._turn.ticket)  # work cancelled before it began
+
+    async def shown_at(self, **place: str) -> None:
+        """Where the platform now shows the reply (a message, a stream): what a process
+        starting after a crash needs to finish it there. Merged into what was given before."""
+        turn = self._turn
+        turn.place = {**(turn.place or {}), **place}
+        if turn.recorded:
+            try:
+                await self._replies.in_flight.shown_at(turn.ticket.id, turn.place)
+            except StoreUnavailable as error:  # a courtesy for a crash: the reply goes on
+                log.warning("reply %s: where it shows was not kept: %s", turn.ticket.id, error)
+
+    async def undelivered(self) -> None:
+        """The platform refused to show the reply: the stored reply says so, and the model
+        is not told it said what the user never read."""
+        turn = self._turn
+        turn.undelivered = True
+        if turn.message_id is not None:
+            try:
+                await self._replies.store.mark_undelivered(turn.message_id)
+            except StoreUnavailable as error:
+                log.warning("reply %s not marked undelivered: %s", turn.message_id, error)
