@@ -13,7 +13,7 @@ Nothing outside core/ reaches past it to its store, model or persona.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -29,7 +29,6 @@ from core.models import (
     Identity,
     InFlight,
     Meeting,
-    Message,
     Phase,
     Platform,
     User,
@@ -38,51 +37,29 @@ from core.persona import Persona
 from core.reply import EventClaim, Prepare, Reply
 from core.session import (
     Cancelled,
+    Desk,
     HistoryPage,
     MeetingsChanged,
     MeetingsObserver,
     Session,
+    SessionStore,
 )
-from core.turn import Replies, ReplyStore
+from core.turn import Replies
 from core.turn_order import Clock
 from core.window_hooks import WindowHooks, WindowStore
 
 log = logging.getLogger(__name__)
 
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CoachStore(ReplyStore, WindowStore, Protocol):
-    """What the Coach needs of the store: the pipeline's and the windows' needs, and these."""
+class CoachStore(SessionStore, WindowStore, Protocol):
+    """What the Coach needs of the store: its sessions', the pipeline's and the windows'
+    needs, and the operator's list of users."""
 
-    async def update_user(
-        self,
-        user_id: str,
-        *,
-        phase: Phase | None = None,
-        timezone: str | None = None,
-        welcomed: bool | None = None,
-    ) -> User | None: ...
     async def list_users(self) -> list[User]: ...
-    async def delete_user(self, user_id: str) -> None:
-        """Delete the user and everything of theirs (turn lease and replies in flight too)."""
-
-    async def history_page(
-        self, user_id: str, page: int, page_size: int
-    ) -> tuple[list[Message], int]:
-        """Page `page` (1-based, newest first) and the total number of messages."""
-
-    async def clear_messages(self, user_id: str) -> int: ...
-    async def add_goal(self, goal: Goal) -> None: ...
-    async def close_goal(
-        self, user_id: str, goal_id: str, status: GoalStatus, now: datetime
-    ) -> Goal | None:
-        """Mark an active goal done or dropped; None if there is no such active goal."""
-
-    async def add_meetings(self, meetings: Sequence[Meeting]) -> None: ...
-    async def cancel_meetings(self, user_id: str, meeting_ids: Sequence[str]) -> int:
-        """Cancel those of the user's meetings that have not closed; returns how many."""
 
 
 class Coach:
@@ -108,6 +85,7 @@ class Coach:
         self.meeting_observers: list[MeetingsObserver] = (
             [on_meetings_changed] if on_meetings_changed else []
         )
+        self.desk = Desk(store, self.replies, settings, self.policy, clock, self.meetings_changed)
 
     @property
     def chat_configured(self) -> bool:
@@ -124,7 +102,7 @@ class Coach:
         return user
 
     async def session(self, identity: Identity) -> Session:
-        return Session(self, identity, await self.user(identity))
+        return Session(self.desk, identity, await self.user(identity))
 
     def zone(self, user: User) -> ZoneInfo:
         return self.replies.zone(user)
@@ -198,7 +176,7 @@ class Coach:
         updated = await self.store.update_user(user.id, phase=phase)
         if updated is None:
             raise LookupError(f"user {user.id} was deleted meanwhile")
-        session = Session(self, updated.identity, updated)
+        session = Session(self.desk, updated.identity, updated)
         warnings = []
         if phase is Phase.TRACKING:
             if not await session.goals():

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from core.errors import StoreUnavailable
 from core.events import ReplyEvent
 from core.llm import ModelReply
 from core.models import Identity
 from core.turn_order import Ticket
-
-if TYPE_CHECKING:
-    from core.turn import Replies
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +26,6 @@ Prepare = Callable[[], Awaitable[None]]
 
 
 @dataclass
-
 class EventClaim:
     """A platform event's dedupe key, once claimed, and whether it must stay claimed.
 
@@ -43,7 +39,6 @@ class EventClaim:
 
 
 @dataclass
-
 class Turn:
     """One message's way through the pipeline, and what the adapter tells us about it."""
 
@@ -70,6 +65,20 @@ def speaker(identity: Identity) -> str:
     return f"{identity.platform.value}:{identity.external_id}"
 
 
+class Pipeline(Protocol):
+    """What a Reply needs of the pipeline that does its work (core/turn.py `Replies`)."""
+
+    def events(self, turn: Turn) -> AsyncGenerator[ReplyEvent, None]: ...
+    def leave(self, turn: Turn) -> None:
+        """Give up the turn's place in line (its work ended before its turn began)."""
+
+    async def keep_place(self, turn: Turn) -> None:
+        """Keep `turn.place` with its record in flight; raises StoreUnavailable."""
+
+    async def mark_undelivered(self, turn: Turn) -> None:
+        """The stored reply was never shown; raises StoreUnavailable."""
+
+
 class Reply:
     """One user message on its way to an answer: an async iterator of `ReplyEvent`s.
 
@@ -80,14 +89,14 @@ class Reply:
     wait here until read. Close it when done (`aclosing`): closing it early stops the work.
     """
 
-    def __init__(self, replies: Replies, turn: Turn) -> None:
-        self._replies, self._turn = replies, turn
+    def __init__(self, pipeline: Pipeline, turn: Turn) -> None:
+        self._pipeline, self._turn = pipeline, turn
         self._events: asyncio.Queue[ReplyEvent | None] = asyncio.Queue()  # None: the end
         self._work = asyncio.create_task(self._run(), name=f"reply:{turn.ticket.id}")
 
     async def _run(self) -> None:
         try:
-            async with aclosing(self._replies.events(self._turn)) as events:
+            async with aclosing(self._pipeline.events(self._turn)) as events:
                 async for event in events:
                     self._events.put_nowait(event)
         finally:
@@ -107,7 +116,7 @@ class Reply:
         """Stop the work if it is still going (what was said so far is kept, incomplete)."""
         self._work.cancel()
         await asyncio.gather(self._work, return_exceptions=True)
-        self._replies.order.line.leave(self._turn.ticket)  # work cancelled before it began
+        self._pipeline.leave(self._turn)  # work cancelled before it began
 
     async def shown_at(self, **place: str) -> None:
         """Where the platform now shows the reply (a message, a stream): what a process
@@ -116,7 +125,7 @@ class Reply:
         turn.place = {**(turn.place or {}), **place}
         if turn.recorded:
             try:
-                await self._replies.in_flight.shown_at(turn.ticket.id, turn.place)
+                await self._pipeline.keep_place(turn)
             except StoreUnavailable as error:  # a courtesy for a crash: the reply goes on
                 log.warning("reply %s: where it shows was not kept: %s", turn.ticket.id, error)
 
@@ -127,6 +136,6 @@ class Reply:
         turn.undelivered = True
         if turn.message_id is not None:
             try:
-                await self._replies.store.mark_undelivered(turn.message_id)
+                await self._pipeline.mark_undelivered(turn)
             except StoreUnavailable as error:
                 log.warning("reply %s not marked undelivered: %s", turn.message_id, error)

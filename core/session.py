@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from core import timeparse, zones
-from core.access import Standing
+from core.access import Standing, WindowPolicy
+from core.config import Settings
 from core.errors import CoachError
 from core.models import (
     Goal,
@@ -28,9 +29,8 @@ from core.models import (
     new_id,
 )
 from core.text import clean_text
-
-if TYPE_CHECKING:
-    from core.coach import Coach
+from core.turn import Replies, ReplyStore
+from core.turn_order import Clock
 
 MAX_GOAL_CHARS = 300
 MAX_ACTIVE_GOALS = 20
@@ -68,33 +68,81 @@ class Cancelled:
     closed_window: bool  # a window open until now was one of them, and is closed now
 
 
+class SessionStore(ReplyStore, Protocol):
+    """What a user's requests need of the store, besides what the reply pipeline needs."""
+
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        phase: Phase | None = None,
+        timezone: str | None = None,
+        welcomed: bool | None = None,
+    ) -> User | None: ...
+    async def delete_user(self, user_id: str) -> None:
+        """Delete the user and everything of theirs (turn lease and replies in flight too)."""
+
+    async def history_page(
+        self, user_id: str, page: int, page_size: int
+    ) -> tuple[list[Message], int]:
+        """Page `page` (1-based, newest first) and the total number of messages."""
+
+    async def clear_messages(self, user_id: str) -> int: ...
+    async def add_goal(self, goal: Goal) -> None: ...
+    async def close_goal(
+        self, user_id: str, goal_id: str, status: GoalStatus, now: datetime
+    ) -> Goal | None:
+        """Mark an active goal done or dropped; None if there is no such active goal."""
+
+    async def add_meetings(self, meetings: Sequence[Meeting]) -> None: ...
+    async def cancel_meetings(self, user_id: str, meeting_ids: Sequence[str]) -> int:
+        """Cancel those of the user's meetings that have not closed; returns how many."""
+
+    async def messages_between(
+        self, user_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Message]:
+        """Messages with start <= created_at < end, oldest first."""
+
+
+@dataclass(frozen=True)
+class Desk:
+    """What every Session of one Coach shares; the Coach builds it once."""
+
+    store: SessionStore
+    replies: Replies
+    settings: Settings
+    policy: WindowPolicy
+    clock: Clock
+    meetings_changed: MeetingsObserver
+
+
 class Session:
-    def __init__(self, coach: Coach, identity: Identity, user: User) -> None:
-        self._coach, self.identity, self.user = coach, identity, user
-        self._store = coach.store
+    def __init__(self, desk: Desk, identity: Identity, user: User) -> None:
+        self._desk, self.identity, self.user = desk, identity, user
+        self._store = desk.store
 
     # Time
 
     @property
     def zone(self) -> ZoneInfo:
-        return self._coach.zone(self.user)
+        return self._desk.replies.zone(self.user)
 
     @property
     def time(self) -> zones.UserTime:
         """How this user reads times."""
-        return self._coach.replies.user_time(self.user)
+        return self._desk.replies.user_time(self.user)
 
     def local(self, moment: datetime) -> str:
         return zones.format_local(moment, self.zone)
 
     def now(self) -> datetime:
-        return self._coach.clock()
+        return self._desk.clock()
 
     # Access and history
 
     async def access(self) -> Standing:
         """Whether the user may talk to the coach now, and when next."""
-        return await self._coach.replies.standing(self.user, self.now())
+        return await self._desk.replies.standing(self.user, self.now())
 
     async def history(self, page: int = 1, page_size: int = 10) -> HistoryPage:
         if page < 1:
@@ -108,7 +156,7 @@ class Session:
         return HistoryPage(messages, page, pages, total)
 
     async def clear_history(self) -> int:
-        async with self._coach.replies.exclusive(self.identity, self.user):
+        async with self._desk.replies.exclusive(self.identity, self.user):
             return await self._store.clear_messages(self.user.id)
 
     # Goals
@@ -157,11 +205,11 @@ class Session:
                     "Pick another time or cancel that one first."
                 )
         await self._store.add_meetings(new)
-        self._coach.meetings_changed(MeetingsChanged(self.user.id, added=tuple(new)))
+        self._desk.meetings_changed(MeetingsChanged(self.user.id, added=tuple(new)))
         return new
 
     def _planned(self, text: str) -> list[Meeting]:
-        s, policy = self._coach.settings, self._coach.policy
+        s, policy = self._desk.settings, self._desk.policy
         try:
             request = timeparse.parse_schedule_args(
                 text,
@@ -195,10 +243,10 @@ class Session:
             raise CoachError("That meeting is not part of a weekly series.")
         targets = [m for m in upcoming if series and m.series_id == meeting.series_id] or [meeting]
         await self._store.cancel_meetings(self.user.id, [m.id for m in targets])
-        self._coach.meetings_changed(MeetingsChanged(self.user.id, cancelled=tuple(targets)))
+        self._desk.meetings_changed(MeetingsChanged(self.user.id, cancelled=tuple(targets)))
         now = self.now()
         closed = self.user.phase is Phase.TRACKING and any(
-            self._coach.policy.is_open(m, now) for m in targets
+            self._desk.policy.is_open(m, now) for m in targets
         )
         return Cancelled(targets, await self.access(), closed)
 
@@ -237,7 +285,7 @@ class Session:
     @property
     def timezone_name(self) -> str:
         """The user's timezone, or the default one, said so."""
-        return self.user.timezone or f"{self._coach.settings.default_timezone} (default)"
+        return self.user.timezone or f"{self._desk.settings.default_timezone} (default)"
 
     async def _update(self, **changes: Any) -> User:
         updated = await self._store.update_user(self.user.id, **changes)
@@ -259,9 +307,9 @@ class Session:
         }
 
     async def forget(self) -> None:
-        async with self._coach.replies.exclusive(self.identity, self.user):
+        async with self._desk.replies.exclusive(self.identity, self.user):
             await self._store.delete_user(self.user.id)
-        self._coach.meetings_changed(MeetingsChanged(self.user.id, forgotten=True))
+        self._desk.meetings_changed(MeetingsChanged(self.user.id, forgotten=True))
 
 
 T = TypeVar("T")

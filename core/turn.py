@@ -135,6 +135,18 @@ class Replies:
         turn = Turn(identity, text, event_id, ticket, dict(place) if place else None, prepare)
         return Reply(self, turn)
 
+    # What a Reply asks of its pipeline (core/reply.py `Pipeline`)
+
+    def leave(self, turn: Turn) -> None:
+        self.order.line.leave(turn.ticket)
+
+    async def keep_place(self, turn: Turn) -> None:
+        await self.in_flight.shown_at(turn.ticket.id, turn.place or {})
+
+    async def mark_undelivered(self, turn: Turn) -> None:
+        if turn.message_id is not None:
+            await self.store.mark_undelivered(turn.message_id)
+
     async def events(self, turn: Turn) -> AsyncGenerator[ReplyEvent, None]:
         """The whole reply to `turn`; never raises but for cancellation."""
         claim = turn.claim
