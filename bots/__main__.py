@@ -19,27 +19,26 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from bots import admin
-from bots.console import Console
-from bots.discord.notify import discord_notifier
-from bots.discord.run import run_discord, sync_commands
-from bots.slack.notify import slack_notifier
-from bots.slack.serve import serve_slack
-from bots.startup import SetupError
 from core.coach import Coach
 from core.config import Settings, settings_problems
-from core.llm import LLM, AnthropicLLM
+from core.errors import SetupError
 from core.models import Platform
 from core.persona import Persona, PersonaError
 from core.store import StoreUnavailable, open_store
 from scheduler.notify import NotifierFactory, Notifiers
-from scheduler.service import run_scheduler
+
+if TYPE_CHECKING:
+    from core.anthropic_llm import AnthropicLLM
+
+# A process imports only the SDKs and the driver its settings turn on (the platforms below,
+# the Anthropic SDK, APScheduler, pymongo in core/store): each is imported where it is used.
 
 log = logging.getLogger("momentum")
 
@@ -79,9 +78,11 @@ def platform_status(settings: Settings) -> str:
     )
 
 
-def build_llm(settings: Settings) -> LLM | None:
+def build_llm(settings: Settings) -> AnthropicLLM | None:
     if settings.anthropic_api_key is None:
         return None
+    from core.anthropic_llm import AnthropicLLM
+
     return AnthropicLLM(
         api_key=settings.anthropic_api_key.get_secret_value(),
         model=settings.anthropic_model,
@@ -94,8 +95,9 @@ def build_llm(settings: Settings) -> LLM | None:
 
 
 @asynccontextmanager
-async def open_coach(settings: Settings) -> AsyncIterator[Coach]:
-    """Build the coach from settings, and close what it opened on the way out."""
+async def open_coach(settings: Settings, *, model: bool = True) -> AsyncIterator[Coach]:
+    """Build the coach from settings, and close what it opened on the way out. Without
+    `model` (commands that never ask it: admin, discord-sync) no model client is made."""
     settings.warn_about_ignored()
     try:
         persona = Persona.load(settings.persona_path)
@@ -112,11 +114,11 @@ async def open_coach(settings: Settings) -> AsyncIterator[Coach]:
         raise StartupError(
             problem if problem.startswith("DATABASE_URL") else f"DATABASE_URL: {problem}"
         ) from error
-    llm = build_llm(settings)
+    llm = build_llm(settings) if model else None
     try:
         yield Coach(store, llm, persona, settings)
     finally:
-        if isinstance(llm, AnthropicLLM):
+        if llm is not None:
             await llm.aclose()
         await store.close()
 
@@ -126,18 +128,28 @@ async def chat(settings: Settings) -> None:
         print(platform_status(settings), file=sys.stderr)
         if not settings.llm_configured:
             print("Set ANTHROPIC_API_KEY to chat; commands work without it.\n", file=sys.stderr)
+        from bots.console import Console
+
         await Console(coach).run()
 
 
-Service = Callable[[Coach, Settings], Awaitable[None]]
+Service = Callable[[Coach, Settings], Coroutine[Any, Any, None]]
 
 
-def notifier_factories() -> dict[Platform, NotifierFactory]:
-    """Each platform's Web API notifier factory (Settings -> Notifier | None).
+def notifier_factories(settings: Settings) -> dict[Platform, NotifierFactory]:
+    """The Web API notifier factory (Settings -> Notifier | None) of each platform these
+    settings turn on. The scheduler notifies through these in `run` and alone, with no
+    gateway connection."""
+    factories: dict[Platform, NotifierFactory] = {}
+    if settings.slack_configured:
+        from bots.slack.notify import slack_notifier
 
-    The scheduler notifies through these in `run` and alone, with no gateway connection.
-    """
-    return {Platform.SLACK: slack_notifier, Platform.DISCORD: discord_notifier}
+        factories[Platform.SLACK] = slack_notifier
+    if settings.discord_bot_token is not None:
+        from bots.discord.notify import discord_notifier
+
+        factories[Platform.DISCORD] = discord_notifier
+    return factories
 
 
 async def scheduler(coach: Coach, settings: Settings, *, verify: bool = False) -> None:
@@ -146,7 +158,9 @@ async def scheduler(coach: Coach, settings: Settings, *, verify: bool = False) -
     With `verify` (the scheduler alone), the notifiers' tokens are checked first; in `run`
     the platform services check the same tokens.
     """
-    notifiers = Notifiers.from_factories(settings, notifier_factories())
+    from scheduler.service import run_scheduler
+
+    notifiers = Notifiers.from_factories(settings, notifier_factories(settings))
     if not len(notifiers):
         log.warning(
             "no platform notifier available: windows still open and close, but nobody is told"
@@ -159,13 +173,25 @@ async def scheduler(coach: Coach, settings: Settings, *, verify: bool = False) -
         await notifiers.aclose()
 
 
+async def slack(coach: Coach, settings: Settings) -> None:
+    from bots.slack.serve import serve_slack
+
+    await serve_slack(coach, settings)
+
+
+async def discord(coach: Coach, settings: Settings) -> None:
+    from bots.discord.run import run_discord
+
+    await run_discord(coach, settings)
+
+
 def configured_services(settings: Settings) -> list[tuple[str, Service]]:
     """The long-running parts `momentum run` starts for these settings."""
     services: list[tuple[str, Service]] = []
     if settings.slack_configured:
-        services.append(("slack", serve_slack))
+        services.append(("slack", slack))
     if settings.discord_configured:
-        services.append(("discord", run_discord))
+        services.append(("discord", discord))
     # Keep this last: the scheduler serves the platforms above and is no reason to run alone
     # (that is `momentum scheduler`), so `run` with no platform still says nothing is configured.
     if services and settings.scheduler_enabled:
@@ -248,14 +274,16 @@ async def until_stopped(work: Coroutine[Any, Any, None]) -> None:
 
 async def discord_sync(settings: Settings, guild_id: int | None) -> None:
     """`momentum discord-sync`: Discord caps command creation, so this never runs on start."""
-    async with open_coach(settings) as coach:
+    from bots.discord.run import sync_commands
+
+    async with open_coach(settings, model=False) as coach:
         names = await sync_commands(coach, settings, guild_id)
     where = f"in guild {guild_id}" if guild_id is not None else "globally"
     print(f"Registered {', '.join('/' + name for name in names)} {where}.")
 
 
 async def operator(settings: Settings, args: argparse.Namespace) -> None:
-    async with open_coach(settings) as coach:
+    async with open_coach(settings, model=False) as coach:
         print(await admin.run(coach, args))
 
 

@@ -18,8 +18,11 @@ from typing import TypeVar
 import aiohttp
 
 from core.config import Settings
+from core.errors import SetupError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["NETWORK_ERRORS", "Retries", "SetupError", "describe", "reach"]
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -29,10 +32,6 @@ Sleep = Callable[[float], Awaitable[None]]
 MAX_RETRY_SECONDS = 30.0
 # What a network that is not there looks like from aiohttp (which every SDK here uses).
 NETWORK_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientError, OSError, TimeoutError)
-
-
-class SetupError(Exception):
-    """Settings or credentials that cannot work; the message says what to change."""
 
 
 @dataclass(frozen=True)

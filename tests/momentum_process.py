@@ -26,6 +26,7 @@ CLEAN_ENV = {
         )
     )
 }
+IMPORT_TIMES = [sys.executable, "-X", "importtime", "-m", "bots"]  # logs each module imported
 STARTUP_SECONDS = 10.0  # a cold interpreter importing every SDK; usually ~2 s
 STOP_SECONDS = 5.0
 
@@ -72,6 +73,11 @@ class Momentum:
         """SIGTERM, as Heroku-style platforms stop a dyno; the exit code, within `within`."""
         self.process.send_signal(signal.SIGTERM)
         return await self.exited(within, why="SIGTERM")
+
+
+def imported_packages(log: str) -> set[str]:
+    """The top-level packages a process started with IMPORT_TIMES imported, read from its log."""
+    return set(re.findall(r"^import time:.*\|\s+([A-Za-z_]\w*)(?:\.\S*)?\s*$", log, re.M))
 
 
 async def eventually(

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from core.anthropic_llm import AnthropicLLM
 from core.coach import Coach
-from core.llm import LLM, AnthropicLLM
+from core.llm import LLM
 from core.models import Identity, Meeting, Platform, User
 from core.persona import Persona
 from core.store import Store

@@ -16,9 +16,9 @@ import aiohttp
 from bots.slack.app import SlackBot
 from bots.slack.serve import EVENTS_PATH, SlackServer
 from bots.slack.stream import WorkspaceEdits
+from core.anthropic_llm import AnthropicLLM
 from core.coach import Coach
 from core.config import Settings
-from core.llm import AnthropicLLM
 from core.models import Identity, Platform
 from core.persona import Persona
 from core.store import Store, open_store

@@ -8,10 +8,10 @@ from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.anthropic_llm import AnthropicLLM
 from core.coach import Coach
 from core.config import Settings
 from core.events import ReplyEvent
-from core.llm import AnthropicLLM
 from core.models import Identity, Platform
 from core.persona import Persona
 from core.store import Store

@@ -155,7 +155,8 @@ def test_momentum_run_starts_discord_when_a_token_is_set() -> None:
     with_token = make_settings(discord_bot_token="token")
     assert "discord" in [name for name, _ in configured_services(with_token)]
     assert "discord" not in [name for name, _ in configured_services(make_settings())]
-    assert notifier_factories()[Platform.DISCORD] is discord_notifier
+    assert notifier_factories(with_token)[Platform.DISCORD] is discord_notifier
+    assert Platform.DISCORD not in notifier_factories(make_settings())
 
 
 async def test_discord_sync_command(

@@ -108,7 +108,9 @@ async def test_notifier_sends_a_dm_without_any_event_connection(tmp_path: Path) 
 
 def test_the_scheduler_gets_a_slack_notifier_only_when_slack_is_configured() -> None:
     assert slack_notifier(settings()) is None
-    notifiers = Notifiers.from_factories(settings(slack_bot_token="xoxb-1"), notifier_factories())
+    assert Platform.SLACK not in notifier_factories(settings())
+    on = settings(slack_bot_token="xoxb-1")
+    notifiers = Notifiers.from_factories(on, notifier_factories(on))
     assert isinstance(notifiers.get(Platform.SLACK), SlackNotifier)
 
 
