@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -51,6 +53,7 @@ NOTHING_CONFIGURED = (
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+CONSOLE_LOG, CONSOLE_HISTORY = "console.log", "console_history"
 
 
 class StartupError(Exception):
@@ -123,14 +126,29 @@ async def open_coach(settings: Settings, *, model: bool = True) -> AsyncIterator
         await store.close()
 
 
-async def chat(settings: Settings) -> None:
+async def chat(settings: Settings, state: Path | None) -> None:
     async with open_coach(settings) as coach:
         print(platform_status(settings), file=sys.stderr)
+        if state is not None:
+            print(f"  logs      {state / CONSOLE_LOG}", file=sys.stderr)
         if not settings.llm_configured:
             print("Set ANTHROPIC_API_KEY to chat; commands work without it.\n", file=sys.stderr)
         from bots.console import Console
 
-        await Console(coach).run()
+        await Console(coach, history=state / CONSOLE_HISTORY if state else None).run()
+
+
+def console_state() -> Path | None:
+    """Where the console keeps its log and line history (the XDG state directory), or None
+    when it cannot be made (a read-only home): then logs go to stderr, history to memory."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    folder = Path(base) / "momentum"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONSOLE_LOG).touch()
+    except OSError:
+        return None
+    return folder
 
 
 Service = Callable[[Coach, Settings], Coroutine[Any, Any, None]]
@@ -305,9 +323,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Configuration error: {problem}", file=sys.stderr)
         return 2
     command = args.command or ("run" if configured_services(settings) else "chat")
+    # The console logs to a file: a line on stderr would land in the middle of a reply.
+    state = console_state() if command == "chat" else None
     logging.basicConfig(
-        level=settings.log_level if command not in ("chat", "admin") else logging.WARNING,
+        level=settings.log_level if command not in ("chat", "admin") or state else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        filename=state / CONSOLE_LOG if state else None,
     )
     try:
         if command == "admin":
@@ -315,15 +336,27 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "discord-sync":
             asyncio.run(discord_sync(settings, args.guild))
         elif command == "chat":
-            asyncio.run(chat(settings))
+            asyncio.run(chat(settings, state))
         else:
             asyncio.run(until_stopped({"run": run, "scheduler": clock}[command](settings)))
     except (StartupError, admin.AdminError, SetupError) as error:
         print(error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(file=sys.stderr)  # the shell's prompt on its own line, not after "^C"
         return 130
+    if command == "chat" and not sys.stdout.closed and _reader_gone():
+        # `momentum chat | head`: the reader left; say nothing more (no flush error at exit).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _reader_gone() -> bool:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
 
 
 if __name__ == "__main__":

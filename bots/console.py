@@ -1,122 +1,146 @@
 """The terminal adapter: the same coach, locally, with no platform account.
 
-Interactive in a terminal (a prompt, replies streamed as they are written); line by line
-when stdin is piped, so scripts and tests can drive it.
+In a terminal: a line editor with history, replies rendered from Markdown as they stream,
+Ctrl-C stopping a reply (Ctrl-C at the prompt or Ctrl-D quits). Piped: line by line, plain
+text, so scripts and tests can drive it (bots/terminal.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import signal
 import sys
-import threading
-from contextlib import aclosing, suppress
+from collections.abc import Callable, Iterator
+from contextlib import aclosing, contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
-from bots.commands import as_text, is_command, run_command, when_for_result
+from bots.commands import Export, as_text, is_command, run_command, when_for_result
 from bots.stream import Failure
+from bots.terminal import Gone, Screen, open_terminal
 from bots.voice import When, spoken
 from core.coach import Coach
 from core.models import Identity, Platform
-from core.text import without_controls
 from core.zones import UserTime
 
-PROMPT = "you> "
-COACH_PREFIX = "coach> "
+GREETING = "Chatting with your Momentum coach. /help for commands, Ctrl-D to quit."
+STOPPED = "Stopped. What was shown is kept, marked incomplete in /history."
 
 
 class Console:
-    def __init__(self, coach: Coach, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout):
+    def __init__(
+        self,
+        coach: Coach,
+        *,
+        stdin: TextIO = sys.stdin,
+        stdout: TextIO = sys.stdout,
+        history: Path | None = None,
+        exports: Path | None = None,
+    ) -> None:
         self.coach = coach
-        self.stdin = stdin
-        self.out = stdout
-        self.interactive = stdin.isatty()
+        self.input, self.screen, self.interactive = open_terminal(stdin, stdout, history)
+        self.exports = exports or Path.cwd()  # where /export writes its file
         self.identity = Identity(platform=Platform.CONSOLE, external_id=_local_user())
 
-    def write(self, text: str) -> None:
-        # The model's words reach a terminal here: no escape sequence may drive it.
-        self.out.write(without_controls(text))
-        self.out.flush()
-
     async def run(self) -> None:
-        if self.interactive:
-            self.write("Chatting with your Momentum coach. /help for commands, Ctrl-D to quit.\n")
-        while True:
+        try:
             if self.interactive:
-                self.write(PROMPT)
-            line = await self.readline()
-            if not line:  # end of input
-                if self.interactive:
-                    self.write("\nBye! Keep the momentum going.\n")
-                return
-            if line.strip():
-                await self.handle(line.rstrip("\n"))
-
-    async def readline(self) -> str:
-        """The next line, read in a daemon thread: a blocked read must not keep Ctrl-C from
-        exiting (`asyncio.to_thread` would hold the process until the user pressed Enter)."""
-        loop = asyncio.get_running_loop()
-        line: asyncio.Future[str] = loop.create_future()
-
-        def deliver(result: str | Exception) -> None:
-            if line.done():
-                return
-            if isinstance(result, Exception):
-                line.set_exception(result)
-            else:
-                line.set_result(result)
-
-        def read() -> None:
-            result: str | Exception
-            try:
-                result = self.stdin.readline()
-            except Exception as error:
-                result = error
-            with suppress(RuntimeError):  # the loop closed while we read: nobody waits
-                loop.call_soon_threadsafe(deliver, result)
-
-        threading.Thread(target=read, name="console-stdin", daemon=True).start()
-        return await line
+                self.screen.say(GREETING)
+            while (line := await self.input.line()) is not None:
+                if line.strip():
+                    await self.handle(line)
+            if self.interactive:
+                self.screen.say("Bye! Keep the momentum going.")
+        except Gone:
+            return  # `| head` has all it wanted
 
     async def handle(self, line: str) -> None:
         if is_command(line):
             result = await run_command(self.coach, self.identity, line)
-            self.write(as_text(result, when_for_result(result)) + "\n")
+            if isinstance(result, Export):
+                self.screen.say(self.save_export(result))
+            else:
+                self.screen.say(as_text(result, when_for_result(result)))
             return
-        streaming = False
-        async with aclosing(self.coach.reply(self.identity, line)) as events:
-            async for delta in spoken(events, ConsoleVoice(self)):
-                if isinstance(delta, Failure):
-                    self.write(("\n" if streaming else "") + delta.note + "\n")
-                    return
-                if not streaming:
-                    self.write(COACH_PREFIX)
-                    streaming = True
-                self.write(delta)
-        if streaming:
-            self.write("\n")
+        work = asyncio.create_task(self.reply(line))
+        with self.input.quiet(), _interrupt_cancels(work) as interrupted:
+            with suppress(asyncio.CancelledError):
+                await work
+            if interrupted():
+                self.screen.note(STOPPED)
+            elif work.cancelled():  # we were cancelled ourselves, not by Ctrl-C
+                raise asyncio.CancelledError
+
+    async def reply(self, line: str) -> None:
+        view = self.screen.reply()
+        try:
+            async with aclosing(self.coach.reply(self.identity, line)) as events:
+                async for delta in spoken(events, ConsoleVoice(self.screen)):
+                    if isinstance(delta, Failure):
+                        view.end()
+                        self.screen.note(delta.note)
+                        return
+                    view.add(delta)
+        finally:
+            view.end()
+
+    def save_export(self, export: Export) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        path = self.exports / f"momentum-export-{stamp}.json"
+        try:
+            path.write_text(export.json + "\n", encoding="utf-8")
+        except OSError as error:
+            return f"I couldn't write {path} ({error.strerror}); here it is instead:\n{export.json}"
+        return f"Your data is in {path.resolve()}."
+
+
+@contextmanager
+def _interrupt_cancels(work: asyncio.Task[None]) -> Iterator[Callable[[], bool]]:
+    """While a reply streams, Ctrl-C cancels it (closing the Reply keeps what was said,
+    incomplete) instead of ending the process. Yields: was it interrupted?"""
+    loop = asyncio.get_running_loop()
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        work.cancel()
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread: no Ctrl-C
+        yield lambda: False
+        return
+    try:
+        yield lambda: interrupted
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)  # asyncio.run's own, if it had one
 
 
 class ConsoleVoice:
-    """bots/voice.py's Voice for a terminal: plain text, times in the user's zone."""
+    """bots/voice.py's Voice for a terminal: Markdown text, times in the user's zone."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self, screen: Screen) -> None:
+        self.screen = screen
 
     def coach(self, text: str) -> str:
-        return text  # Console.write takes out what could drive the terminal
+        return text  # the screen takes out what could drive the terminal
 
     def ours(self, text: str) -> str:
         return text
 
     def note(self, text: str) -> str:
-        return f"⚠ {text}"
+        return text  # the screen marks it as a note
 
     def when(self, time: UserTime) -> When:
         return time
 
     async def welcome(self, text: str) -> str:
-        self.console.write(text + "\n\n")
+        self.screen.markdown(text)
         return ""
 
     async def duplicate(self) -> None:

@@ -31,7 +31,12 @@ async def momentum(
         *MOMENTUM,
         *args,
         cwd=cwd,
-        env={**CLEAN_ENV, "PYTHONPATH": os.getcwd(), **(env or {})},
+        env={
+            **CLEAN_ENV,
+            "PYTHONPATH": os.getcwd(),
+            "XDG_STATE_HOME": str(cwd / "state"),
+            **(env or {}),
+        },
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -110,3 +115,38 @@ async def test_run_with_a_half_configured_platform_says_what_is_missing(tmp_path
     code, _, err = await momentum("run", cwd=tmp_path, env={"SLACK_BOT_TOKEN": "xoxb-test"})
     assert code == 1 and "Traceback" not in err
     assert "SLACK_APP_TOKEN" in err and "SLACK_SIGNING_SECRET" in err
+
+
+async def test_export_writes_a_file_and_says_where(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(str(tmp_path / "c.db"))
+    out = io.StringIO()
+    async with coach_on(store, None) as coach:
+        script = io.StringIO("/goal add Run 5k\n/export\n")
+        console = Console(coach, stdin=script, stdout=out, exports=tmp_path)
+        await console.run()
+    await store.close()
+    said = out.getvalue().splitlines()[-1]
+    assert said.startswith(f"Your data is in {tmp_path}/momentum-export-") and said.endswith(".")
+    assert "Run 5k" in _contents(said.removeprefix("Your data is in ").removesuffix("."))
+
+
+def _contents(path: str) -> str:
+    return Path(path).read_text()
+
+
+async def test_output_closed_early_ends_quietly(tmp_path: Path) -> None:
+    """`momentum chat < script | head -1`: the reader leaves; no traceback, exit 0."""
+    (tmp_path / "script").write_text("/help\n" * 2000)  # far more than a pipe holds
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        f'"{sys.executable}" -m bots chat < script | head -1; echo "exit ${{PIPESTATUS[0]}}" >&2',
+        cwd=tmp_path,
+        env={**CLEAN_ENV, "PYTHONPATH": os.getcwd(), "XDG_STATE_HOME": str(tmp_path)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert out.decode().startswith("Commands:")
+    assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode()
+    assert err.decode().splitlines()[-1] == "exit 0"
