@@ -22,6 +22,7 @@ from core import zones
 from core.access import Standing, WindowPolicy
 from core.config import Settings
 from core.context import Prompt
+from core.keys import Keys, KeyStore
 from core.llm import LLM, UnconfiguredLLM
 from core.models import (
     Goal,
@@ -55,9 +56,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CoachStore(SessionStore, WindowStore, Protocol):
-    """What the Coach needs of the store: its sessions', the pipeline's and the windows'
-    needs, and the operator's list of users."""
+class CoachStore(SessionStore, WindowStore, KeyStore, Protocol):
+    """What the Coach needs of the store: its sessions', the pipeline's, the windows' and
+    the web keys' needs, and the operator's list of users."""
 
     async def list_users(self) -> list[User]: ...
 
@@ -86,6 +87,7 @@ class Coach:
             [on_meetings_changed] if on_meetings_changed else []
         )
         self.desk = Desk(store, self.replies, settings, self.policy, clock, self.meetings_changed)
+        self.keys = Keys(store, clock)  # the web's tokens and sign-in codes
 
     @property
     def chat_configured(self) -> bool:
@@ -103,6 +105,10 @@ class Coach:
 
     async def session(self, identity: Identity) -> Session:
         return Session(self.desk, identity, await self.user(identity))
+
+    async def user_by_id(self, user_id: str) -> User | None:
+        """A user a web token names (None: deleted meanwhile)."""
+        return await self.store.get_user(user_id)
 
     def zone(self, user: User) -> ZoneInfo:
         return self.replies.zone(user)

@@ -34,6 +34,7 @@ class Platform(StrEnum):
     SLACK = "slack"
     DISCORD = "discord"
     CONSOLE = "console"
+    WEB = "web"
 
 
 class Phase(StrEnum):

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import pytest
 
+from core.keys import Purpose
 from core.models import (
     Goal,
     GoalStatus,
@@ -1000,3 +1001,52 @@ async def test_sqlite_fresh_file_opened_by_several_processes_at_once(tmp_path: P
 async def test_unknown_database_url_is_refused() -> None:
     with pytest.raises(ValueError, match="DATABASE_URL"):
         await open_store("postgres://localhost/momentum")
+
+
+# Web keys (core/keys.py)
+
+
+async def test_a_token_names_its_user_until_revoked(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    await store.add_token("d1", user_id, T0)
+    await store.add_token("d2", user_id, T0)
+    await store.add_token("d3", other, T0)
+    assert await store.token_user("d1") == user_id
+    assert await store.token_user("nope") is None
+
+    assert await store.revoke_tokens(user_id) == 2
+    assert await store.token_user("d1") is None and await store.token_user("d2") is None
+    assert await store.token_user("d3") == other  # another user's token is untouched
+    assert await store.revoke_tokens(user_id) == 0
+
+
+async def test_a_pass_works_once_and_only_before_it_expires(store: Store) -> None:
+    user_id = await new_user(store)
+    await store.add_pass("p1", user_id, Purpose.SIGN_IN, at(10))
+    await store.add_pass("p2", user_id, Purpose.SIGN_IN, at(10))
+    assert await store.use_pass("p1", Purpose.SIGN_IN, at(5)) == user_id
+    assert await store.use_pass("p1", Purpose.SIGN_IN, at(5)) is None  # used
+    assert await store.use_pass("p2", Purpose.SIGN_IN, at(10)) is None  # expired
+    assert await store.use_pass("p2", Purpose.SIGN_IN, at(5)) is None  # and gone
+
+
+async def test_a_pass_used_at_once_from_two_processes_works_once(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    await store.add_pass("p", user_id, Purpose.SIGN_IN, at(10))
+    uses = await race(store_target, store, lambda s: s.use_pass("p", Purpose.SIGN_IN, at(1)))
+    assert uses.count(user_id) == 1 and uses.count(None) == RACERS - 1
+
+
+async def test_delete_user_removes_their_keys(store: Store) -> None:
+    gone, kept = await new_user(store, "U1"), await new_user(store, "U2")
+    await store.add_token("gone", gone, T0)
+    await store.add_token("kept", kept, T0)
+    await store.add_pass("p", gone, Purpose.SIGN_IN, at(10))
+
+    await store.delete_user(gone)
+
+    assert await store.token_user("gone") is None
+    assert await store.token_user("kept") == kept
+    assert await store.use_pass("p", Purpose.SIGN_IN, at(1)) is None

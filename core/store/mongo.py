@@ -25,6 +25,7 @@ from core.models import (
 )
 from core.store import StoreUnavailable
 from core.store.mongo_base import Collections, _by, _doc, _load, _reason, _unavailable_on_error
+from core.store.mongo_keys import KeyDocs
 from core.store.mongo_meetings import MeetingDocs
 from core.store.mongo_turns import TurnDocs
 
@@ -44,7 +45,7 @@ SERVER_TIMEOUT_SECONDS = 5.0  # how long a call waits for a reachable server
 
 
 
-class MongoStore(TurnDocs, MeetingDocs, Collections):
+class MongoStore(KeyDocs, TurnDocs, MeetingDocs, Collections):
     """Users, messages, goals and dedupe keys here; meetings and notices in MeetingDocs
     (mongo_meetings.py), turn leases and replies in flight in TurnDocs (mongo_turns.py)."""
 
@@ -91,6 +92,8 @@ class MongoStore(TurnDocs, MeetingDocs, Collections):
         # The outbox: the notice key is the `_id` (one notice per meeting step, unique by nature).
         await self._notices.create_index([("state", ASCENDING), *_by("next_try_at")])
         await self._notices.create_index("user_id")
+        await self._tokens.create_index("user_id")  # the digest is the `_id`
+        await self._passes.create_index("user_id")
 
     async def close(self) -> None:
         await self._client.close()
@@ -162,6 +165,8 @@ class MongoStore(TurnDocs, MeetingDocs, Collections):
             await collection.delete_many({"user_id": user_id})
         await self._turns.delete_one({"_id": user_id})
         await self._turn_waits.delete_many({"user_id": user_id})
+        await self._tokens.delete_many({"user_id": user_id})
+        await self._passes.delete_many({"user_id": user_id})
         await self._users.delete_one({"_id": user_id})
 
     # Messages

@@ -81,3 +81,5 @@ class Collections:
         self._turn_waits = db["turn_waits"]
         self._in_flight = db["in_flight"]
         self._notices = db["notices"]
+        self._tokens = db["tokens"]
+        self._passes = db["passes"]

@@ -25,6 +25,7 @@ from core.models import (
     User,
 )
 from core.store.sqlite_file import SQLiteFile
+from core.store.sqlite_keys import KeyRows
 from core.store.sqlite_meetings import MeetingRows
 from core.store.sqlite_rows import Rows, _ts
 from core.store.sqlite_turns import TurnRows
@@ -90,6 +91,19 @@ MIGRATIONS = [
     );
     CREATE INDEX notices_by_state_next_try ON notices (state, next_try_at);
     CREATE INDEX notices_by_user ON notices (user_id)
+    """,
+    # Web keys (core/keys.py): only digests are kept.
+    """
+    CREATE TABLE tokens (
+        digest TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at TEXT NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tokens_by_user ON tokens (user_id);
+    CREATE TABLE passes (
+        digest TEXT PRIMARY KEY, user_id TEXT NOT NULL, purpose TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX passes_by_user ON passes (user_id)
     """,
 ]
 
@@ -180,7 +194,7 @@ async def _user_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-class SQLiteStore(TurnRows, MeetingRows, Rows):
+class SQLiteStore(KeyRows, TurnRows, MeetingRows, Rows):
     """Users, messages, goals and dedupe keys here; meetings and notices in MeetingRows
     (sqlite_meetings.py), turn leases and replies in flight in TurnRows (sqlite_turns.py)."""
 
@@ -267,6 +281,8 @@ class SQLiteStore(TurnRows, MeetingRows, Rows):
             ("goals", "user_id"),
             ("meetings", "user_id"),
             ("notices", "user_id"),
+            ("tokens", "user_id"),
+            ("passes", "user_id"),
             ("users", "id"),
         ):
             await self._write(f"DELETE FROM {table} WHERE {column} = ?", (user_id,))

@@ -1,0 +1,78 @@
+"""Keys to the coach from the web: bearer tokens and one-time sign-in codes.
+
+Only a key's SHA-256 is stored: a key is 32 random bytes, so no slow hash is needed to keep
+a leaked database from yielding working keys. A token works until it is revoked; a sign-in
+code works once, within its minutes, and is exchanged for a token (the link that `/coach
+web` gives on Slack or Discord).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from core.models import User
+from core.turn_order import Clock
+
+KEY_BYTES = 32
+TOKEN_PREFIX = "mom_"  # so a leaked token is recognisable (secret scanners, logs)
+SIGN_IN_MINUTES = 10
+
+
+class Purpose(StrEnum):
+    SIGN_IN = "sign_in"
+
+
+class KeyStore(Protocol):
+    async def add_token(self, digest: str, user_id: str, now: datetime) -> None: ...
+    async def token_user(self, digest: str) -> str | None:
+        """The user id of a token that was not revoked, else None."""
+
+    async def revoke_tokens(self, user_id: str) -> int:
+        """Revoke every token of the user; how many were live."""
+
+    async def add_pass(
+        self, digest: str, user_id: str, purpose: Purpose, expires_at: datetime
+    ) -> None: ...
+    async def use_pass(self, digest: str, purpose: Purpose, now: datetime) -> str | None:
+        """Consume a one-time pass (atomically: a second use finds nothing); its user id,
+        or None if there is no such pass or it has expired."""
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Keys:
+    """Tokens and sign-in codes for users (the Coach's `keys` door; DESIGN.md rule 2)."""
+
+    def __init__(self, store: KeyStore, clock: Clock) -> None:
+        self.store, self.clock = store, clock
+
+    async def new_token(self, user: User) -> str:
+        return await self._issue(user.id)
+
+    async def user_id(self, token: str) -> str | None:
+        return await self.store.token_user(digest(token)) if token else None
+
+    async def revoke(self, user: User) -> int:
+        return await self.store.revoke_tokens(user.id)
+
+    async def sign_in_code(self, user: User) -> str:
+        code = secrets.token_urlsafe(KEY_BYTES)
+        expires = self.clock() + timedelta(minutes=SIGN_IN_MINUTES)
+        await self.store.add_pass(digest(code), user.id, Purpose.SIGN_IN, expires)
+        return code
+
+    async def sign_in(self, code: str) -> str | None:
+        """Exchange a sign-in code for a new token, once; None if it is unknown or stale."""
+        user_id = await self.store.use_pass(digest(code), Purpose.SIGN_IN, self.clock())
+        return None if user_id is None else await self._issue(user_id)
+
+    async def _issue(self, user_id: str) -> str:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+        await self.store.add_token(digest(token), user_id, self.clock())
+        return token
