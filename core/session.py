@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ from core.models import (
     new_id,
 )
 from core.text import clean_text
+from core.texts import counted
 from core.turn import Replies, ReplyStore
 from core.turn_order import Clock
 
@@ -152,7 +153,7 @@ class Session:
         )
         pages = max(1, -(-total // page_size))
         if page > pages:
-            raise CoachError(f"There are only {pages} page(s) of history.")
+            raise CoachError(f"Your history has only {counted(pages, 'page')}.")
         return HistoryPage(messages, page, pages, total)
 
     async def clear_history(self) -> int:
@@ -173,7 +174,9 @@ class Session:
             raise CoachError(f"Keep a goal under {MAX_GOAL_CHARS} characters: short goals stick.")
         active = await self.goals()
         if len(active) >= MAX_ACTIVE_GOALS:
-            raise CoachError(f"You have {len(active)} active goals. Finish or drop one first.")
+            raise CoachError(
+                f"You have {counted(len(active), 'active goal')}. Finish or drop one first."
+            )
         goal = Goal(user_id=self.user.id, text=text, created_at=self.now())
         await self._store.add_goal(goal)
         return goal
@@ -232,7 +235,7 @@ class Session:
                 series_id=series,
                 closes_at=start + timedelta(minutes=minutes) + policy.after,
             )
-            for start in _weekly_starts(request.start, self.zone, count)
+            for start in zones.weekly_starts(request.start, self.zone, count)
         ]
 
     async def cancel(self, ref: str, *, series: bool = False) -> Cancelled:
@@ -327,12 +330,3 @@ def _pick(items: Sequence[T], ref: str, noun: str, command: str) -> T:
 
 def _overlaps(a: Meeting, b: Meeting) -> bool:
     return a.start < b.end and b.start < a.end
-
-
-def _weekly_starts(first: datetime, zone: ZoneInfo, count: int) -> list[datetime]:
-    """Same local wall time each week, so a series keeps its hour across DST changes."""
-    local = first.astimezone(zone)
-    return [
-        (local.replace(tzinfo=None) + timedelta(weeks=week)).replace(tzinfo=zone).astimezone(UTC)
-        for week in range(count)
-    ]

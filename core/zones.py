@@ -6,7 +6,7 @@ Pure like core/timeparse.py (which reads times and durations): nothing here read
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from difflib import get_close_matches
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
@@ -58,6 +58,18 @@ def resolve_timezone(name: str) -> ZoneInfo:
     raise WhenError(
         f"I don't know the timezone '{echo(name)}'.{hint} Use a name like {TIMEZONE_EXAMPLES}."
     )
+
+
+def weekly_starts(first: datetime, zone: ZoneInfo, count: int) -> list[datetime]:
+    """`count` weekly instants (UTC) from `first`, at the same local wall time in `zone`, so a
+    series keeps its hour across DST changes. A wall time that a DST change skips or repeats
+    resolves as RFC 5545 recurrences do (the offset in force before the change), so the
+    calendar feed's RRULE yields these very instants."""
+    local = first.astimezone(zone)
+    return [
+        (local.replace(tzinfo=None) + timedelta(weeks=week)).replace(tzinfo=zone).astimezone(UTC)
+        for week in range(count)
+    ]
 
 
 def format_wall(wall: datetime) -> str:
