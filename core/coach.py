@@ -127,6 +127,7 @@ class Coach:
         sent_at: datetime | None = None,
         place: Mapping[str, str] | None = None,
         prepare: Prepare | None = None,
+        via: Platform | None = None,
     ) -> Reply:
         """Answer one user message: call this when the message arrives (it takes the message's
         place in line at once), then iterate the Reply. Never raises: every failure ends in a
@@ -136,9 +137,17 @@ class Coach:
         processes; default: now). `place` is where the reply will be shown (the adapter's own
         references), kept while it streams so that a crash can be repaired at the next start.
         `prepare` is awaited before the user is looked up (its failure is logged and ignored).
+        `via` is where the message came from when that is not the identity's own platform
+        (the web, for a user known from Slack): the reply is stored and repaired as its.
         """
         return self.replies.reply(
-            identity, text, event_id=event_id, sent_at=sent_at, place=place, prepare=prepare
+            identity,
+            text,
+            event_id=event_id,
+            sent_at=sent_at,
+            place=place,
+            prepare=prepare,
+            via=via,
         )
 
     async def build_context(self, user: User, text: str, meeting: Meeting | None) -> Prompt:

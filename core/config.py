@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     # Requests per second Discord allows this bot in all (50 unless Discord raised it).
     discord_global_rate_limit: int = Field(50, ge=1)
 
+    # The web (bots/web/): the chat API, its WebSocket and the page, served by `momentum run`.
+    web_enabled: bool = False
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8000, ge=1, le=65535)
+    web_public_url: str = "http://localhost:8000"  # where people open the page (sign-in links)
+    # Requests one token may make: a burst of WEB_RATE_BURST, then WEB_RATE_PER_MINUTE.
+    web_rate_per_minute: int = Field(60, ge=1)
+    web_rate_burst: int = Field(20, ge=1)
+
     # Scheduler
     scheduler_enabled: bool = True
     scheduler_refresh_seconds: int = Field(60, ge=5)

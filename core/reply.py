@@ -15,7 +15,7 @@ from typing import Protocol
 from core.errors import StoreUnavailable
 from core.events import ReplyEvent
 from core.llm import ModelReply
-from core.models import Identity
+from core.models import Identity, Platform
 from core.turn_order import Ticket
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ class Turn:
     recorded: bool = False  # a record of it in flight is in the store
     message_id: str | None = None  # the stored reply, once saved
     undelivered: bool = False
+    via: Platform | None = None  # where it came from, when not the identity's own platform
+
+    @property
+    def platform(self) -> Platform:
+        """Where the message came from and the reply goes (the web, for a Slack user there)."""
+        return self.via or self.identity.platform
 
     @property
     def said(self) -> str:

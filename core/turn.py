@@ -130,9 +130,11 @@ class Replies:
         sent_at: datetime | None = None,
         place: Mapping[str, str] | None = None,
         prepare: Prepare | None = None,
+        via: Platform | None = None,
     ) -> Reply:
         ticket = self.order.line.join(speaker(identity), sent_at or self.clock())
         turn = Turn(identity, text, event_id, ticket, dict(place) if place else None, prepare)
+        turn.via = via
         return Reply(self, turn)
 
     # What a Reply asks of its pipeline (core/reply.py `Pipeline`)
@@ -201,7 +203,7 @@ class Replies:
             return
         now = self.clock()
         if turn.event_id is not None:
-            key = f"{turn.identity.platform}:{turn.event_id}"
+            key = f"{turn.platform}:{turn.event_id}"
             if not await self.claim(key, now):
                 log.info("duplicate event %s ignored", key)
                 yield Failed("duplicate", DUPLICATE_TEXT)
@@ -213,7 +215,7 @@ class Replies:
             # Before the welcome too, and without waiting in line: a cheerful introduction,
             # or a wait behind another reply, is the wrong first answer here.
             yield SafetyReply(SAFETY_REPLY)
-            await self._save_safety_turn(user, text, now)
+            await self._save_safety_turn(user, text, now, turn.platform)
             return
         if not self.chat_configured:  # one clear line; the welcome waits for a working coach
             llm_error = LLMError("not_configured")
@@ -258,7 +260,7 @@ class Replies:
         if await self._welcomes(user):  # in the turn: it opens the first reply of a burst
             yield Welcome(self.persona.welcome)
         meeting_id = access.meeting.id if access.meeting else None
-        meta = MessageMeta(platform=user.identity.platform, meeting_id=meeting_id)
+        meta = MessageMeta(platform=turn.platform, meeting_id=meeting_id)
         prompt = await self.contexts.build(user, text, access.meeting)
         async with self._kept_in_flight(turn, user):
             # Stamped now, when its turn has come: history reads message, reply, message, reply
@@ -334,7 +336,7 @@ class Replies:
         shows it) and the turn's lease, renewed; the record goes when the block ends."""
         if turn.place is not None:
             await self.in_flight.begin(
-                turn.ticket.id, user.id, user.identity.platform, turn.place, turn.claim.key
+                turn.ticket.id, user.id, turn.platform, turn.place, turn.claim.key
             )
             turn.recorded = True
         renewing = asyncio.create_task(self._renew(turn, user), name=f"renew:{turn.ticket.id}")
@@ -362,8 +364,10 @@ class Replies:
             except StoreUnavailable as error:
                 log.warning("user %s: turn lease not renewed: %s", user.id, error)
 
-    async def _save_safety_turn(self, user: User, text: str, now: datetime) -> None:
-        meta = MessageMeta(platform=user.identity.platform, kind="safety")
+    async def _save_safety_turn(
+        self, user: User, text: str, now: datetime, platform: Platform
+    ) -> None:
+        meta = MessageMeta(platform=platform, kind="safety")
         for role, said in ((Role.USER, text), (Role.ASSISTANT, SAFETY_REPLY)):
             await self.store.add_message(
                 Message(user_id=user.id, role=role, text=said, created_at=now, meta=meta)

@@ -1,0 +1,1 @@
+"""The web adapter: the chat API (REST, server-sent events, WebSocket) and the page."""

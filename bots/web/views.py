@@ -1,0 +1,81 @@
+"""What the web API says, as JSON: the coach's decisions and records in the shape a client
+reads (times in UTC ISO-8601, and as the user reads them in their zone)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bots.voice import meeting_line
+from core.access import Standing
+from core.models import Goal, Meeting, Message, Role, User
+from core.session import HistoryPage
+from core.zones import UserTime
+
+JSON = dict[str, Any]
+
+
+def moment(when: datetime, time: UserTime) -> JSON:
+    return {"utc": when.isoformat().replace("+00:00", "Z"), "local": time(when)}
+
+
+def meeting_view(meeting: Meeting, number: int, time: UserTime) -> JSON:
+    return {
+        "number": number,
+        "id": meeting.id,
+        "start": moment(meeting.start, time),
+        "duration_minutes": meeting.duration_minutes,
+        "weekly": meeting.series_id is not None,
+        "text": meeting_line(meeting, time),
+    }
+
+
+def access_view(standing: Standing) -> JSON:
+    access, time = standing.access, standing.time
+    return {
+        "reachable": access.allowed,
+        "reason": access.reason.value,
+        "phase": access.phase.value,
+        "current_meeting": meeting_view(access.meeting, 0, time) if access.meeting else None,
+        "window_closes_at": moment(access.window_closes_at, time)
+        if access.window_closes_at
+        else None,
+        "next_opening": moment(access.next_opens_at, time) if access.next_opens_at else None,
+        "timezone": time.zone.key,
+        "text": standing.describe(),
+    }
+
+
+def message_view(message: Message) -> JSON:
+    return {
+        "id": message.id,
+        "role": "user" if message.role is Role.USER else "coach",
+        "content": message.text,
+        "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
+        "incomplete": not message.complete,
+    }
+
+
+def history_view(page: HistoryPage, page_size: int) -> JSON:
+    return {
+        "messages": [message_view(m) for m in page.messages],
+        "page": page.page,
+        "pages": page.pages,
+        "page_size": page_size,
+        "total": page.total,
+    }
+
+
+def goal_view(goal: Goal, number: int) -> JSON:
+    return {"number": number, "id": goal.id, "text": goal.text, "status": goal.status.value}
+
+
+def user_view(user: User, time: UserTime) -> JSON:
+    return {
+        "id": user.id,
+        "platform": user.identity.platform.value,
+        "name": user.identity.display_name or user.identity.external_id,
+        "phase": user.phase.value,
+        "timezone": time.zone.key,
+        "timezone_chosen": time.chosen,
+    }

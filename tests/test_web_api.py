@@ -1,0 +1,280 @@
+"""The web chat API as a client meets it: a real uvicorn server, a real HTTP client, the real
+Coach and the anthropic SDK against the fake (tests/web_harness.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.models import Identity, Platform
+from tests.fakes.anthropic_api import FakeAnthropic, StreamError
+from tests.support import T0, FakeClock
+from tests.web_harness import WebWorld, web_on
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def web(tmp_path: Path, fake: FakeAnthropic) -> AsyncIterator[WebWorld]:
+    async with web_on(tmp_path, fake.base_url) as world:
+        yield world
+
+
+# Signing in
+
+
+async def test_no_token_or_a_wrong_one_is_401_with_a_json_error(web: WebWorld) -> None:
+    for headers in ({}, {"Authorization": "Bearer mom_nope"}, {"Authorization": "Basic x"}):
+        status, body = await web.get("/api/v1/chat/access", headers)
+        assert status == 401
+        assert body["error"] == "unauthorized" and "Bearer" in body["detail"]
+
+
+async def test_a_revoked_token_stops_working(web: WebWorld) -> None:
+    headers = await web.signed_in("ada")
+    assert (await web.get("/api/v1/me", headers))[0] == 200
+    user = await web.coach.user(Identity(platform=Platform.WEB, external_id="ada"))
+    assert await web.coach.keys.revoke(user) == 1
+    assert (await web.get("/api/v1/me", headers))[0] == 401
+
+
+async def test_a_sign_in_code_gives_a_token_once(web: WebWorld) -> None:
+    user = await web.coach.user(Identity(platform=Platform.SLACK, external_id="U1"))
+    code = await web.coach.keys.sign_in_code(user)
+    status, body = await web.post("/api/v1/auth/sign-in", {}, {"code": code})
+    assert status == 200
+    status, me = await web.get("/api/v1/me", {"Authorization": f"Bearer {body['token']}"})
+    assert status == 200 and me["id"] == user.id and me["platform"] == "slack"
+    status, again = await web.post("/api/v1/auth/sign-in", {}, {"code": code})
+    assert status == 401 and "expired or was used" in again["detail"]
+
+
+async def test_one_users_token_never_reaches_another_users_data(web: WebWorld) -> None:
+    ada, bob = await web.signed_in("ada"), await web.signed_in("bob")
+    await web.post("/api/v1/goals", ada, {"text": "Run 5k"})
+    await web.post("/api/v1/chat/send", ada, {"content": "my secret plan"})
+    status, goals = await web.get("/api/v1/goals", bob)
+    assert status == 200 and goals["goals"] == []
+    _, history = await web.get("/api/v1/chat/history", bob)
+    assert history["total"] == 0
+    assert "secret" not in json.dumps(await web.get("/api/v1/export", bob))
+
+
+# Sending
+
+
+async def test_send_answers_with_the_whole_reply(web: WebWorld) -> None:
+    headers = await web.signed_in()
+    status, body = await web.post("/api/v1/chat/send", headers, {"content": "Plan my week"})
+    assert status == 200
+    assert body["content"] == "Coach: Plan my week"
+    assert body["message_id"] and body["tokens_used"] > 0 and body["incomplete"] is False
+    assert body["welcome"] and "Rally" in body["welcome"]  # a new user's first reply
+    _, history = await web.get("/api/v1/chat/history", headers)
+    assert [m["content"] for m in history["messages"]] == ["Coach: Plan my week", "Plan my week"]
+    assert history["messages"][0]["id"] == body["message_id"]
+
+
+async def test_send_streams_server_sent_events_when_asked(
+    web: WebWorld, fake: FakeAnthropic
+) -> None:
+    fake.reply = "one two three four"
+    headers = {**await web.signed_in(), "Accept": "text/event-stream"}
+    events = []
+    async with web.http.post("/api/v1/chat/send", headers=headers, json={"content": "hi"}) as r:
+        assert r.status == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = _sse(await r.text())
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "welcome" and kinds[-1] == "done" and kinds.count("chunk") >= 2
+    assert "".join(data["content"] for kind, data in events if kind == "chunk") == fake.reply
+    assert events[-1][1]["content"] == fake.reply and events[-1][1]["message_id"]
+
+
+async def test_bad_input_is_a_4xx_with_a_json_error(web: WebWorld) -> None:
+    headers = await web.signed_in()
+    status, body = await web.post("/api/v1/chat/send", headers, {"content": "   "})
+    assert status == 422 and body["error"] == "empty"
+    status, body = await web.post("/api/v1/chat/send", headers, {"content": "x" * 20_000})
+    assert status == 422 and body["error"] == "too_long" and "shorten" in body["detail"]
+    status, body = await web.post("/api/v1/chat/send", headers, {"text": "wrong field"})
+    assert status == 422 and body["error"] == "invalid" and "content" in body["detail"]
+    async with web.http.post("/api/v1/chat/send", headers=headers, data=b"{not json") as r:
+        assert r.status == 422 and (await r.json())["error"] == "invalid"
+
+
+async def test_a_retried_send_is_answered_once(web: WebWorld, fake: FakeAnthropic) -> None:
+    headers = await web.signed_in()
+    send = {"content": "Plan my week", "client_id": "c-1"}
+    first, second = await asyncio.gather(
+        web.post("/api/v1/chat/send", headers, send), web.post("/api/v1/chat/send", headers, send)
+    )
+    statuses = sorted([first[0], second[0]])
+    assert statuses == [200, 409]
+    _, history = await web.get("/api/v1/chat/history", headers)
+    assert history["total"] == 2 and len(fake.requests) == 1
+
+
+async def test_a_refusal_in_tracking_is_a_200_that_names_the_next_window(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    clock = FakeClock(T0)
+    async with web_on(tmp_path, fake.base_url, clock) as web:
+        headers = await web.signed_in()
+        await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
+        status, booked = await web.post("/api/v1/meetings", headers, {"when": "tomorrow 9am"})
+        assert status == 201, booked
+        async with web.http.put("/api/v1/phase", headers=headers, json={"phase": "tracking"}) as r:
+            assert r.status == 200
+        status, body = await web.post("/api/v1/chat/send", headers, {"content": "hello"})
+        assert status == 200 and body["refused"] is True
+        opening = body["access"]["next_opening"]
+        assert opening["utc"] == "2026-11-24T08:30:00Z" and "08:30" in opening["local"]
+        assert "08:30" in body["content"] and not fake.requests
+
+
+async def test_the_crisis_reply_comes_even_when_the_window_is_closed(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    async with web_on(tmp_path, fake.base_url, FakeClock(T0)) as web:
+        headers = await web.signed_in()
+        await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
+        await web.post("/api/v1/meetings", headers, {"when": "tomorrow 9am"})
+        async with web.http.put("/api/v1/phase", headers=headers, json={"phase": "tracking"}):
+            pass
+        status, body = await web.post(
+            "/api/v1/chat/send", headers, {"content": "I want to kill myself"}
+        )
+        assert status == 200 and body["refused"] is False and "988" in body["content"]
+
+
+async def test_a_model_cut_mid_reply_keeps_what_was_said(
+    web: WebWorld, fake: FakeAnthropic
+) -> None:
+    fake.reply = "Let us plan your week in three small steps"
+    fake.enqueue(StreamError(after=3))
+    status, body = await web.post(
+        "/api/v1/chat/send", await web.signed_in(), {"content": "plan"}
+    )
+    assert status == 200 and body["incomplete"] is True
+    assert body["content"] == "Let us plan" and "stopped in the middle" in body["detail"]
+
+
+async def test_a_client_that_leaves_mid_reply_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    async with FakeAnthropic(reply="one two three four five six", token_delay=0.1) as slow:
+        async with web_on(tmp_path, slow.base_url) as web:
+            headers = {**await web.signed_in(), "Accept": "text/event-stream"}
+            async with web.http.post(
+                "/api/v1/chat/send", headers=headers, json={"content": "hi"}
+            ) as response:
+                await response.content.readline()  # the first event begins: then hang up
+            for _ in range(100):
+                _, history = await web.get("/api/v1/chat/history", await web.signed_in())
+                if history["total"] == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert history["messages"][0]["content"] == "one two three four five six"
+            assert history["messages"][0]["incomplete"] is False
+
+
+async def test_a_token_over_its_budget_gets_429_with_retry_after(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    async with web_on(tmp_path, fake.base_url, web_rate_burst=3, web_rate_per_minute=6) as web:
+        headers = await web.signed_in()
+        statuses = [(await web.get("/api/v1/me", headers))[0] for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        async with web.http.get("/api/v1/me", headers=headers) as response:
+            assert response.status == 429
+            assert 1 <= int(response.headers["Retry-After"]) <= 10
+            assert "try again" in (await response.json())["detail"]
+        other = await web.signed_in("bob")  # another token has its own budget
+        assert (await web.get("/api/v1/me", other))[0] == 200
+
+
+# Goals, meetings, history
+
+
+async def test_goals_and_meetings_through_the_api(web: WebWorld) -> None:
+    headers = await web.signed_in()
+    status, goal = await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
+    assert status == 201 and goal["number"] == 1 and goal["text"] == "Run 5k"
+    status, done = await web.post("/api/v1/goals/1/done", headers)
+    assert status == 200 and done["status"] == "done"
+    assert (await web.get("/api/v1/goals", headers))[1]["goals"] == []
+
+    status, booked = await web.post(
+        "/api/v1/meetings", headers, {"when": "tomorrow 9am for 45m weekly"}
+    )
+    assert status == 201 and booked["booked"][0]["weekly"] is True
+    assert booked["booked"][0]["duration_minutes"] == 45
+    _, listed = await web.get("/api/v1/meetings", headers)
+    count = len(listed["meetings"])
+    async with web.http.delete("/api/v1/meetings/1?series=true", headers=headers) as r:
+        assert r.status == 200 and len((await r.json())["cancelled"]) == count
+    assert (await web.get("/api/v1/meetings", headers))[1]["meetings"] == []
+
+
+async def test_a_wrong_date_or_zone_is_a_400_that_says_why(web: WebWorld) -> None:
+    headers = await web.signed_in()
+    status, body = await web.post("/api/v1/meetings", headers, {"when": "someday maybe"})
+    assert status == 400 and body["error"] == "rejected" and body["detail"]
+    async with web.http.put(
+        "/api/v1/timezone", headers=headers, json={"timezone": "Mars/Olympus"}
+    ) as response:
+        assert response.status == 400 and "timezone" in (await response.json())["detail"].lower()
+    status, body = await web.post("/api/v1/goals/7/done", headers)
+    assert status == 400 and body["detail"]
+
+
+async def test_history_pages_newest_first_and_clears(web: WebWorld) -> None:
+    headers = await web.signed_in()
+    for n in range(3):
+        await web.post("/api/v1/chat/send", headers, {"content": f"message {n}"})
+    status, page = await web.get("/api/v1/chat/history?page=2&page_size=4", headers)
+    assert status == 200
+    assert (page["page"], page["pages"], page["total"], page["page_size"]) == (2, 2, 6, 4)
+    assert [m["content"] for m in page["messages"]] == ["Coach: message 0", "message 0"]
+    status, bad = await web.get("/api/v1/chat/history?page=0", headers)
+    assert status == 422 and "page" in bad["detail"]
+    async with web.http.delete("/api/v1/chat/history", headers=headers) as response:
+        assert (await response.json())["deleted"] == 6
+    assert (await web.get("/api/v1/chat/history", headers))[1]["total"] == 0
+
+
+async def test_forget_needs_confirmation_then_deletes_everything(web: WebWorld) -> None:
+    headers = await web.signed_in()
+    await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
+    async with web.http.delete("/api/v1/me", headers=headers) as response:
+        assert response.status == 400 and "confirm" in (await response.json())["detail"]
+    async with web.http.delete("/api/v1/me?confirm=true", headers=headers) as response:
+        assert response.status == 200
+    assert (await web.get("/api/v1/me", headers))[0] == 401  # the token went with the user
+
+
+async def test_the_openapi_docs_are_served(web: WebWorld) -> None:
+    async with web.http.get("/api/v1/docs") as response:
+        assert response.status == 200 and "swagger" in (await response.text()).lower()
+    status, spec = await web.get("/api/v1/openapi.json", {})
+    assert status == 200 and "/api/v1/chat/send" in spec["paths"]
+
+
+def _sse(text: str) -> list[tuple[str, dict[str, object]]]:
+    """(event, data) pairs of a server-sent event stream (comments and pings skipped)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line and line[0] != ":"
+        )
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
