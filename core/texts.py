@@ -2,7 +2,8 @@
 
 The model's words are not here, nor the help and command answers (bots/commands.py): these
 are the sentences every platform shows the same way, each adapter only dressing them (Slack's
-warning sign and italics, Discord's `/coach` prefix).
+warning sign and italics, Discord's `/coach` prefix). `counted` is the one way every text
+(and log line) says how many of something there are.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ LLM_TEXT = {
     "misconfigured": "The coach's AI service rejected its credentials; the operator has been told.",
     "rejected": "The coach's AI service could not handle this message. Try rephrasing it.",
 }
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 message`, `4 messages`, `0 messages`: never "message(s)". `plural` for the irregular
+    ones (`counted(n, "try", "tries")`)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def too_long_text(length: int, limit: int) -> str:
