@@ -6,8 +6,12 @@ Results are aware UTC datetimes; the user's zone only reads input and renders ou
 
 Choices, written down so neither callers nor users meet surprises:
 - `fri 18:30` is the coming Friday: today if 18:30 is still ahead, otherwise within a week.
-- `next fri 18:30` is the Friday one week after that one ("the following week"): on a
-  Wednesday it skips this week's Friday; on a Friday morning it skips today.
+- `next fri 18:30` is the first Friday after today, what most people mean: on a Wednesday
+  the Friday two days later, on a Thursday tomorrow, on a Friday the one a week later.
+  It differs from `fri 18:30` only when said on a Friday. The answer to `/schedule` shows
+  the weekday and the date, so a different reading is seen at once.
+- `yesterday 9am`, `last mon 9am` (the latest Monday before today) and `2 hours ago` are
+  read as the past times they are, so scheduling answers "already passed", not "unknown".
 - A bare time (`18:30`) is the next time the clock shows it: today or tomorrow.
 - `midnight` is 00:00 at the start of the named day; `noon` is 12:00.
 - A local time skipped by a spring-forward change is an error (we do not guess); a local
@@ -17,6 +21,9 @@ Choices, written down so neither callers nor users meet surprises:
 - Dated forms (`today 8:00`, ISO dates) may lie in the past: `parse_when` returns them as
   read, and `parse_schedule_args` refuses them with the time shown in the user's zone.
 - Durations are whole minutes (`1.33h` rounds to 80 min) and at most a year.
+- Politeness is harmless: `please`, `pls`, `thanks`, `thank you` and a sentence's closing
+  `.`, `!` or `?` are ignored. Any other word that is not part of a time is named in the
+  error ("I didn't understand 'soon'"): we never guess past a word we do not know.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ MIN_DURATION = timedelta(minutes=10)
 MAX_DURATION = timedelta(hours=4)
 LONGEST_DURATION = timedelta(days=365)  # beyond this a typo is likelier than a plan
 YEARS_TO_FIND_A_DATE = 8  # enough to reach the next 29 Feb, even across 2100
+LONGEST_WHEN_WORDS = 6  # `in 1 hour and 30 minutes`: no time takes more words than this
+FILLER_WORDS = frozenset({"please", "pls", "plz", "thanks", "thx"})
 ONE_WEEK = timedelta(weeks=1)
 ONE_DAY = timedelta(days=1)
 
@@ -80,8 +89,9 @@ _REST = r"(?: (.+))?"  # the time part; absent means the user gave only a day
 _TIME_RE = re.compile(r"(\d{1,2})(?:[:.h](\d{2}))? ?(am|pm)?", re.ASCII)
 _IN_RE = re.compile(r"in (.+)", re.ASCII)
 _ISO_RE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[t ](.+))?", re.ASCII)
-_RELATIVE_DAY_RE = re.compile(r"(today|tomorrow)" + _REST, re.ASCII)
-_WEEKDAY_RE = re.compile(rf"(next )?({_WEEKDAY}){_REST}", re.ASCII)
+_AGO_RE = re.compile(r"(.+) ago", re.ASCII)
+_RELATIVE_DAY_RE = re.compile(r"(today|tomorrow|yesterday)" + _REST, re.ASCII)
+_WEEKDAY_RE = re.compile(rf"(?:(next|last) )?({_WEEKDAY}){_REST}", re.ASCII)
 _MONTH_DAY_RE = re.compile(rf"({_MONTH}) (\d{{1,2}}){_ORDINAL}{_REST}", re.ASCII)
 _DAY_MONTH_RE = re.compile(rf"(\d{{1,2}}){_ORDINAL} ({_MONTH}){_REST}", re.ASCII)
 
@@ -92,6 +102,19 @@ _HOURS_RE = re.compile(rf"(\d{{1,6}}(?:\.\d{{1,6}})?|\.\d{{1,6}}) ?{_HOUR_UNITS}
 _HOURS_MINUTES_RE = re.compile(
     rf"(\d{{1,6}}) ?{_HOUR_UNITS} ?(?:and )?(\d{{1,6}}) ?{_MINUTE_UNITS}?", re.ASCII
 )
+
+
+class _UnknownWords(Exception):
+    """Words around a time that we could read: named back to the user, never guessed past."""
+
+    def __init__(self, *parts: str) -> None:
+        super().__init__(*parts)
+        self.parts = [part for part in parts if part]
+
+    def message(self, examples: str) -> str:
+        quoted = " and ".join(f"'{echo(part)}'" for part in self.parts)
+        them = "them" if len(" ".join(self.parts).split()) > 1 else "it"
+        return f"I didn't understand {quoted}. Leave {them} out, or try {examples}."
 
 
 @dataclass(frozen=True)
@@ -137,7 +160,7 @@ def parse_schedule_args(
     `weekly` may also lead (`weekly fri 18:30`), and `every fri 18:30` means the same.
     The start must not be in the past; the duration must lie within the bounds.
     """
-    words = text.lower().replace(",", " ").split()
+    words = _normalize(text).split()
     words, weekly = _take_weekly(words)
     words, duration = _take_duration(words, default_duration)
     if not words:
@@ -168,6 +191,10 @@ def _parse_when(text: str, *, now: datetime, tz: ZoneInfo, examples: str) -> dat
         raise WhenError(f"When should it be? For example {examples}.")
     try:
         found = _read_when(cleaned, now.astimezone(UTC), tz)
+        if found is None:
+            _name_words_around_a_time(cleaned.split(), now.astimezone(UTC), tz)
+    except _UnknownWords as unknown:
+        raise WhenError(unknown.message(examples)) from None
     except OverflowError:
         raise WhenError("That date is too far away for me. Please pick a nearer one.") from None
     if found is None:
@@ -175,23 +202,50 @@ def _parse_when(text: str, *, now: datetime, tz: ZoneInfo, examples: str) -> dat
     return found
 
 
+def _name_words_around_a_time(words: list[str], now: datetime, tz: ZoneInfo) -> None:
+    """No form matches the whole text: find the longest (then leftmost) run of words that is
+    one, and name the words around it; a run that errs (a day with no time, an hour the clock
+    skips) says so instead. Returns only when no run of the words is a time at all."""
+    for length in range(min(len(words) - 1, LONGEST_WHEN_WORDS), 0, -1):
+        for start in range(len(words) - length + 1):
+            before, after = " ".join(words[:start]), " ".join(words[start + length :])
+            try:
+                found = _read_when(" ".join(words[start : start + length]), now, tz)
+            except _UnknownWords as inner:
+                raise _UnknownWords(before, *inner.parts, after) from None
+            if found is not None:
+                raise _UnknownWords(before, after)
+
+
 def _read_when(text: str, now: datetime, tz: ZoneInfo) -> datetime | None:
     """Try each form in turn; None when none matches, WhenError when one matches but is wrong."""
     today = now.astimezone(tz).date()
     if match := _IN_RE.fullmatch(text):
         return now + _read_offset(match[1])
+    if (match := _AGO_RE.fullmatch(text)) and (minutes := _duration_minutes(match[1])) is not None:
+        return now - timedelta(minutes=minutes)
     if match := _ISO_RE.fullmatch(text):
         day = _make_date(int(match[1]), int(match[2]), int(match[3]))
         return _to_utc(day, _read_time(match[4], day.isoformat()), tz)
     if match := _RELATIVE_DAY_RE.fullmatch(text):
-        at = _read_time(match[2], match[1])
-        if match[1] == "today":
+        said = match[1]
+        if said == "yesterday":
+            return _to_utc(today - ONE_DAY, _read_past_time(match[2], said), tz)
+        at = _read_time(match[2], said)
+        if said == "today":
             return _to_utc(today, at, tz)
         return _still_ahead(_to_utc(today + ONE_DAY, at, tz), now, tz)
     if match := _WEEKDAY_RE.fullmatch(text):
-        at = _read_time(match[3], f"{match[1] or ''}{match[2]}")
-        day = _coming(today, at, now, tz, weekday=WEEKDAYS[match[2]])
-        return _to_utc(day + ONE_WEEK if match[1] else day, at, tz)
+        which, weekday = match[1], WEEKDAYS[match[2]]
+        said = f"{which} {match[2]}" if which else match[2]
+        if which == "last":  # the latest one before today
+            day = today - ONE_DAY * ((today.weekday() - weekday - 1) % 7 + 1)
+            return _to_utc(day, _read_past_time(match[3], said), tz)
+        at = _read_time(match[3], said)
+        if which == "next":  # the first one after today
+            day = today + ONE_DAY * ((weekday - today.weekday() - 1) % 7 + 1)
+            return _still_ahead(_to_utc(day, at, tz), now, tz)
+        return _to_utc(_coming(today, at, now, tz, weekday=weekday), at, tz)
     if match := _MONTH_DAY_RE.fullmatch(text):
         return _month_day(MONTHS[match[1]], int(match[2]), match[3], match[0], now, tz)
     if match := _DAY_MONTH_RE.fullmatch(text):
@@ -208,6 +262,11 @@ def _read_offset(text: str) -> timedelta:
     try:
         return parse_duration(text)
     except WhenError:
+        words = text.split()
+        for end in range(len(words) - 1, 0, -1):  # `in 2 hours sharp`: name `sharp`
+            head = " ".join(words[:end])
+            if re.search("[a-z]", head) and _duration_minutes(head) is not None:
+                raise _UnknownWords(" ".join(words[end:])) from None
         raise WhenError(
             f"I couldn't read 'in {echo(text)}'. Try 'in 2 hours' or 'in 90 min'."
         ) from None
@@ -270,8 +329,22 @@ def _read_time(text: str | None, day_words: str) -> time:
         raise WhenError(f"I need a time as well as the day, e.g. '{example}'.")
     at = _parse_time(text)
     if at is None:
+        words = text.split()
+        for end in range(len(words) - 1, 0, -1):  # `9am sharp`: name `sharp`
+            if _parse_time(" ".join(words[:end])) is not None:
+                raise _UnknownWords(" ".join(words[end:]))
         raise WhenError(f"I couldn't read '{echo(text)}' as a time. Try {TIME_EXAMPLES}.")
     return at
+
+
+def _read_past_time(text: str | None, day_words: str) -> time:
+    """The time of a day already gone: without one, the day itself is what has passed."""
+    if text is None:
+        raise WhenError(
+            f"'{day_words.capitalize()}' has already passed. "
+            "Please pick a time in the future, e.g. 'tomorrow 9am'."
+        )
+    return _read_time(text, day_words)
 
 
 def _parse_time(text: str) -> time | None:
@@ -320,9 +393,11 @@ def _to_utc(day: date, at: time, tz: ZoneInfo) -> datetime:
 
 
 def _normalize(text: str) -> str:
-    """Lower case, single spaces, no commas and no filler `at` (`tomorrow at 9 a.m.`)."""
+    """Lower case, single spaces, no commas, no filler (`tomorrow at 9 a.m., please!`)."""
     text = text.lower().replace(",", " ").replace("a.m.", "am").replace("p.m.", "pm")
-    return " ".join(word for word in text.split() if word != "at")
+    text = text.replace("thank you", "thanks")
+    words = (word.rstrip(".!?") for word in text.split())
+    return " ".join(word for word in words if word and word != "at" and word not in FILLER_WORDS)
 
 
 # --- schedule arguments ------------------------------------------------------------------------

@@ -94,11 +94,18 @@ def assert_user_facing(message: str) -> None:
         (AUCKLAND, "fri 18:30", utc(2026, 12, 4, 5, 30)),
         (AUCKLAND, "thu 00:15", utc(2026, 12, 9, 11, 15)),
         (AUCKLAND, "thurs 01:00", utc(2026, 12, 2, 12, 0)),
-        # next <weekday>: one week after the coming one
-        (PARIS, "next monday 7:00", utc(2026, 12, 14, 6, 0)),
-        (PARIS, "next wed 13:00", utc(2026, 12, 9, 12, 0)),
-        (PARIS, "next fri 9am", utc(2026, 12, 11, 8, 0)),
-        (PARIS, "next wed 12:00", utc(2026, 12, 16, 11, 0)),
+        # next <weekday>: the first one after today
+        (PARIS, "next monday 7:00", utc(2026, 12, 7, 6, 0)),
+        (PARIS, "next wed 13:00", utc(2026, 12, 9, 12, 0)),  # today is Wednesday: a week on
+        (PARIS, "next fri 9am", utc(2026, 12, 4, 8, 0)),
+        (PARIS, "next wed 12:00", utc(2026, 12, 9, 11, 0)),
+        (PARIS, "next thursday 9am", utc(2026, 12, 3, 8, 0)),  # tomorrow
+        (AUCKLAND, "next thu 9am", utc(2026, 12, 9, 20, 0)),  # already Thursday there
+        # the past, read as such (scheduling refuses it)
+        (PARIS, "yesterday 9am", utc(2026, 12, 1, 8, 0)),
+        (PARIS, "last monday 9am", utc(2026, 11, 30, 8, 0)),
+        (PARIS, "last wed 13:00", utc(2026, 11, 25, 12, 0)),  # today is Wednesday: a week ago
+        (PARIS, "2 hours ago", utc(2026, 12, 2, 9, 30)),
         # in <duration>
         (PARIS, "in 2 hours", utc(2026, 12, 2, 13, 30)),
         (PARIS, "in 90 min", utc(2026, 12, 2, 13, 0)),
@@ -157,7 +164,7 @@ def test_time_forms(text: str, expected: time) -> None:
         "tomorrow 0am",
         "tomorrow 9:3",
         "tomorrow soon",
-        "fri 9 please",
+        "fri sharp",
     ],
 )
 def test_bad_times_say_what_a_time_looks_like(text: str) -> None:
@@ -201,6 +208,62 @@ def test_parse_when_errors(text: str, fragment: str) -> None:
     with pytest.raises(WhenError) as caught:
         parse_when(text, now=NOW, tz=NEW_YORK if text.startswith("9999") else KOLKATA)
     assert fragment in str(caught.value)
+    assert_user_facing(str(caught.value))
+
+
+@pytest.mark.parametrize(
+    ("text", "unknown"),
+    [
+        ("tomorrow 9am sharp", "'sharp'. Leave it out"),
+        ("fri 18:30 with bob", "'with bob'. Leave them out"),
+        ("in 2 hours or so", "'or so'. Leave them out"),
+        ("meeting at 5 with bob", "'meeting' and 'with bob'. Leave them out"),
+        ("soon tomorrow 9am", "'soon'. Leave it out"),
+        ("2026-12-04 09:00 utc", "'utc'. Leave it out"),
+        ("tomorrow 9am 25:00", "'25:00'. Leave it out"),
+    ],
+)
+def test_words_around_a_time_are_named_not_guessed_past(text: str, unknown: str) -> None:
+    with pytest.raises(WhenError) as caught:
+        parse_when(text, now=NOW, tz=PARIS)
+    assert str(caught.value).startswith(f"I didn't understand {unknown}, or try 'tomorrow 9am'")
+    assert_user_facing(str(caught.value))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tomorrow 9am please",
+        "please, tomorrow at 9am",
+        "tomorrow 9am, thanks!",
+        "Tomorrow 9am. Thank you",
+        "tomorrow 9am pls thx",
+        "tomorrow 9am?",
+    ],
+)
+def test_politeness_and_a_closing_stop_are_ignored(text: str) -> None:
+    assert parse_when(text, now=NOW, tz=PARIS) == utc(2026, 12, 3, 8, 0)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (utc(2026, 12, 1, 10, 0), utc(2026, 12, 7, 8, 0)),  # a Tuesday: 6 days away
+        (utc(2026, 12, 6, 10, 0), utc(2026, 12, 7, 8, 0)),  # a Sunday: tomorrow
+        (utc(2026, 12, 7, 6, 0), utc(2026, 12, 14, 8, 0)),  # a Monday before 9am: next week
+    ],
+)
+def test_next_monday_is_the_first_monday_after_today(now: datetime, expected: datetime) -> None:
+    assert parse_when("next monday 9am", now=now, tz=PARIS) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"), [("yesterday", "'Yesterday'"), ("last fri", "'Last fri'")]
+)
+def test_a_past_day_without_a_time_is_already_passed(text: str, shown: str) -> None:
+    with pytest.raises(WhenError, match="has already passed") as caught:
+        parse_when(text, now=NOW, tz=PARIS)
+    assert str(caught.value).startswith(shown)
     assert_user_facing(str(caught.value))
 
 
@@ -323,8 +386,25 @@ def test_weekdays_land_on_that_day_within_a_week_or_two(
     assert local.weekday() == WEEKDAYS[name]
     assert (local.hour, local.minute) == (hour, minute)
     assert result > now
-    assert days_ahead in (range(7, 15) if following else range(8))
-    assert result - now <= (timedelta(days=15) if following else timedelta(days=8))
+    assert days_ahead in (range(1, 8) if following else range(8))
+    assert result - now <= timedelta(days=8)
+
+
+@given(now=nows, tz=zones, name=st.sampled_from(sorted(WEEKDAYS)), hour=hours)
+def test_next_weekday_differs_from_the_plain_one_only_on_that_very_day(
+    now: datetime, tz: ZoneInfo, name: str, hour: int
+) -> None:
+    today = now.astimezone(tz).date()
+    try:
+        plain = parse_when(f"{name} {hour}:00", now=now, tz=tz)
+        following = parse_when(f"next {name} {hour}:00", now=now, tz=tz)
+    except WhenError as error:
+        assert "skip" in str(error)
+        return
+    if plain.astimezone(tz).date() == today:
+        assert following.astimezone(tz).date() == today + timedelta(days=7)
+    else:
+        assert following == plain
 
 
 @given(
@@ -459,11 +539,15 @@ def test_decimal_hours_are_exact_minutes(tenths: int) -> None:
         ("every friday 6pm", ScheduleRequest(utc(2026, 12, 4, 17, 0), timedelta(minutes=45), True)),
         (
             "next monday 7:00 for 1h",
-            ScheduleRequest(utc(2026, 12, 14, 6, 0), timedelta(hours=1), False),
+            ScheduleRequest(utc(2026, 12, 7, 6, 0), timedelta(hours=1), False),
         ),
         (
             "for 1 hour 30 minutes next monday 7:00",
-            ScheduleRequest(utc(2026, 12, 14, 6, 0), timedelta(minutes=90), False),
+            ScheduleRequest(utc(2026, 12, 7, 6, 0), timedelta(minutes=90), False),
+        ),
+        (
+            "tomorrow 3pm for 30m weekly please",
+            ScheduleRequest(utc(2026, 12, 3, 14, 0), timedelta(minutes=30), True),
         ),
         (
             "2026-12-05T09:00 for 10m",
@@ -482,11 +566,30 @@ def test_schedule_request_is_frozen() -> None:
         request.weekly = True  # type: ignore[misc]
 
 
-def test_a_past_time_is_refused_and_shown_in_the_users_zone() -> None:
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("today 8:00 for 30m", "Wed 2 Dec 2026, 08:00 (Europe/Paris)"),
+        ("yesterday 9am", "Tue 1 Dec 2026, 09:00 (Europe/Paris)"),
+        ("last monday 9am weekly", "Mon 30 Nov 2026, 09:00 (Europe/Paris)"),
+        ("30 min ago for 1h", "Wed 2 Dec 2026, 12:00 (Europe/Paris)"),
+        ("2026-01-05 09:00", "Mon 5 Jan 2026, 09:00 (Europe/Paris)"),
+    ],
+)
+def test_a_past_time_is_refused_and_shown_in_the_users_zone(text: str, shown: str) -> None:
     with pytest.raises(WhenError, match="already passed") as caught:
-        parse_schedule_args("today 8:00 for 30m", now=NOW, tz=PARIS)
-    assert "Wed 2 Dec 2026, 08:00 (Europe/Paris)" in str(caught.value)
+        parse_schedule_args(text, now=NOW, tz=PARIS)
+    assert shown in str(caught.value)
     assert_user_facing(str(caught.value))
+
+
+@given(now=nows, tz=zones, hour=hours, minute=minutes)
+def test_yesterday_is_always_already_passed(
+    now: datetime, tz: ZoneInfo, hour: int, minute: int
+) -> None:
+    with pytest.raises(WhenError) as caught:
+        parse_schedule_args(f"yesterday {hour}:{minute:02d}", now=now, tz=tz)
+    assert "already passed" in str(caught.value) or "skip" in str(caught.value)
 
 
 @pytest.mark.parametrize("length", ["5m", "9", "4h01", "5 hours", "0"])
@@ -529,6 +632,10 @@ def test_custom_bounds_and_default() -> None:
         ("tomorrow 9am for 30m for 1h", "one length"),
         ("tomorrow", "need a time"),
         ("2026-03-29 02:30", "skip"),
+        ("tomorrow 3pm for 30m weekly later", "I didn't understand 'later'"),
+        ("tomorrow 3pm for 30m daily", "I didn't understand 'daily'"),
+        ("tomorrow 3pm for 30m sharp weekly", "I didn't understand 'sharp'"),
+        ("weekley tomorrow 3pm", "I didn't understand 'weekley'"),
     ],
 )
 def test_parse_schedule_args_errors(text: str, fragment: str) -> None:
@@ -547,6 +654,41 @@ def test_trailing_parts_may_come_in_any_order(
     expected = ScheduleRequest(now + timedelta(hours=hour), timedelta(minutes=length), True)
     assert parse_schedule_args(text, now=now, tz=tz) == expected
     assert parse_schedule_args(f"weekly in {hour} hours for {length}m", now=now, tz=tz) == expected
+
+
+schedule_texts = st.sampled_from(
+    ["tomorrow 9am", "fri 18:30 for 30m", "next mon 7:00 weekly", "in 3 hours for 1h", "noon"]
+)
+
+
+@given(now=nows, tz=zones, text=schedule_texts, filler=st.sampled_from(["please", "thanks!"]))
+def test_a_filler_word_changes_nothing(now: datetime, tz: ZoneInfo, text: str, filler: str) -> None:
+    try:
+        expected = parse_schedule_args(text, now=now, tz=tz)
+    except WhenError as error:
+        assert "skip" in str(error)
+        return
+    assert parse_schedule_args(f"{text} {filler}", now=now, tz=tz) == expected
+    assert parse_schedule_args(f"{filler} {text}", now=now, tz=tz) == expected
+
+
+@given(
+    now=nows,
+    tz=zones,
+    text=schedule_texts,
+    word=st.text("bcdfgjkqvxz", min_size=2, max_size=8),
+    first=st.booleans(),
+)
+def test_any_other_word_is_named_in_the_error(
+    now: datetime, tz: ZoneInfo, text: str, word: str, first: bool
+) -> None:
+    try:
+        parse_schedule_args(text, now=now, tz=tz)
+    except WhenError:
+        return  # a skipped hour: its own message
+    with pytest.raises(WhenError) as caught:
+        parse_schedule_args(f"{word} {text}" if first else f"{text} {word}", now=now, tz=tz)
+    assert str(caught.value).startswith(f"I didn't understand '{word}'. Leave it out")
 
 
 # --- errors are always for people ----------------------------------------------------------------
@@ -580,6 +722,12 @@ WORDS = [
     "9999-12-31",
     "hours",
     "0",
+    "yesterday",
+    "last",
+    "ago",
+    "please",
+    "sharp",
+    "!",
 ]
 soups = st.lists(st.sampled_from(WORDS), max_size=6).map(" ".join)
 texts = st.one_of(st.text(max_size=40), soups)
