@@ -47,7 +47,8 @@ log = logging.getLogger("momentum")
 NOTHING_CONFIGURED = (
     "No chat platform is configured, so there is nothing for `momentum run` to start.\n"
     "Set SLACK_BOT_TOKEN (with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) for Slack, or\n"
-    "DISCORD_BOT_TOKEN for Discord, in the environment or .env (see .env.example).\n"
+    "DISCORD_BOT_TOKEN for Discord, or WEB_ENABLED=true for the web chat, in the\n"
+    "environment or .env (see .env.example).\n"
     "To try the coach locally, run `momentum chat`."
 )
 
@@ -203,6 +204,12 @@ async def discord(coach: Coach, settings: Settings) -> None:
     await run_discord(coach, settings)
 
 
+async def web(coach: Coach, settings: Settings) -> None:
+    from bots.web.serve import serve_web
+
+    await serve_web(coach, settings)
+
+
 def configured_services(settings: Settings) -> list[tuple[str, Service]]:
     """The long-running parts `momentum run` starts for these settings."""
     services: list[tuple[str, Service]] = []
@@ -210,6 +217,8 @@ def configured_services(settings: Settings) -> list[tuple[str, Service]]:
         services.append(("slack", slack))
     if settings.discord_configured:
         services.append(("discord", discord))
+    if settings.web_enabled:
+        services.append(("web", web))
     # Keep this last: the scheduler serves the platforms above and is no reason to run alone
     # (that is `momentum scheduler`), so `run` with no platform still says nothing is configured.
     if services and settings.scheduler_enabled:

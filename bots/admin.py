@@ -1,4 +1,5 @@
-"""Operator commands: `momentum admin users` and `momentum admin phase <user-id> <phase>`.
+"""Operator commands: `momentum admin users`, `momentum admin phase <user> <phase>`, and
+`momentum admin token create|revoke <user>` (the web API's bearer tokens).
 
 For the person running the bot, not its users: no platform is involved, and setting a phase
 here skips the checks `/track` makes (the operator may know better), with a warning instead.
@@ -10,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 
 from core.coach import Coach
-from core.models import Phase, User
+from core.models import Identity, Phase, Platform, User
 
 COLUMNS = ("id", "platform", "external id", "phase", "timezone")
 
@@ -28,13 +29,45 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "user_id", help="an id from `momentum admin users` (a unique prefix will do)"
     )
     phase.add_argument("phase", choices=[p.value for p in Phase])
+    token = actions.add_parser("token", help="web API tokens: create one, or revoke a user's")
+    token.add_argument("token_action", choices=["create", "revoke"])
+    token.add_argument(
+        "user_id",
+        help="as for `phase`; `web:<name>` makes a web-only user when there is none yet",
+    )
 
 
 async def run(coach: Coach, args: argparse.Namespace) -> str:
     """Carry out the parsed `admin` command; the text to print."""
     if args.admin_command == "users":
         return users_table(await coach.users())
+    if args.admin_command == "token":
+        return await tokens(coach, args.token_action, args.user_id)
     return await set_phase(coach, args.user_id, Phase(args.phase))
+
+
+async def tokens(coach: Coach, action: str, ref: str) -> str:
+    """A new token, printed once as the last line (only its digest is kept), or all of a
+    user's tokens revoked."""
+    if action == "create":
+        user = await _web_user(coach, ref) if ref.lower().startswith("web:") else None
+        user = user or find_user(await coach.users(), ref)
+        token = await coach.keys.new_token(user)
+        return (
+            f"A web token for user {user.id} ({user.identity.platform.value} "
+            f"{user.identity.external_id}). It is shown only now; keep it like a password:\n"
+            f"{token}"
+        )
+    user = find_user(await coach.users(), ref)
+    count = await coach.keys.revoke(user)
+    return f"Revoked {count} token{'' if count == 1 else 's'} of user {user.id}."
+
+
+async def _web_user(coach: Coach, ref: str) -> User:
+    name = ref.split(":", 1)[1].strip()
+    if not name:
+        raise AdminError("Name the web user: web:<name>, e.g. web:ada.")
+    return await coach.user(Identity(platform=Platform.WEB, external_id=name))
 
 
 def users_table(users: Sequence[User]) -> str:

@@ -166,7 +166,7 @@ def test_notifiers_come_from_the_adapters_factories(caplog: pytest.LogCaptureFix
     assert list(notifiers) == [Platform.SLACK]
     assert "building the discord notifier failed" in caplog.text
     assert notifiers.describe() == (
-        "notifying users on slack; no notifier for discord, console "
+        "notifying users on slack; no notifier for discord, console, web "
         "(users there get no window messages)"
     )
 
@@ -179,3 +179,50 @@ def test_run_adds_the_scheduler_last_beside_a_platform(enabled: bool, expected: 
     names = [name for name, _ in configured_services(settings)]
     assert names[0] == "discord"
     assert names[1:] == expected
+
+
+def token_user(url: str, token: str) -> str | None:
+    """The user id the token names now (None: unknown or revoked)."""
+    from core.coach import Coach
+
+    async def go() -> str | None:
+        store = await open_store(url)
+        try:
+            return await Coach(store, None, Persona.load(), make_settings()).keys.user_id(token)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def test_admin_token_create_prints_the_token_last_and_revoke_ends_it(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = seed(database)
+    assert main(["admin", "token", "create", "slack:U_ALICE"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    token = out[-1]
+    assert token.startswith("mom_") and ids["alice"] in out[0]
+    assert token_user(database, token) == ids["alice"]
+
+    assert main(["admin", "token", "revoke", ids["alice"]]) == 0
+    assert capsys.readouterr().out.strip() == f"Revoked 1 token of user {ids['alice']}."
+    assert token_user(database, token) is None
+
+
+def test_admin_token_for_a_new_web_user_creates_them(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["admin", "token", "create", "web:ada"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["admin", "users"]) == 0
+    [ada] = [line for line in capsys.readouterr().out.splitlines() if " web " in line]
+    assert ada.split()[1:3] == ["web", "ada"]
+    assert token_user(database, token) == ada.split()[0]
+
+
+def test_admin_token_for_nobody_says_how_to_name_a_user(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["admin", "token", "create", "slack:U_NOBODY"]) == 1
+    assert "No user 'slack:U_NOBODY'" in capsys.readouterr().err
