@@ -22,7 +22,7 @@ from core.errors import CoachError, StoreUnavailable
 from core.models import Goal, GoalStatus, Identity, Meeting, Phase, Role
 from core.session import HistoryPage, Session
 from core.text import plain_argument, without_controls
-from core.texts import STORE_DOWN_COMMAND_TEXT
+from core.texts import STORE_DOWN_COMMAND_TEXT, counted
 from core.zones import UserTime
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class Help:
 @dataclass(frozen=True)
 class AccessView:
     standing: Standing
+    tracking_started: bool = False  # the answer to /track: it says "tracking" once
+
+    def describe(self, when: Callable[[datetime], str] | None = None) -> str:
+        return self.standing.describe(when, tracking_started=self.tracking_started)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,14 @@ class MeetingsView:
 
 
 @dataclass(frozen=True)
+class Booked:
+    """What /schedule just booked, soonest first: one meeting, or a weekly series."""
+
+    meetings: list[Meeting]
+    time: UserTime
+
+
+@dataclass(frozen=True)
 class Confirm:
     prompt: str
     command: str  # run this to go ahead, e.g. "clear confirm"
@@ -86,7 +98,9 @@ class Export:
         return json.dumps(self.data, indent=2, ensure_ascii=False)
 
 
-Result = Reply | Help | AccessView | HistoryView | GoalsView | MeetingsView | Confirm | Export
+Result = (
+    Reply | Help | AccessView | HistoryView | GoalsView | MeetingsView | Booked | Confirm | Export
+)
 
 
 class Ask:
@@ -135,7 +149,7 @@ async def _clear(ask: Ask, args: str) -> Result:
             f"clear {CONFIRM_WORD}",
         )
     count = await (await ask.session()).clear_history()
-    return Reply(f"Done: {count} message(s) deleted. Fresh page!")
+    return Reply(f"Done: {counted(count, 'message')} deleted. Fresh page!")
 
 
 async def _goals(ask: Ask, args: str) -> Result:
@@ -171,14 +185,7 @@ async def _schedule(ask: Ask, args: str) -> Result:
             error=True,
         )
     you = await ask.session()
-    new = await you.schedule(args)
-    first = you.local(new[0].start)
-    note = (
-        f"Scheduled {len(new)} weekly meetings, starting {first}."
-        if len(new) > 1
-        else f"Scheduled: {first}, {new[0].duration_minutes} min."
-    )
-    return MeetingsView(await you.meetings(), you.time, note=note)
+    return Booked(await you.schedule(args), you.time)
 
 
 async def _meetings(ask: Ask, args: str) -> Result:
@@ -199,7 +206,7 @@ async def _cancel(ask: Ask, args: str) -> Result:
     you = await ask.session()
     cancelled = await you.cancel(ref, series=series)
     what = (
-        f"{len(cancelled.meetings)} meetings of the series"
+        f"{counted(len(cancelled.meetings), 'meeting')} of the series"
         if series
         else you.local(cancelled.meetings[0].start)
     )
@@ -216,8 +223,7 @@ async def _cancel(ask: Ask, args: str) -> Result:
 async def _track(ask: Ask, args: str) -> Result:
     you = await ask.session()
     await you.start_tracking()
-    text = (await you.access()).describe()
-    return Reply(f"You're in tracking now: I'll be here around your meetings. {text}")
+    return AccessView(await you.access(), tracking_started=True)
 
 
 async def _goalsetting(ask: Ask, args: str) -> Result:
@@ -322,7 +328,7 @@ def _number(text: str, what: str) -> int:
 
 def when_for_result(result: Result) -> Callable[[datetime], str]:
     """Local times for the views that carry how their user reads times, UTC otherwise."""
-    if isinstance(result, HistoryView | MeetingsView):
+    if isinstance(result, HistoryView | MeetingsView | Booked):
         return result.time
     if isinstance(result, AccessView):
         return result.standing.time
@@ -343,8 +349,8 @@ def as_text(result: Result, when: Callable[[datetime], str] | None = None) -> st
             width = max(len(usage) for usage, _ in commands)
             lines = [f"  {usage.ljust(width)}  {summary}" for usage, summary in commands]
             return "Commands:\n" + "\n".join(lines) + "\nAnything else you type goes to your coach."
-        case AccessView(standing=standing):
-            return standing.describe(when)
+        case AccessView():
+            return result.describe(when)
         case HistoryView(page=page):
             if not page.total:
                 return "No conversation yet. Say hi!"
@@ -374,11 +380,27 @@ def as_text(result: Result, when: Callable[[datetime], str] | None = None) -> st
                 else "No upcoming meetings. Book one: /schedule tomorrow 9am"
             )
             return f"{note}\n{body}".strip() if note else f"Your meetings:\n{body}"
+        case Booked():
+            return booked_text(result, when)
         case Confirm(prompt=prompt, command=command):
             return f"{prompt} To go ahead: /{command}"
         case Export():
             return result.json
     raise TypeError(f"unknown result {result!r}")
+
+
+def booked_text(booked: Booked, when: Callable[[datetime], str]) -> str:
+    """The meeting just booked, with its weekday and date in full view (so `next monday`
+    shows which Monday), and for a series how it goes on; the whole list is /meetings'."""
+    first, last = booked.meetings[0], booked.meetings[-1]
+    at = f"{when(first.start)}, {first.duration_minutes} min"
+    see = "See all your meetings with /meetings."
+    if len(booked.meetings) == 1:
+        return f"Booked: {at}. {see}"
+    return (
+        f"Booked weekly: {at}, and at the same time every week until {when(last.start)}: "
+        f"{counted(len(booked.meetings), 'meeting')} in all. {see}"
+    )
 
 
 def phase_label(phase: Phase) -> str:

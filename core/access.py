@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.models import Access, AccessReason, Meeting, MeetingStatus, Phase
+from core.texts import counted
 from core.zones import UserTime
 
 
@@ -104,8 +105,7 @@ def decide_access(
 
 
 def _minutes(delta: timedelta) -> str:
-    count = int(delta.total_seconds() // 60)
-    return f"{count} minute" if count == 1 else f"{count} minutes"
+    return counted(int(delta.total_seconds() // 60), "minute")
 
 
 def _window_hours(policy: WindowPolicy) -> str:
@@ -115,24 +115,36 @@ def _window_hours(policy: WindowPolicy) -> str:
     return f"{opens} until {closes}"
 
 
-def describe_access(access: Access, when: Callable[[datetime], str], policy: WindowPolicy) -> str:
-    """One friendly sentence about access; `when` renders a time for the user's platform."""
+def describe_access(
+    access: Access,
+    when: Callable[[datetime], str],
+    policy: WindowPolicy,
+    *,
+    tracking_started: bool = False,
+) -> str:
+    """One friendly sentence about access; `when` renders a time for the user's platform.
+
+    `tracking_started` words it as the answer to `/track`, which says "tracking" once.
+    """
     hours = _window_hours(policy)
+    tracking = "You're in tracking now" if tracking_started else "I'm in tracking mode"
     match access.reason:
         case AccessReason.GOAL_SETTING:
             return "You're in goal setting, so I'm here any time. Let's shape your goals!"
         case AccessReason.IN_WINDOW:
             assert access.window_closes_at is not None
-            return f"Your coaching window is open until {when(access.window_closes_at)}. Let's go!"
+            lead = f"{tracking}, and your" if tracking_started else "Your"
+            closes = when(access.window_closes_at)
+            return f"{lead} coaching window is open until {closes}. Let's go!"
         case AccessReason.OUTSIDE_WINDOW:
             assert access.next_opens_at is not None
             return (
-                f"I'm in tracking mode: I'm available from {hours}. "
+                f"{tracking}: I'm available from {hours}. "
                 f"Your next window opens {when(access.next_opens_at)}."
             )
         case AccessReason.NO_MEETING:
             return (
-                f"I'm in tracking mode: I'm available from {hours}, and you have no meeting "
+                f"{tracking}: I'm available from {hours}, and you have no meeting "
                 "scheduled. Schedule one with `/schedule tomorrow 9am`, or go back to goal "
                 "setting with `/goalsetting`."
             )
@@ -147,6 +159,10 @@ class Standing:
     policy: WindowPolicy
     time: UserTime
 
-    def describe(self, when: Callable[[datetime], str] | None = None) -> str:
+    def describe(
+        self, when: Callable[[datetime], str] | None = None, *, tracking_started: bool = False
+    ) -> str:
         """The access sentence, times in `when`'s words (default: the user's wall time)."""
-        return describe_access(self.access, when or self.time, self.policy)
+        return describe_access(
+            self.access, when or self.time, self.policy, tracking_started=tracking_started
+        )

@@ -54,7 +54,8 @@ async def test_help_lists_every_command(coach: Coach) -> None:
         ("/", "Which command?"),
         ("/timezone Mars/Olympus", "Europe/Paris"),
         ("/schedule whenever", "tomorrow 9am"),
-        ("/schedule yesterday 9am", "tomorrow 9am"),
+        ("/schedule yesterday 9am", "already passed"),
+        ("/schedule tomorrow 9am please, or so", "I didn't understand 'or so'"),
         ("/schedule 2020-01-01 10:00", "already passed: Wed 1 Jan 2020, 10:00 (UTC)"),
         ("/schedule tomorrow 9am for 5m", "10"),
         ("/schedule tomorrow 9am for 9h", "4"),
@@ -95,7 +96,7 @@ async def test_clear_asks_first_then_deletes_history(coach: Coach) -> None:
     assert isinstance(asked, Confirm) and asked.command == "clear confirm"
     history = await run(coach, "/history")
     assert isinstance(history, HistoryView) and history.page.total == 2
-    assert "2 message(s) deleted" in as_text(await run(coach, "/" + asked.command))
+    assert "2 messages deleted" in as_text(await run(coach, "/" + asked.command))
 
 
 async def test_forget_asks_first_then_deletes_everything(coach: Coach) -> None:

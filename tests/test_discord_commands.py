@@ -86,8 +86,12 @@ async def test_schedule_meetings_cancel_in_discord_time(tmp_path: Path) -> None:
     async with discord_world(tmp_path) as w:
         booked = await ask(w, "schedule", {"when": "tomorrow 9am", "minutes": 30, "weekly": True})
         start = int((T0 + timedelta(days=1)).timestamp())
-        assert "Scheduled 8 weekly meetings" in text_of(booked)
-        assert f"1. <t:{start}:F>, 30 min (weekly)" in text_of(booked)
+        last = int((T0 + timedelta(days=1, weeks=7)).timestamp())
+        assert booked.content == (
+            f"Booked weekly: <t:{start}:F>, 30 min, and at the same time every week until "
+            f"<t:{last}:F>: 8 meetings in all. See all your meetings with /coach meetings."
+        )
+        assert booked.embeds == []  # the list is /coach meetings' answer
 
         listed = text_of(await ask(w, "meetings"))
         assert listed.count("(weekly)") == 8
@@ -102,7 +106,9 @@ async def test_schedule_meetings_cancel_in_discord_time(tmp_path: Path) -> None:
         assert await w.coach.meetings(w.identity(w.alice)) == []
 
         bad = await ask(w, "schedule", {"when": "yesterday 9am"})
-        assert bad.content.startswith("⚠️")
+        assert bad.content.startswith("⚠️ That time has already passed: Sun 22 Nov 2026")
+        vague = await ask(w, "schedule", {"when": "tomorrow 9am sharp"})
+        assert vague.content.startswith("⚠️ I didn't understand 'sharp'. Leave it out")
 
 
 async def test_track_then_access_then_timezone(tmp_path: Path) -> None:
@@ -113,7 +119,10 @@ async def test_track_then_access_then_timezone(tmp_path: Path) -> None:
         await ask(w, "schedule", {"when": "tomorrow 9am"})
         tracking = await ask(w, "track")
         opens = int((T0 + timedelta(days=1, minutes=-30)).timestamp())
-        assert "tracking" in tracking.content
+        assert tracking.content == (
+            "⏸️ You're in tracking now: I'm available from 30 minutes before a meeting until "
+            f"60 minutes after it ends. Your next window opens <t:{opens}:F>."
+        )
 
         access = await ask(w, "access")
         assert access.content.startswith("⏸️") and f"<t:{opens}:F>" in access.content
@@ -219,7 +228,7 @@ async def test_clear_asks_first_then_deletes_history(tmp_path: Path) -> None:
 
         question = await ask(w, "clear")
         cleared = await click(w, question, button(question, CONFIRM_ID))
-        assert "2 message(s) deleted" in cleared.content and cleared.data["components"] == []
+        assert "2 messages deleted" in cleared.content and cleared.data["components"] == []
         assert await messages_of(w, w.alice) == []
 
 
@@ -257,7 +266,7 @@ async def test_confirm_works_after_a_restart(tmp_path: Path) -> None:
         assert w.bot is not first_bot and first_bot.is_closed()
 
         cleared = await click(w, question, button(question, CONFIRM_ID))
-        assert "2 message(s) deleted" in cleared.content and cleared.data["components"] == []
+        assert "2 messages deleted" in cleared.content and cleared.data["components"] == []
         assert await messages_of(w, w.alice) == []
 
 
@@ -315,7 +324,7 @@ async def test_an_expired_question_deletes_nothing_and_says_so(tmp_path: Path) -
         await w.restart()
         w.clock.advance(seconds=CONFIRM_TIMEOUT_SECONDS - 1)
         cleared = await click(w, again, button(again, CONFIRM_ID))
-        assert "2 message(s) deleted" in cleared.content
+        assert "2 messages deleted" in cleared.content
         assert await messages_of(w, w.alice) == []
 
 
@@ -328,7 +337,7 @@ async def test_a_second_click_does_not_repeat_the_action(tmp_path: Path) -> None
         # A double click: both clicks carry the message as it was, buttons and all.
         second = clicking(w, question, confirm)
         cleared = await click(w, question, confirm)
-        assert "2 message(s) deleted" in cleared.content and cleared.data["components"] == []
+        assert "2 messages deleted" in cleared.content and cleared.data["components"] == []
 
         asked = await w.say("remember this too")
         await w.final_answer(asked, lambda text: "Coach: remember this too" in text)

@@ -211,7 +211,7 @@ async def test_a_refused_export_dm_ends_in_the_usual_note(
         assert d.fake.messages(DM) == []
         assert [goal.text for goal in await d.coach.goals(slack_identity())] == ["Run 5k"]
         again = await d.command("export")
-        assert again["text"] == "Your data export is in our DM (1 message(s))."
+        assert again["text"] == "Your data export is in our DM (1 message)."
         assert "Run 5k" in d.fake.messages(DM)[0].text
 
 

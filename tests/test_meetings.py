@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from bots.commands import MeetingsView, Reply, Result, as_text, run_command, when_for_result
+from bots.commands import (
+    AccessView,
+    Booked,
+    MeetingsView,
+    Reply,
+    Result,
+    as_text,
+    run_command,
+    when_for_result,
+)
 from core.coach import Coach
 from core.models import MeetingStatus, Phase
 from core.persona import Persona
@@ -53,7 +62,8 @@ async def error(coach: Coach, line: str) -> str:
     [
         ("tomorrow 9am", "Tue 2 Jun 2026, 09:00 (Europe/Paris), 45 min"),
         ("fri 18:30 for 30m", "Fri 5 Jun 2026, 18:30 (Europe/Paris), 30 min"),
-        ("next monday 7:00", "Mon 15 Jun 2026, 07:00 (Europe/Paris), 45 min"),
+        ("next monday 7:00", "Mon 8 Jun 2026, 07:00 (Europe/Paris), 45 min"),  # said on a Monday
+        ("next fri 7:00", "Fri 5 Jun 2026, 07:00 (Europe/Paris), 45 min"),
         ("2026-06-10 14:15 for 1h30", "Wed 10 Jun 2026, 14:15 (Europe/Paris), 90 min"),
         ("in 2 hours", "Mon 1 Jun 2026, 12:00 (Europe/Paris), 45 min"),
     ],
@@ -61,14 +71,36 @@ async def error(coach: Coach, line: str) -> str:
 async def test_schedule_reads_the_users_words_in_their_timezone(
     coach: Coach, when: str, shown: str
 ) -> None:
-    assert await text(coach, f"/schedule {when}") == f"Scheduled: {shown}.\n1. {shown}"
+    assert await text(coach, f"/schedule {when}") == (
+        f"Booked: {shown}. See all your meetings with /meetings."
+    )
+
+
+async def test_schedule_answers_with_the_new_meeting_not_the_whole_list(coach: Coach) -> None:
+    await say(coach, "/schedule tomorrow 9am")
+    assert await text(coach, "/schedule wed 9am for 30m") == (
+        "Booked: Wed 3 Jun 2026, 09:00 (Europe/Paris), 30 min. "
+        "See all your meetings with /meetings."
+    )
+    assert "2. Wed 3 Jun 2026, 09:00" in await text(coach, "/meetings")
+
+
+async def test_next_monday_said_on_a_tuesday_is_six_days_away(store: Store) -> None:
+    tuesday = Coach(store, None, Persona.load(), make_settings(), clock=Clock(utc(2026, 6, 2, 8)))
+    await tuesday.set_timezone(ALICE, PARIS)
+    result = await run_command(tuesday, ALICE, "/schedule next monday 9am please")
+    assert as_text(result, when_for_result(result)).startswith(
+        "Booked: Mon 8 Jun 2026, 09:00 (Europe/Paris), 45 min."
+    )
 
 
 async def test_a_weekly_series_books_the_next_occurrences(coach: Coach) -> None:
     result = await say(coach, "/schedule weekly tue 9am")
-    assert isinstance(result, MeetingsView)
-    assert result.note == (
-        "Scheduled 8 weekly meetings, starting Tue 2 Jun 2026, 09:00 (Europe/Paris)."
+    assert isinstance(result, Booked)
+    assert as_text(result, when_for_result(result)) == (
+        "Booked weekly: Tue 2 Jun 2026, 09:00 (Europe/Paris), 45 min, and at the same time "
+        "every week until Tue 21 Jul 2026, 09:00 (Europe/Paris): 8 meetings in all. "
+        "See all your meetings with /meetings."
     )
     assert [m.start.astimezone(result.time.zone).hour for m in result.meetings] == [9] * 8
     assert len({m.series_id for m in result.meetings}) == 1
@@ -79,6 +111,13 @@ async def test_a_weekly_series_books_the_next_occurrences(coach: Coach) -> None:
     [
         ("/schedule 2026-05-01 09:00", "That time has already passed: Fri 1 May 2026, 09:00 "),
         ("/schedule today 8:00", "already passed: Mon 1 Jun 2026, 08:00 (Europe/Paris)"),
+        ("/schedule yesterday 9am", "already passed: Sun 31 May 2026, 09:00 (Europe/Paris)"),
+        ("/schedule last friday 9am", "already passed: Fri 29 May 2026, 09:00 (Europe/Paris)"),
+        ("/schedule yesterday", "'Yesterday' has already passed."),
+        (
+            "/schedule tomorrow 3pm for 30m weekly soonish",
+            "I didn't understand 'soonish'. Leave it out, or try 'tomorrow 9am for 30m'",
+        ),
         ("/schedule tomorrow 9am for 5m", "A meeting can last from 10 min to 4 h"),
         ("/schedule tomorrow 9am for 5h", "so 5 h won't fit"),
         ("/schedule whenever", "I couldn't understand 'whenever' as a time"),
@@ -108,7 +147,7 @@ async def test_overlapping_meetings_are_refused(coach: Coach, store: Store) -> N
     user = await coach.user(ALICE)
     assert len(await store.list_meetings(user.id)) == 2
     # Back to back is fine.
-    assert (await text(coach, "/schedule tomorrow 9:45")).startswith("Scheduled: Tue 2 Jun")
+    assert (await text(coach, "/schedule tomorrow 9:45")).startswith("Booked: Tue 2 Jun")
 
 
 async def test_unknown_timezones_are_refused_and_names_are_forgiving(coach: Coach) -> None:
@@ -117,7 +156,7 @@ async def test_unknown_timezones_are_refused_and_names_are_forgiving(coach: Coac
         "Timezone set to America/New_York."
     )
     shown = await text(coach, "/schedule tomorrow 9am")
-    assert shown.startswith("Scheduled: Tue 2 Jun 2026, 09:00 (America/New_York)")
+    assert shown.startswith("Booked: Tue 2 Jun 2026, 09:00 (America/New_York)")
 
 
 async def test_cancel_one_meeting_of_a_series_or_the_whole_series(coach: Coach) -> None:
@@ -160,9 +199,22 @@ async def test_track_needs_a_goal_and_an_upcoming_meeting_and_says_what_is_missi
     )
     await say(coach, "/goal add Run 5 km")
     tracked = await text(coach, "/track")
-    assert tracked.startswith("You're in tracking now")
-    assert "Your next window opens Tue 2 Jun 2026, 08:30 (Europe/Paris)." in tracked
+    assert tracked == (
+        "You're in tracking now: I'm available from 30 minutes before a meeting until "
+        "60 minutes after it ends. Your next window opens Tue 2 Jun 2026, 08:30 (Europe/Paris)."
+    )
     assert (await coach.user(ALICE)).phase is Phase.TRACKING
+
+
+async def test_track_inside_an_open_window_says_so_once(coach: Coach) -> None:
+    await say(coach, "/goal add Run 5 km")
+    await say(coach, "/schedule in 20 min")
+    result = await say(coach, "/track")
+    assert isinstance(result, AccessView) and result.standing.access.allowed
+    assert as_text(result, when_for_result(result)) == (
+        "You're in tracking now, and your coaching window is open until "
+        "Mon 1 Jun 2026, 12:05 (Europe/Paris). Let's go!"
+    )
 
 
 async def test_a_cancelled_meeting_does_not_count_for_tracking(coach: Coach) -> None:

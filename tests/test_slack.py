@@ -372,7 +372,7 @@ async def test_slash_command_acks_fast_and_answers_ephemerally(tmp_path: Path) -
         ("history", "No conversation yet"),
         ("goals", "No active goals yet"),
         ("goal add Run a 5k <!channel>", "Run a 5k &lt;!channel&gt;"),
-        ("schedule tomorrow 9am", "Scheduled"),
+        ("schedule tomorrow 9am", "09:00 (UTC), 45 min. See all your meetings with /coach"),
         ("meetings", "No upcoming meetings"),
         ("cancel 1", "no meetings"),
         ("track", "To start tracking you need"),
@@ -400,7 +400,8 @@ async def test_commands_work_together_in_the_users_timezone(tmp_path: Path) -> N
         [meeting] = await d.coach.meetings(identity())
         assert meeting.start.astimezone(ZoneInfo("America/New_York")).hour == 9
         tracked = await d.command("track")
-        assert "tracking" in tracked["text"]
+        assert tracked["text"].startswith("⏸️ You're in tracking now: I'm available from 30")
+        assert tracked["text"].count("tracking") == 1
         listed = await d.command("meetings")
         assert "30 min" in block_texts(listed["blocks"])
         cancelled = await d.command("cancel 1")

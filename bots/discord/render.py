@@ -19,6 +19,7 @@ import discord
 
 from bots.commands import (
     AccessView,
+    Booked,
     Confirm,
     Export,
     GoalsView,
@@ -27,12 +28,12 @@ from bots.commands import (
     MeetingsView,
     Reply,
     Result,
+    booked_text,
     phase_label,
     when_for_result,
 )
 from bots.split import closed_fences
 from bots.voice import meeting_line, under_command
-from core.access import Standing
 from core.models import Meeting, Role
 from core.text import clip
 from core.zones import UserTime
@@ -65,9 +66,9 @@ def discord_when(time: UserTime) -> When:
     return time if time.chosen else discord_time
 
 
-def access_text(standing: Standing) -> str:
+def access_text(view: AccessView) -> str:
     """The access sentence with Discord times."""
-    return discord_commands(standing.describe(discord_when(standing.time)))
+    return discord_commands(view.describe(discord_when(view.standing.time)))
 
 
 def when_for_answer(result: Result) -> When:
@@ -107,13 +108,15 @@ def answer_for(result: Result) -> Answer:
             return Answer(embed=help_embed(commands))
         case AccessView(standing=standing):
             icon = "🟢" if standing.access.allowed else "⏸️"
-            return Answer(content=f"{icon} {access_text(standing)}")
+            return Answer(content=f"{icon} {access_text(result)}")
         case HistoryView():
             return history_answer(result, when)
         case GoalsView(goals=goals, note=note):
             return goals_answer([shown_as_typed(goal.text) for goal in goals], note)
         case MeetingsView(meetings=meetings, note=note):
             return meetings_answer(meetings, note, when)
+        case Booked():
+            return Answer(content=discord_commands(booked_text(result, when)))
         case Confirm(prompt=prompt):
             return Answer(content=f"{WARNING} {discord_commands(prompt)}")
         case Export():

@@ -54,7 +54,7 @@ from core.coach import Coach
 from core.config import Settings
 from core.models import Identity, InFlight, Platform
 from core.reply import Prepare
-from core.texts import INTERNAL_ERROR_TEXT
+from core.texts import INTERNAL_ERROR_TEXT, counted
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,9 @@ class SlackBot:
                 self._timezones_checked.discard(identity.external_id)
             if isinstance(result, Export):
                 sent = await self.send_export(identity, result)
-                message = SlackMessage(f"Your data export is in our DM ({sent} message(s)).")
+                message = SlackMessage(
+                    f"Your data export is in our DM ({counted(sent, 'message')})."
+                )
             else:
                 message = result_message(result, when_for_result(result))
         except Exception:

@@ -22,6 +22,7 @@ from typing import Any
 from bots import voice
 from bots.commands import (
     AccessView,
+    Booked,
     Confirm,
     Export,
     GoalsView,
@@ -30,12 +31,14 @@ from bots.commands import (
     MeetingsView,
     Reply,
     Result,
+    booked_text,
     phase_label,
 )
 from bots.voice import under_command
 from core.access import Standing
 from core.models import Goal, Meeting, Phase, Role
 from core.text import clip
+from core.texts import counted
 
 SLASH_COMMAND = "/coach"
 SECTION_LIMIT = 3000  # characters in a section's text
@@ -131,13 +134,15 @@ def result_message(result: Result, when: When) -> SlackMessage:
             return _help(commands)
         case AccessView(standing=standing):
             icon = "🟢" if standing.access.allowed else "⏸️"
-            return _simple(f"{icon} {our_text(standing.describe())}")
+            return _simple(f"{icon} {our_text(result.describe())}")
         case HistoryView():
             return _history(result, when)
         case GoalsView(goals=goals, note=note):
             return _goals(goals, note)
         case MeetingsView(meetings=meetings, note=note):
             return _meetings(meetings, note, when)
+        case Booked():
+            return _simple(our_text(booked_text(result, when)))
         case Confirm():
             return confirm_message(result)
         case Export():
@@ -194,7 +199,7 @@ def _goals(goals: list[Goal], note: str) -> SlackMessage:
         blocks.append(context(our_text("Finished one? /goal done <number>. New one? /goal add …")))
     else:
         blocks.append(section(our_text("No active goals yet. Add one: /goal add <goal>")))
-    fallback = our_text(note) if note else f"You have {len(goals)} active goal(s)."
+    fallback = our_text(note) if note else f"You have {counted(len(goals), 'active goal')}."
     return SlackMessage(fallback, blocks)
 
 
@@ -212,7 +217,7 @@ def _meetings(meetings: list[Meeting], note: str, when: When) -> SlackMessage:
         blocks.append(context(our_text("Cancel one: /cancel <number> (or add `series`).")))
     else:
         blocks.append(section(our_text("No upcoming meetings. Book one: /schedule tomorrow 9am")))
-    fallback = our_text(note) if note else f"You have {len(meetings)} upcoming meeting(s)."
+    fallback = our_text(note) if note else f"You have {counted(len(meetings), 'upcoming meeting')}."
     return SlackMessage(fallback, blocks)
 
 
