@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from core.coach import Coach
 from core.models import Identity, Phase, Platform, User
+from core.texts import counted
 
 COLUMNS = ("id", "platform", "external id", "phase", "timezone")
 
@@ -60,7 +61,7 @@ async def tokens(coach: Coach, action: str, ref: str) -> str:
         )
     user = find_user(await coach.users(), ref)
     count = await coach.keys.revoke(user)
-    return f"Revoked {count} token{'' if count == 1 else 's'} of user {user.id}."
+    return f"Revoked {counted(count, 'token')} of user {user.id}."
 
 
 async def _web_user(coach: Coach, ref: str) -> User:
@@ -82,7 +83,7 @@ def users_table(users: Sequence[User]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         for row in [COLUMNS, *rows]
     ]
-    return "\n".join(line.rstrip() for line in lines) + f"\n{len(rows)} user(s)"
+    return "\n".join(line.rstrip() for line in lines) + f"\n{counted(len(rows), 'user')}"
 
 
 async def set_phase(coach: Coach, ref: str, phase: Phase) -> str:

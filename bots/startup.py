@@ -19,6 +19,7 @@ import aiohttp
 
 from core.config import Settings
 from core.errors import SetupError
+from core.texts import counted
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ async def reach(
             delay = next(delays, None)
             if delay is None:
                 raise SetupError(
-                    f"{what} is unreachable ({describe(error)}) after {attempt} "
-                    f"{'try' if attempt == 1 else 'tries'}: {hint}."
+                    f"{what} is unreachable ({describe(error)}) after "
+                    f"{counted(attempt, 'try', 'tries')}: {hint}."
                 ) from error
             log.warning(
                 "%s unreachable (try %d of %d): %s; trying again in %.1fs",

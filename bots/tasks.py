@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from bots.stream import CUT_WRITE_SECONDS
+from core.texts import counted
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class Background:
         if not self._tasks:
             return
         still = len(self)
-        log.warning("%d %s task(s) running after %.1f s: cutting them off", still, self.what, grace)
+        running = counted(still, f"{self.what} task")
+        log.warning("%s running after %.1f s: cutting them off", running, grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.wait(set(self._tasks), timeout=CUT_WRITE_SECONDS + 1)

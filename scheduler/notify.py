@@ -18,6 +18,7 @@ from typing import Protocol
 
 from core.config import Settings
 from core.models import Platform, User
+from core.texts import counted
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +175,10 @@ class Delivery:
             except Exception as error:
                 if attempt == tries:
                     log.warning(
-                        "notifying user %s on %s failed %d time(s) in a row: %r",
+                        "notifying user %s on %s failed %s in a row: %r",
                         user.id,
                         platform.value,
-                        tries,
+                        counted(tries, "time"),
                         error,
                     )
                     return Outcome(Sent.FAILED, repr(error)[:500])

@@ -59,6 +59,7 @@ from core.models import (
     NoticeState,
     User,
 )
+from core.texts import counted
 from scheduler.notices import (
     NOTICE_BACKOFF,
     expiry,
@@ -172,13 +173,12 @@ class Outbox:
         if stale is not None:
             log.log(
                 logging.ERROR if stale.given_up else logging.WARNING,
-                "%s the %s notice %s for user %s after %d tr%s: %s",
+                "%s the %s notice %s for user %s after %s: %s",
                 "giving up" if stale.given_up else "dropped",
                 notice.kind.value,
                 notice.id,
                 notice.user_id,
-                notice.attempts - 1,
-                "y" if notice.attempts == 2 else "ies",
+                counted(notice.attempts - 1, "try", "tries"),
                 stale.reason,
             )
             await self._settle(notice, NoticeState.DROPPED, now, stale.reason)

@@ -35,6 +35,7 @@ from core.coach import Coach
 from core.config import Settings
 from core.models import Meeting
 from core.session import MeetingsChanged
+from core.texts import counted
 from core.turn_order import Clock
 from core.windows import due_steps, step_times
 from scheduler.notify import Delivery, Notifiers
@@ -249,7 +250,7 @@ async def run_scheduler(coach: Coach, settings: Settings, notifiers: Notifiers) 
     coach.meeting_observers.append(service.meetings_changed)
     try:
         await service.start()
-        log.info("scheduler started: %d window job(s)", len(service.job_ids()))
+        log.info("scheduler started: %s", counted(len(service.job_ids()), "window job"))
         await asyncio.Event().wait()  # until cancelled
     finally:
         coach.meeting_observers.remove(service.meetings_changed)

@@ -77,7 +77,7 @@ def test_admin_users_lists_every_user(database: str, capsys: pytest.CaptureFixtu
     assert alice.split() == [ids["alice"], "slack", "U_ALICE", "goal_setting", "Europe/Paris"]
     bob = next(line for line in lines if line.startswith(ids["bob"]))
     assert bob.split() == [ids["bob"], "discord", "1001", "goal_setting", "-"]
-    assert lines[-1] == "2 user(s)"
+    assert lines[-1] == "2 users"
 
 
 def test_admin_users_on_an_empty_database(
@@ -145,7 +145,7 @@ async def test_momentum_scheduler_runs_alone_and_says_nobody_can_be_told(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert "no platform notifier available" in caplog.text
-    assert "scheduler started: 0 window job(s)" in caplog.text
+    assert "scheduler started: 0 window jobs" in caplog.text
 
 
 def test_notifiers_come_from_the_adapters_factories(caplog: pytest.LogCaptureFixture) -> None:
