@@ -1,9 +1,14 @@
-"""Keys to the coach from the web: bearer tokens and one-time sign-in codes.
+"""Keys to the coach: bearer tokens, one-time sign-in codes, and one-time link codes.
 
 Only a key's SHA-256 is stored: a key is 32 random bytes, so no slow hash is needed to keep
 a leaked database from yielding working keys. A token works until it is revoked; a sign-in
 code works once, within its minutes, and is exchanged for a token (the link that `/coach
 web` gives on Slack or Discord).
+
+A link code (`/coach link`, core/linking.py) is typed by a person, so it is short: 8
+characters from an alphabet without look-alikes (no 0/O, 1/I/L), about 40 bits. Guessing
+one online is hopeless within its 10 minutes and single use; its digest in a leaked
+database could be reversed offline, but by then it has been used or has expired.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from core.turn_order import Clock
 KEY_BYTES = 32
 TOKEN_PREFIX = "mom_"  # so a leaked token is recognisable (secret scanners, logs)
 SIGN_IN_MINUTES = 10
+LINK_MINUTES = 10
+LINK_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+LINK_CODE_LENGTH = 8
 
 
 class Purpose(StrEnum):
     SIGN_IN = "sign_in"
+    LINK = "link"
 
 
 class KeyStore(Protocol):
@@ -46,8 +55,17 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def typed_link_code(text: str) -> str | None:
+    """The link code in what a person typed (any case, spaces and dashes ignored), or None
+    when it cannot be one."""
+    code = "".join(text.split()).replace("-", "").upper()
+    if len(code) != LINK_CODE_LENGTH or any(c not in LINK_CODE_ALPHABET for c in code):
+        return None
+    return code
+
+
 class Keys:
-    """Tokens and sign-in codes for users (the Coach's `keys` door; DESIGN.md rule 2)."""
+    """Tokens, sign-in codes and link codes (the Coach's `keys` door; DESIGN.md rule 2)."""
 
     def __init__(self, store: KeyStore, clock: Clock) -> None:
         self.store, self.clock = store, clock
@@ -71,6 +89,18 @@ class Keys:
         """Exchange a sign-in code for a new token, once; None if it is unknown or stale."""
         user_id = await self.store.use_pass(digest(code), Purpose.SIGN_IN, self.clock())
         return None if user_id is None else await self._issue(user_id)
+
+    async def link_code(self, user: User) -> str:
+        """A new one-time code that joins whoever redeems it to `user`."""
+        code = "".join(secrets.choice(LINK_CODE_ALPHABET) for _ in range(LINK_CODE_LENGTH))
+        expires = self.clock() + timedelta(minutes=LINK_MINUTES)
+        await self.store.add_pass(digest(code), user.id, Purpose.LINK, expires)
+        return code
+
+    async def link_maker(self, code: str) -> str | None:
+        """Use a link code (as `typed_link_code` read it), once: the id of the user who made
+        it; None if it is unknown, used or stale."""
+        return await self.store.use_pass(digest(code), Purpose.LINK, self.clock())
 
     async def _issue(self, user_id: str) -> str:
         token = TOKEN_PREFIX + secrets.token_urlsafe(KEY_BYTES)

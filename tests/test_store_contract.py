@@ -1050,3 +1050,199 @@ async def test_delete_user_removes_their_keys(store: Store) -> None:
     assert await store.token_user("gone") is None
     assert await store.token_user("kept") == kept
     assert await store.use_pass("p", Purpose.SIGN_IN, at(1)) is None
+
+
+# Identities (core/linking.py): a user found by any of its identities, merged without
+# transactions. A user's own (primary) identity is in its record; others are linked to it.
+
+
+def discord(external_id: str = "D1") -> Identity:
+    return Identity(platform=Platform.DISCORD, external_id=external_id, display_name="Ada")
+
+
+async def test_a_linked_identity_finds_its_user(store: Store) -> None:
+    user, _ = await store.get_or_create_user(identity(), T0)
+    await store.add_identity(user.id, discord(), at(1))
+
+    found, created = await store.get_or_create_user(discord(), at(2))
+
+    assert (found, created) == (user, False)
+    assert found.identity == identity()  # its own identity stays the primary one
+    assert await store.list_identities(user.id) == [identity(), discord()]
+    assert await store.list_users() == [user]
+
+
+async def test_identities_list_primary_first_then_in_link_order(store: Store) -> None:
+    user_id = await new_user(store)
+    web = Identity(platform=Platform.WEB, external_id="ada")
+    await store.add_identity(user_id, discord(), at(2))
+    await store.add_identity(user_id, web, at(1))
+    await store.add_identity(user_id, discord(), at(3))  # again: keeps its place
+    assert await store.list_identities(user_id) == [identity(), web, discord()]
+    assert await store.list_identities("nobody") == []
+
+
+async def test_an_identity_linked_again_moves_to_the_new_user(store: Store) -> None:
+    first, second = await new_user(store, "U1"), await new_user(store, "U2")
+    await store.add_identity(first, discord(), T0)
+    await store.add_identity(second, discord(), at(1))
+    found, _ = await store.get_or_create_user(discord(), at(2))
+    assert found.id == second
+    assert await store.list_identities(first) == [identity("U1")]
+
+
+async def test_remove_identity_takes_only_a_linked_one_of_that_user(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    await store.add_identity(user_id, discord(), T0)
+
+    assert not await store.remove_identity(other, discord())  # not theirs
+    assert not await store.remove_identity(user_id, identity("U1"))  # its own: not linked
+    assert await store.remove_identity(user_id, discord())
+    assert not await store.remove_identity(user_id, discord())  # gone already
+
+    assert await store.list_identities(user_id) == [identity("U1")]
+    alone, created = await store.get_or_create_user(discord(), at(1))
+    assert created and alone.id not in (user_id, other)
+
+
+async def test_set_primary_swaps_the_own_identity_with_a_linked_one(store: Store) -> None:
+    user, _ = await store.get_or_create_user(identity(), T0)
+    await store.add_identity(user.id, discord(), T0)
+
+    assert await store.set_primary(user.id, discord(), at(1))
+
+    swapped = await store.get_user(user.id)
+    assert swapped == user.model_copy(update={"identity": discord()})
+    assert await store.list_identities(user.id) == [discord(), identity()]
+    for each in (identity(), discord()):
+        assert (await store.get_or_create_user(each, at(2)))[0] == swapped
+    assert await store.set_primary(user.id, discord(), at(3))  # already: nothing changes
+    assert await store.list_identities(user.id) == [discord(), identity()]
+    assert not await store.set_primary(user.id, identity("U9"), at(3))  # not linked to it
+    assert not await store.set_primary("nobody", discord(), at(3))
+    assert await store.list_users() == [swapped]
+
+
+async def seed_everything(store: Store, user_id: str, minutes: float, tag: str) -> None:
+    """One of each kind of data a user has, `tag` naming it, at `minutes`."""
+    await store.add_message(message(user_id, minutes, f"{tag} says hi"))
+    await store.add_goal(Goal(user_id=user_id, text=f"{tag} goal", created_at=at(minutes)))
+    await store.add_meetings([meeting(user_id, 600 + minutes)])
+    await store.add_notice(notice(user_id, f"{tag}:open"))
+    await store.add_in_flight(in_flight(user_id, f"{tag}-reply", minutes))
+    await store.add_token(f"{tag}-token", user_id, at(minutes))
+    await store.add_pass(f"{tag}-pass", user_id, Purpose.LINK, at(60))
+
+
+async def assert_merged(store: Store, into: str, gone: str) -> None:
+    """Everything of `gone` (seeded at minute 1, tag "gone") is `into`'s, once."""
+    assert await store.get_user(gone) is None
+    assert [u.id for u in await store.list_users()] == [into]
+    texts = [m.text for m in await store.messages_between(into)]
+    assert texts == ["kept says hi", "gone says hi", "kept says later"]  # merged by time
+    assert [g.text for g in await store.list_goals(into)] == ["kept goal", "gone goal"]
+    assert len(await store.list_meetings(into)) == 2
+    moved_notice = await store.get_notice("gone:open")
+    assert moved_notice is not None and moved_notice.user_id == into
+    assert {r.id for r in await store.in_flight(Platform.SLACK) if r.user_id == into} == {
+        "kept-reply",
+        "gone-reply",
+    }
+    assert await store.token_user("gone-token") == into
+    assert await store.use_pass("gone-pass", Purpose.LINK, at(2)) == into
+    assert await store.recent_messages(gone, 10) == []
+    assert await store.list_goals(gone) == []
+    assert await store.list_meetings(gone) == []
+
+
+async def test_merge_user_moves_everything_and_removes_the_merged_user(store: Store) -> None:
+    into, gone = await new_user(store, "U1"), await new_user(store, "U2")
+    await seed_everything(store, into, 0, "kept")
+    await seed_everything(store, gone, 1, "gone")
+    await store.add_message(message(into, 2, "kept says later"))
+    await store.add_identity(gone, discord(), T0)
+
+    assert await store.merge_user(gone, into, at(5))
+
+    await assert_merged(store, into, gone)
+    # Linked ones by when they were first linked: D1 (to the merged user) before U2.
+    assert await store.list_identities(into) == [identity("U1"), discord(), identity("U2")]
+    for each in (identity("U1"), identity("U2"), discord()):
+        assert (await store.get_or_create_user(each, at(6)))[0].id == into
+
+
+async def test_merge_user_again_changes_nothing_and_never_into_nobody(store: Store) -> None:
+    into, gone = await new_user(store, "U1"), await new_user(store, "U2")
+    await seed_everything(store, into, 0, "kept")
+    await seed_everything(store, gone, 1, "gone")
+    await store.add_message(message(into, 2, "kept says later"))
+
+    assert not await store.merge_user(gone, "nobody", at(5))  # would lose their data
+    assert not await store.merge_user(gone, gone, at(5))
+    assert len(await store.list_users()) == 2 and len(await store.list_goals(gone)) == 1
+
+    assert await store.merge_user(gone, into, at(5))
+    assert await store.merge_user(gone, into, at(6))  # idempotent: already done
+
+    await assert_merged(store, into, gone)
+    assert await store.list_identities(into) == [identity("U1"), identity("U2")]
+
+
+async def test_a_merge_cut_short_is_finished_by_the_next_lookup(store: Store) -> None:
+    """A crash right after a merge's first step (the identity linked to the user it joins):
+    its data is still on the user being merged, and the next lookup moves it."""
+    into, gone = await new_user(store, "U1"), await new_user(store, "U2")
+    await seed_everything(store, into, 0, "kept")
+    await seed_everything(store, gone, 1, "gone")
+    await store.add_message(message(into, 2, "kept says later"))
+    await store.add_identity(into, identity("U2"), at(5))  # ... and then the crash
+
+    found, created = await store.get_or_create_user(identity("U2"), at(6))
+
+    assert (found.id, created) == (into, False)
+    await assert_merged(store, into, gone)
+
+
+async def test_lookups_racing_to_finish_a_merge_finish_it_once(
+    store_target: StoreTarget, store: Store
+) -> None:
+    into, gone = await new_user(store, "U1"), await new_user(store, "U2")
+    await seed_everything(store, into, 0, "kept")
+    await seed_everything(store, gone, 1, "gone")
+    await store.add_message(message(into, 2, "kept says later"))
+    await store.add_identity(into, identity("U2"), at(5))
+
+    found = await race(store_target, store, lambda s: s.get_or_create_user(identity("U2"), at(6)))
+
+    assert {user.id for user, _ in found} == {into} and not any(c for _, c in found)
+    await assert_merged(store, into, gone)
+
+
+async def test_first_contacts_racing_a_link_end_as_the_linked_user(
+    store_target: StoreTarget, store: Store
+) -> None:
+    """An identity's first messages and its link at once, from two processes: whichever user
+    a first message created joins the linked one, at the latest at the next lookup."""
+    into = await new_user(store, "U1")
+    other = await store_target.open()
+    lookups = [s.get_or_create_user(discord(), T0) for s in (store, other) * (RACERS // 2)]
+    half = len(lookups) // 2
+
+    await asyncio.gather(*lookups[:half], store.add_identity(into, discord(), T0), *lookups[half:])
+
+    found, _ = await store.get_or_create_user(discord(), at(1))
+    assert found.id == into
+    assert [u.id for u in await store.list_users()] == [into]
+
+
+async def test_delete_user_removes_their_identities(store: Store) -> None:
+    gone, kept = await new_user(store, "U1"), await new_user(store, "U2")
+    await store.add_identity(gone, discord("D1"), T0)
+    await store.add_identity(kept, discord("D2"), T0)
+
+    await store.delete_user(gone)
+
+    assert not await store.remove_identity(gone, discord("D1"))  # no such link is left
+    fresh, created = await store.get_or_create_user(discord("D1"), at(1))
+    assert created and fresh.id != gone
+    assert (await store.get_or_create_user(discord("D2"), at(1)))[0].id == kept

@@ -18,16 +18,14 @@ from pymongo.errors import DuplicateKeyError, PyMongoError, ServerSelectionTimeo
 from core.models import (
     Goal,
     GoalStatus,
-    Identity,
     Message,
-    Phase,
-    User,
 )
 from core.store import StoreUnavailable
 from core.store.mongo_base import Collections, _by, _doc, _load, _reason, _unavailable_on_error
 from core.store.mongo_keys import KeyDocs
 from core.store.mongo_meetings import MeetingDocs
 from core.store.mongo_turns import TurnDocs
+from core.store.mongo_users import UserDocs
 
 SERVER_TIMEOUT_SECONDS = 5.0  # how long a call waits for a reachable server
 
@@ -45,9 +43,10 @@ SERVER_TIMEOUT_SECONDS = 5.0  # how long a call waits for a reachable server
 
 
 
-class MongoStore(KeyDocs, TurnDocs, MeetingDocs, Collections):
-    """Users, messages, goals and dedupe keys here; meetings and notices in MeetingDocs
-    (mongo_meetings.py), turn leases and replies in flight in TurnDocs (mongo_turns.py)."""
+class MongoStore(UserDocs, KeyDocs, TurnDocs, MeetingDocs, Collections):
+    """Messages, goals and dedupe keys here; users and their identities in UserDocs
+    (mongo_users.py), meetings and notices in MeetingDocs (mongo_meetings.py), turn leases
+    and replies in flight in TurnDocs (mongo_turns.py)."""
 
     @classmethod
     async def open(
@@ -94,80 +93,11 @@ class MongoStore(KeyDocs, TurnDocs, MeetingDocs, Collections):
         await self._notices.create_index("user_id")
         await self._tokens.create_index("user_id")  # the digest is the `_id`
         await self._passes.create_index("user_id")
+        # Linked identities: the `_id` is the identity, so unique (mongo_users.py).
+        await self._identities.create_index([("user_id", ASCENDING), *_by("linked_at")])
 
     async def close(self) -> None:
         await self._client.close()
-
-    # Users
-
-    @_unavailable_on_error
-    async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
-        query = {
-            "identity.platform": identity.platform.value,
-            "identity.external_id": identity.external_id,
-        }
-        # Read first: the user almost always exists, and a read is cheaper than an upsert.
-        if (existing := await self._users.find_one(query)) is not None:
-            return User.model_validate(_load(existing)), False
-        fresh = User(identity=identity, created_at=now)
-        try:
-            found = await self._users.find_one_and_update(
-                query,
-                {"$setOnInsert": _doc(fresh)},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:  # a concurrent first message created it
-            found = await self._users.find_one(query)
-        assert found is not None
-        return User.model_validate(_load(found)), found["_id"] == fresh.id
-
-    @_unavailable_on_error
-    async def get_user(self, user_id: str) -> User | None:
-        found = await self._users.find_one({"_id": user_id})
-        return User.model_validate(_load(found)) if found else None
-
-    @_unavailable_on_error
-    async def update_user(
-        self,
-        user_id: str,
-        *,
-        phase: Phase | None = None,
-        timezone: str | None = None,
-        welcomed: bool | None = None,
-    ) -> User | None:
-        changes = {"phase": phase, "timezone": timezone, "welcomed": welcomed}
-        changes = {key: value for key, value in changes.items() if value is not None}
-        if not changes:
-            return await self.get_user(user_id)
-        found = await self._users.find_one_and_update(
-            {"_id": user_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
-        )
-        return User.model_validate(_load(found)) if found else None
-
-    @_unavailable_on_error
-    async def claim_welcome(self, user_id: str) -> bool:
-        result = await self._users.update_one(
-            {"_id": user_id, "welcomed": {"$ne": True}}, {"$set": {"welcomed": True}}
-        )
-        return result.modified_count == 1
-
-    @_unavailable_on_error
-    async def list_users(self) -> list[User]:
-        cursor = self._users.find().sort(_by("created_at"))
-        return [User.model_validate(_load(d)) async for d in cursor]
-
-    @_unavailable_on_error
-    async def delete_user(self, user_id: str) -> None:
-        for collection in (
-            self._in_flight, self._messages, self._goals, self._meetings, self._notices
-        ):
-            await collection.delete_many({"user_id": user_id})
-        await self._turns.delete_one({"_id": user_id})
-        await self._turn_waits.delete_many({"user_id": user_id})
-        await self._tokens.delete_many({"user_id": user_id})
-        await self._passes.delete_many({"user_id": user_id})
-        await self._users.delete_one({"_id": user_id})
 
     # Messages
 

@@ -83,3 +83,4 @@ class Collections:
         self._notices = db["notices"]
         self._tokens = db["tokens"]
         self._passes = db["passes"]
+        self._identities = db["identities"]

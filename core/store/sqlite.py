@@ -18,17 +18,15 @@ import aiosqlite
 from core.models import (
     Goal,
     GoalStatus,
-    Identity,
     Message,
     MessageMeta,
-    Phase,
-    User,
 )
 from core.store.sqlite_file import SQLiteFile
 from core.store.sqlite_keys import KeyRows
 from core.store.sqlite_meetings import MeetingRows
 from core.store.sqlite_rows import Rows, _ts
 from core.store.sqlite_turns import TurnRows
+from core.store.sqlite_users import UserRows
 
 BUSY_TIMEOUT_SECONDS = 10.0  # another process (a separate scheduler) may hold the lock a moment
 # 8 parameters a row: 8,000 per statement, within SQLite's limit (32,766 since 3.32).
@@ -105,27 +103,20 @@ MIGRATIONS = [
     );
     CREATE INDEX passes_by_user ON passes (user_id)
     """,
+    # Identities linked to a user besides its own (core/linking.py, sqlite_users.py).
+    """
+    CREATE TABLE identities (
+        platform TEXT NOT NULL, external_id TEXT NOT NULL, user_id TEXT NOT NULL,
+        workspace_id TEXT, display_name TEXT, linked_at TEXT NOT NULL,
+        PRIMARY KEY (platform, external_id)
+    );
+    CREATE INDEX identities_by_user ON identities (user_id, linked_at)
+    """,
 ]
 
 
 
 
-
-
-def _user(row: sqlite3.Row) -> User:
-    return User(
-        id=row["id"],
-        identity=Identity(
-            platform=row["platform"],
-            external_id=row["external_id"],
-            workspace_id=row["workspace_id"],
-            display_name=row["display_name"],
-        ),
-        phase=row["phase"],
-        timezone=row["timezone"],
-        created_at=row["created_at"],
-        welcomed=bool(row["welcomed"]),
-    )
 
 
 def _message(row: sqlite3.Row) -> Message:
@@ -194,9 +185,10 @@ async def _user_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-class SQLiteStore(KeyRows, TurnRows, MeetingRows, Rows):
-    """Users, messages, goals and dedupe keys here; meetings and notices in MeetingRows
-    (sqlite_meetings.py), turn leases and replies in flight in TurnRows (sqlite_turns.py)."""
+class SQLiteStore(UserRows, KeyRows, TurnRows, MeetingRows, Rows):
+    """Messages, goals and dedupe keys here; users and their identities in UserRows
+    (sqlite_users.py), meetings and notices in MeetingRows (sqlite_meetings.py), turn leases
+    and replies in flight in TurnRows (sqlite_turns.py)."""
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteStore:
@@ -208,84 +200,6 @@ class SQLiteStore(KeyRows, TurnRows, MeetingRows, Rows):
     async def close(self) -> None:
         await self._db.close()
 
-
-    # Users
-
-    async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
-        # Read first: the user almost always exists, and a read takes no write lock.
-        if (existing := await self._user_by_identity(identity)) is not None:
-            return existing, False
-        user = User(identity=identity, created_at=now)
-        inserted = await self._write(
-            "INSERT OR IGNORE INTO users (id, platform, external_id, workspace_id, display_name,"
-            " phase, timezone, created_at, welcomed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-            (
-                user.id,
-                identity.platform,
-                identity.external_id,
-                identity.workspace_id,
-                identity.display_name,
-                user.phase,
-                user.timezone,
-                _ts(user.created_at),
-            ),
-        )
-        created = await self._user_by_identity(identity)
-        assert created is not None
-        return created, inserted == 1
-
-    async def _user_by_identity(self, identity: Identity) -> User | None:
-        row = await self._one(
-            "SELECT * FROM users WHERE platform = ? AND external_id = ?",
-            (identity.platform, identity.external_id),
-        )
-        return _user(row) if row else None
-
-    async def get_user(self, user_id: str) -> User | None:
-        row = await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
-        return _user(row) if row else None
-
-    async def update_user(
-        self,
-        user_id: str,
-        *,
-        phase: Phase | None = None,
-        timezone: str | None = None,
-        welcomed: bool | None = None,
-    ) -> User | None:
-        changes = {"phase": phase, "timezone": timezone, "welcomed": welcomed}
-        changes = {key: value for key, value in changes.items() if value is not None}
-        if changes:
-            assignments = ", ".join(f"{key} = ?" for key in changes)
-            await self._write(
-                f"UPDATE users SET {assignments} WHERE id = ?", (*changes.values(), user_id)
-            )
-        return await self.get_user(user_id)
-
-    async def claim_welcome(self, user_id: str) -> bool:
-        changed = await self._write(
-            "UPDATE users SET welcomed = 1 WHERE id = ? AND welcomed = 0", (user_id,)
-        )
-        return changed == 1
-
-    async def list_users(self) -> list[User]:
-        rows = await self._all("SELECT * FROM users ORDER BY created_at, rowid")
-        return [_user(row) for row in rows]
-
-    async def delete_user(self, user_id: str) -> None:
-        for table, column in (
-            ("in_flight", "user_id"),
-            ("turn_waits", "user_id"),
-            ("turns", "user_id"),
-            ("messages", "user_id"),
-            ("goals", "user_id"),
-            ("meetings", "user_id"),
-            ("notices", "user_id"),
-            ("tokens", "user_id"),
-            ("passes", "user_id"),
-            ("users", "id"),
-        ):
-            await self._write(f"DELETE FROM {table} WHERE {column} = ?", (user_id,))
 
     # Messages
 
