@@ -4,6 +4,7 @@
 - `session(identity)`: one user's requests, the user looked up once (core/session.py):
   access, history, goals, meetings, phase, timezone, their data.
 - `windows`: the scheduler's hooks, meetings and their window steps (core/window_hooks.py).
+- one person across platforms: `link_code`, `link`, `unlink`, `identities` (core/linking.py).
 - for platforms: dedupe claims of their own actions, replies a crash cut off, the time.
 - for the operator (`momentum admin`): every user, a phase set by hand.
 
@@ -22,7 +23,8 @@ from core import zones
 from core.access import Standing, WindowPolicy
 from core.config import Settings
 from core.context import Prompt
-from core.keys import Keys, KeyStore
+from core.keys import Keys
+from core.linking import Linked, Linking, LinkStore, Unlinked
 from core.llm import LLM, UnconfiguredLLM
 from core.models import (
     Goal,
@@ -43,7 +45,6 @@ from core.session import (
     MeetingsChanged,
     MeetingsObserver,
     Session,
-    SessionStore,
 )
 from core.turn import Replies
 from core.turn_order import Clock
@@ -56,9 +57,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CoachStore(SessionStore, WindowStore, KeyStore, Protocol):
-    """What the Coach needs of the store: its sessions', the pipeline's, the windows' and
-    the web keys' needs, and the operator's list of users."""
+class CoachStore(LinkStore, WindowStore, Protocol):
+    """What the Coach needs of the store: its sessions', the pipeline's, the windows', the
+    web keys' and linking's needs, and the operator's list of users."""
 
     async def list_users(self) -> list[User]: ...
 
@@ -87,7 +88,8 @@ class Coach:
             [on_meetings_changed] if on_meetings_changed else []
         )
         self.desk = Desk(store, self.replies, settings, self.policy, clock, self.meetings_changed)
-        self.keys = Keys(store, clock)  # the web's tokens and sign-in codes
+        self.keys = Keys(store, clock)  # the web's tokens and sign-in codes, link codes
+        self.linking = Linking(store, self.desk, self.keys)
 
     @property
     def chat_configured(self) -> bool:
@@ -115,6 +117,24 @@ class Coach:
 
     def local(self, user: User, when: datetime) -> str:
         return zones.format_local(when, self.zone(user))
+
+    # One person across platforms (core/linking.py has the rules)
+
+    async def link_code(self, identity: Identity) -> str:
+        """A one-time code (`LINK_MINUTES`) that joins whoever redeems it to this user."""
+        return await self.linking.code(identity)
+
+    async def link(self, identity: Identity, code: str) -> Linked:
+        """Join `identity`'s user to the user who made `code`; CoachError if it cannot."""
+        return await self.linking.link(identity, code)
+
+    async def unlink(self, identity: Identity) -> Unlinked:
+        """Take `identity` out of its user, into a fresh one; CoachError if it is the last."""
+        return await self.linking.unlink(identity)
+
+    async def identities(self, identity: Identity) -> list[Identity]:
+        """Every identity of `identity`'s user, its own (primary) first."""
+        return await self.linking.identities(identity)
 
     # The reply
 

@@ -104,6 +104,10 @@ class SessionStore(ReplyStore, Protocol):
     ) -> list[Message]:
         """Messages with start <= created_at < end, oldest first."""
 
+    async def list_identities(self, user_id: str) -> list[Identity]:
+        """Every identity of the user: its own (primary) first, then those linked to it,
+        longest linked first."""
+
 
 @dataclass(frozen=True)
 class Desk:
@@ -201,7 +205,7 @@ class Session:
         new = self._planned(text)
         existing = await self.meetings()
         for meeting in new:
-            clash = next((m for m in existing if _overlaps(m, meeting)), None)
+            clash = next((m for m in existing if overlaps(m, meeting)), None)
             if clash is not None:
                 raise CoachError(
                     f"That overlaps your meeting on {self.local(clash.start)}. "
@@ -304,6 +308,7 @@ class Session:
         store, user_id = self._store, self.user.id
         return {
             "user": self.user.model_dump(mode="json"),
+            "identities": [i.model_dump(mode="json") for i in await store.list_identities(user_id)],
             "goals": [g.model_dump(mode="json") for g in await store.list_goals(user_id)],
             "meetings": [m.model_dump(mode="json") for m in await store.list_meetings(user_id)],
             "messages": [m.model_dump(mode="json") for m in await store.messages_between(user_id)],
@@ -328,5 +333,5 @@ def _pick(items: Sequence[T], ref: str, noun: str, command: str) -> T:
     return items[int(ref) - 1]
 
 
-def _overlaps(a: Meeting, b: Meeting) -> bool:
+def overlaps(a: Meeting, b: Meeting) -> bool:
     return a.start < b.end and b.start < a.end
