@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.commands import run_command
+from bots.commands import AccessView, run_command
 from core.coach import Coach
 from core.events import Chunk, Denied, Done, Failed, Welcome
 from core.models import Meeting, Phase, Role
@@ -116,7 +116,7 @@ async def test_current_meeting_is_in_context_and_on_the_stored_reply(
         me = person()
         await run_command(coach, me, "/goal add Ship it")
         await run_command(coach, me, "/schedule tomorrow 9am")
-        assert (await run_command(coach, me, "/track")).error is False  # type: ignore[union-attr]
+        assert isinstance(await run_command(coach, me, "/track"), AccessView)
         clock.advance(hours=23, minutes=45)  # 08:45 next day: window open
         events = await collect(coach, me, "Ready")
         assert isinstance(events[-1], Done)
