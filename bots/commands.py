@@ -19,6 +19,7 @@ from typing import Any
 from core.access import Standing
 from core.coach import Coach
 from core.errors import CoachError, StoreUnavailable
+from core.keys import LINK_MINUTES, SIGN_IN_MINUTES
 from core.models import Goal, GoalStatus, Identity, Meeting, Phase, Role
 from core.session import HistoryPage, Session
 from core.text import plain_argument, without_controls
@@ -257,6 +258,54 @@ async def _forget(ask: Ask, args: str) -> Result:
     return Reply("Everything is deleted. If you come back, we start fresh. Take care!")
 
 
+def _identity_name(identity: Identity) -> str:
+    return f"{identity.platform.value.capitalize()} {identity.display_name or identity.external_id}"
+
+
+async def _link(ask: Ask, args: str) -> Result:
+    if not args.strip():
+        code = await ask.coach.link_code(ask.identity)
+        return Reply(
+            f"Your link code: {code}. On your other account (Slack, Discord or the web page), "
+            f"type /link {code} within {LINK_MINUTES} minutes: your goals, meetings and "
+            "history become one."
+        )
+    linked = await ask.coach.link(ask.identity, args)
+    names = " and ".join(_identity_name(i) for i in linked.identities)
+    came = [counted(n, what) for n, what in ((linked.goals, "goal"),
+            (linked.meetings, "meeting"), (linked.messages, "message")) if n]  # fmt: skip
+    brought = f" ({', '.join(came)} came over from this account.)" if came else ""
+    overlap = (
+        f" {counted(len(linked.overlaps), 'pair')} of meetings overlap: see /meetings."
+        if linked.overlaps
+        else ""
+    )
+    return Reply(
+        f"Linked: {names} are one Momentum user now, with one set of goals, meetings and "
+        f"history.{brought}{overlap}"
+    )
+
+
+async def _unlink(ask: Ask, args: str) -> Result:
+    unlinked = await ask.coach.unlink(ask.identity)
+    left = ", ".join(_identity_name(i) for i in unlinked.remaining)
+    return Reply(
+        f"Unlinked. This account starts fresh; your goals, meetings and history stay with {left}."
+    )
+
+
+async def _web(ask: Ask, args: str) -> Result:
+    settings = ask.coach.settings
+    if not settings.web_enabled:
+        return Reply("The web page isn't turned on here (the operator sets WEB_ENABLED).", True)
+    code = await ask.coach.keys.sign_in_code(await ask.coach.user(ask.identity))
+    url = f"{settings.web_public_url.rstrip('/')}/#sign-in={code}"
+    return Reply(
+        f"Your sign-in link for the web page, good once within {SIGN_IN_MINUTES} minutes: "
+        f"{url} (keep it to yourself)."
+    )
+
+
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in [
@@ -272,6 +321,9 @@ COMMANDS: dict[str, Command] = {
         Command("track", "/track", "start tracking (needs a goal and a meeting)", _track),
         Command("goalsetting", "/goalsetting", "back to goal setting", _goalsetting),
         Command("timezone", "/timezone [Area/City]", "show or set your timezone", _timezone),
+        Command("link", "/link [code]", "one user across Slack, Discord and the web", _link),
+        Command("unlink", "/unlink", "take this account out of the link", _unlink),
+        Command("web", "/web", "a sign-in link for the web page", _web),
         Command("export", "/export", "all your data as JSON", _export),
         Command("forget", "/forget", "delete all your data", _forget),
     ]

@@ -3,13 +3,14 @@ the confirmation buttons (also after a restart), and the explicit `discord-sync`
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bots.commands import run_command
+from bots.commands import Reply, run_command
 from bots.discord import confirm as discord_confirm
 from bots.discord.confirm import (
     ALREADY_SETTLED,
@@ -23,7 +24,7 @@ from bots.discord.confirm import (
 )
 from bots.discord.render import EXPORT_FILENAME
 from bots.discord.run import sync_commands
-from core.models import GoalStatus
+from core.models import GoalStatus, Identity, Platform
 from tests.discord_world import World, discord_world
 from tests.fakes.discord_api import EPHEMERAL, FakeMessage, InteractionResponse
 from tests.support import T0
@@ -383,9 +384,35 @@ async def test_discord_sync_registers_the_group_and_start_never_does(tmp_path: P
     subcommands = {option["name"] for option in global_command["options"]}
     assert subcommands == {
         "help", "access", "history", "clear", "goals", "goal", "schedule", "meetings", "cancel",
-        "track", "goalsetting", "timezone", "export", "forget",
+        "track", "goalsetting", "timezone", "link", "unlink", "web", "export", "forget",
     }
     assert guild_command["options"] == global_command["options"]
     goal = next(o for o in global_command["options"] if o["name"] == "goal")
     done = next(o for o in goal["options"] if o["name"] == "done")
     assert done["options"][0]["autocomplete"] is True and done["options"][0]["type"] == 4
+
+
+async def test_a_link_code_from_another_platform_joins_the_two_users(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        slack = Identity(platform=Platform.SLACK, external_id="U_ADA")
+        await run_command(w.coach, slack, "/goal add Run 5k")
+        made = await run_command(w.coach, slack, "/link")
+        assert isinstance(made, Reply)
+        code = made.text.split("Your link code: ")[1].split(".")[0]
+        answer = await ask(w, "link", {"code": code})
+        assert "are one Momentum user now" in answer.content
+        goals = await ask(w, "goals")
+        assert "Run 5k" in goals.content + json.dumps(goals.embeds)
+        again = await ask(w, "link", {"code": code})
+        assert "expired" in again.content or "used" in again.content
+
+
+async def test_coach_web_gives_a_one_time_sign_in_link_only_the_user_sees(
+    tmp_path: Path,
+) -> None:
+    async with discord_world(tmp_path, web_enabled=True,
+                             web_public_url="https://coach.example") as w:  # fmt: skip
+        answer = await ask(w, "web")  # ask() checks it is ephemeral
+        code = answer.content.split("https://coach.example/#sign-in=")[1].split()[0]
+        assert await w.coach.keys.sign_in(code) is not None
+        assert await w.coach.keys.sign_in(code) is None  # once

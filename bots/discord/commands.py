@@ -227,6 +227,19 @@ class CoachCommands(app_commands.Group):
         names = [name for name in _TIMEZONES if wanted in name.lower()]
         return [app_commands.Choice(name=name, value=name) for name in names[:MAX_CHOICES]]
 
+    @app_commands.command(description="One user across Slack, Discord and the web")
+    @app_commands.describe(code="The code from /coach link on your other account; none: get one")
+    async def link(self, interaction: discord.Interaction, code: str | None = None) -> None:
+        await self.answer(interaction, f"link {code or ''}".strip())
+
+    @app_commands.command(description="Take this account out of the link")
+    async def unlink(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "unlink")
+
+    @app_commands.command(description="A sign-in link for the web page (only you see it)")
+    async def web(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "web")
+
     @app_commands.command(description="All your data, as a JSON file")
     async def export(self, interaction: discord.Interaction) -> None:
         await self.answer(interaction, "export", defer=True)
