@@ -278,3 +278,46 @@ def _sse(text: str) -> list[tuple[str, dict[str, object]]]:
         if "event" in fields:
             events.append((fields["event"], json.loads(fields["data"])))
     return events
+
+
+# One person across platforms, and the calendar
+
+
+async def test_a_web_user_links_to_their_slack_self(web: WebWorld) -> None:
+    from bots.commands import Reply, run_command
+
+    slack = Identity(platform=Platform.SLACK, external_id="U_ADA")
+    await run_command(web.coach, slack, "/goal add Run 5k")
+    made = await run_command(web.coach, slack, "/link")
+    assert isinstance(made, Reply)
+    code = made.text.split("Your link code: ")[1].split(".")[0]
+    headers = await web.signed_in("ada")
+    await web.post("/api/v1/goals", headers, {"text": "Sleep by 11"})
+    status, body = await web.post("/api/v1/link", headers, {"code": code})
+    assert status == 200, body
+    assert {i["platform"] for i in body["identities"]} == {"slack", "web"}
+    _, goals = await web.get("/api/v1/goals", headers)  # the same token, the one user now
+    assert [g["text"] for g in goals["goals"]] == ["Run 5k", "Sleep by 11"]
+    status, again = await web.post("/api/v1/link", headers, {"code": code})
+    assert status == 400 and again["detail"]
+
+
+async def test_the_calendar_feed_holds_the_meetings_in_the_users_zone(web: WebWorld) -> None:
+    from icalendar import Calendar
+
+    headers = await web.signed_in()
+    async with web.http.put(
+        "/api/v1/timezone", headers=headers, json={"timezone": "Europe/Berlin"}
+    ):
+        pass
+    await web.post("/api/v1/meetings", headers, {"when": "tomorrow 9am for 45m"})
+    async with web.http.get("/api/v1/meetings.ics", headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["content-type"].startswith("text/calendar")
+        feed = Calendar.from_ical(await response.read())
+    [event] = [c for c in feed.walk("VEVENT")]
+    assert event.decoded("dtstart").tzinfo.key == "Europe/Berlin"
+    assert (event.decoded("dtstart").hour, event.decoded("dtstart").minute) == (9, 0)
+    assert "reach your coach" in str(event["description"])
+    async with web.http.get("/api/v1/meetings.ics") as response:
+        assert response.status == 401

@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from bots.web.auth import Caller, caller, web_of
+from bots.web.calendar import meetings_calendar
 from bots.web.replies import BAD_INPUT, Frame, WebReply, event_id
 from bots.web.views import JSON, access_view, goal_view, history_view, meeting_view, user_view
+from core.keys import LINK_MINUTES
 from core.models import GoalStatus, Phase
 from core.session import Session
 
@@ -245,6 +247,49 @@ async def forget(request: Request, who: Signed, confirm: bool = False) -> JSON:
         raise HTTPException(400, "This deletes all your data and signs you out: add ?confirm=true.")
     await (await session_of(request, who)).forget()
     return {"deleted": True}
+
+
+# One person across platforms, and their meetings in their own calendar
+
+
+class CodeBody(BaseModel):
+    code: str = Field(max_length=100)
+
+
+@api.post("/link/code")
+async def link_code(request: Request, who: Signed) -> JSON:
+    """A one-time code to type as `/coach link CODE` on Slack or Discord."""
+    code = await web_of(request).coach.link_code(who.user.identity)
+    return {"code": code, "minutes": LINK_MINUTES}
+
+
+@api.post("/link")
+async def link(request: Request, who: Signed, body: CodeBody) -> JSON:
+    """Join this user to the one whose `/coach link` gave `code`: one set of goals,
+    meetings and history (this token then names that user)."""
+    linked = await web_of(request).coach.link(who.user.identity, body.code)
+    session = await web_of(request).coach.session(linked.user.identity)
+    return {
+        "user": user_view(session.user, session.time),
+        "identities": [
+            {"platform": i.platform.value, "id": i.external_id} for i in linked.identities
+        ],
+    }
+
+
+@api.get("/meetings.ics", response_class=Response)
+async def calendar(request: Request, who: Signed) -> Response:
+    """The upcoming meetings as an iCalendar feed, in the user's zone (bots/web/calendar.py)."""
+    coach = web_of(request).coach
+    session = await coach.session(who.user.identity)
+    feed = meetings_calendar(
+        await session.meetings(),
+        zone=session.zone,
+        now=session.now(),
+        policy=coach.policy,
+        name="Momentum coaching",
+    )
+    return Response(feed, media_type="text/calendar; charset=utf-8")
 
 
 # Signing in
