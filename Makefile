@@ -1,7 +1,10 @@
 # Two commands for a new user: `make run` and `make test`. Both create .venv when missing.
-# Python 3.13 is preferred (the MongoDB wire emulator needs it); any Python >= 3.11 works.
-PYTHON ?= $(shell for p in python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3 2>/dev/null)" python3; do \
-	[ -n "$$p" ] && "$$p" -c 'import sys' 2>/dev/null && { command -v "$$p"; break; }; done)
+# The interpreter: Python 3.13 if any is found (on PATH, or any 3.13.x pyenv has; the MongoDB
+# wire emulator the tests use needs it), else the newest Python >= 3.11 on PATH. Name another
+# with `make test PYTHON=/usr/bin/python3.11`.
+PYTHON ?= $(shell for p in python3.13 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 2>/dev/null | sort -V -r) \
+	python3.14 python3.12 python3.11 python3; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v "$$p"; break; }; done)
 # An interpreter named on the command line (`make test PYTHON=/usr/bin/python3.11`) gets a
 # venv of its own, .venv-python3.11, so it is really the one tested and .venv stays as it is.
 ifeq ($(origin PYTHON),command line)
@@ -12,9 +15,11 @@ endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-smoke clean
+.PHONY: run dev test lint bench bench-smoke clean
 
 $(BIN)/python:
+	@[ -n "$(PYTHON)" ] || { echo "No Python >= 3.11 found: install one, or name it with PYTHON=..."; exit 1; }
+	@echo "Making $(VENV) with $(PYTHON) ($$($(PYTHON) -c 'import platform; print("Python", platform.python_version())'))"
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml
@@ -25,9 +30,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/momentum
 
-test: $(STAMP)
+# The venv with the development tools (pytest, ruff, mypy, the MongoDB emulator on 3.13).
+dev: $(STAMP)
+	@echo "Ready: $(BIN)/momentum, make test, make lint ($$($(BIN)/python --version))."
+
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy core
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 # The full benchmark (several minutes): bench/results/results.{json,md} and latency.png.

@@ -194,7 +194,6 @@ def test_the_manifest_asks_for_what_the_adapter_uses() -> None:
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "chat:write",
         "im:history",
-        "im:read",
         "im:write",
         "app_mentions:read",
         "users:read",
