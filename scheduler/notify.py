@@ -91,8 +91,9 @@ class Notifiers:
         """One line for the startup log: who can be notified and who cannot."""
         on = [p.value for p in Platform if p in self._by_platform]
         off = [p.value for p in Platform if p not in self._by_platform]
-        told = ", ".join(on) if on else "nobody"
-        return f"notifying users on {told}; no notifier for {', '.join(off) or 'none'}" + (
+        if not on:
+            return "no platform to send window messages through (users see windows in /access)"
+        return f"notifying users on {', '.join(on)}; no notifier for {', '.join(off) or 'none'}" + (
             " (users there get no window messages)" if off else ""
         )
 

@@ -37,9 +37,12 @@ WINDOW_OPEN = "coaching window is open"
 CLOCK_SLACK = 0.1  # seconds: the process plans on the wall clock, the fakes stamp monotonic
 
 
-def assert_clean_exit(code: int, process: Momentum) -> None:
+def assert_clean_exit(code: int, process: Momentum, *, faults: bool = False) -> None:
+    """Exit 0 after SIGTERM, no error; and no warning unless the test made `faults`."""
     assert code == 0, process.log
     assert "Traceback" not in process.log and " ERROR " not in process.log, process.log
+    warnings = [line for line in process.lines if " WARNING " in line or "Warning" in line]
+    assert faults or not warnings, f"a normal start and stop warned: {warnings}"
     assert "stopping (SIGTERM)" in process.log and process.lines[-1].rstrip().endswith("stopped")
 
 
@@ -75,6 +78,7 @@ async def test_run_serves_slack_and_discord_then_stops_cleanly_on_sigterm(tmp_pa
             "ANTHROPIC_MAX_RETRIES": "0",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'momentum.db'}",
         }
+        slack.add_user(USER_ID)  # known to users.info, as every real sender is
         async with momentum("run", tmp_path, env) as process:
             port = (await process.wait_for_log(r"Slack HTTP mode on \S+:(\d+)")).group(1)
             base = f"http://127.0.0.1:{port}"
@@ -207,10 +211,10 @@ async def test_a_window_dm_slack_refused_is_delivered_by_the_next_scheduler_proc
         async with momentum("scheduler", tmp_path, env) as first:
             await first.wait_for_log(r"not delivered \(try 1\): next try after")
             assert window_dms() == []
-            assert_clean_exit(await first.terminate(), first)
+            assert_clean_exit(await first.terminate(), first, faults=True)
         async with momentum("scheduler", tmp_path, env) as second:
             await eventually(lambda: window_dms(), 10.0, "the window DM, later", second)
             await second.wait_for_log(r"trying notice \S+ again \(try 2\)")
-            assert_clean_exit(await second.terminate(), second)
+            assert_clean_exit(await second.terminate(), second, faults=True)
         assert len(window_dms()) == 1
         assert [c.status for c in slack.calls_to("chat.postMessage")] == [503, 503, 200]

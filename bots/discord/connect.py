@@ -80,6 +80,9 @@ def use_discord_urls(settings: Settings) -> None:
     discord.py reads both class attributes whenever it builds a request or connects, so this
     is process-wide; unset settings leave Discord's own URLs alone.
     """
+    # Momentum never joins voice: discord.py's start-up warnings that its voice libraries
+    # (PyNaCl, davey) are missing ask an operator to install what nothing uses.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     if settings.discord_api_url:
         Route.BASE = settings.discord_api_url.rstrip("/")
     if settings.discord_gateway_url:

@@ -58,6 +58,18 @@ from core.texts import INTERNAL_ERROR_TEXT, counted
 
 log = logging.getLogger(__name__)
 
+
+class _BoltReadsTheEnvironment(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself, then warns that the client
+    we give it wins over that token. It does, by design: `authorize` hands each request its
+    token. The warning asks the operator to change nothing, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_BoltReadsTheEnvironment())
+
 RESPOND_ATTEMPTS = 2  # a response_url answer refused with a 5xx or 429 is sent once more
 RESPOND_RETRY_SECONDS = 1.0
 
