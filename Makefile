@@ -1,10 +1,9 @@
 # Two commands for a new user: `make run` and `make test`. Both create .venv when missing.
-# The interpreter: Python 3.13 if any is found (on PATH, or any 3.13.x pyenv has; the MongoDB
-# wire emulator the tests use needs it), else the newest Python >= 3.11 on PATH. Name another
-# with `make test PYTHON=/usr/bin/python3.11`.
-PYTHON ?= $(shell for p in python3.13 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 2>/dev/null | sort -V -r) \
-	python3.14 python3.12 python3.11 python3; do \
-	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v "$$p"; break; }; done)
+# The interpreter: tools/pick-python.sh picks Python 3.13 if any is found (on PATH, any 3.13.x
+# pyenv has, or where installers put it; the MongoDB emulator the tests use needs it), else the
+# newest Python >= 3.11, and says which and why when .venv is made. Name another with
+# `make test PYTHON=/usr/bin/python3.11`.
+PYTHON ?=
 # An interpreter named on the command line (`make test PYTHON=/usr/bin/python3.11`) gets a
 # venv of its own, .venv-python3.11, so it is really the one tested and .venv stays as it is.
 ifeq ($(origin PYTHON),command line)
@@ -18,21 +17,29 @@ STAMP := $(VENV)/.installed
 .PHONY: run dev test lint bench bench-smoke clean
 
 $(BIN)/python:
-	@[ -n "$(PYTHON)" ] || { echo "No Python >= 3.11 found: install one, or name it with PYTHON=..."; exit 1; }
-	@echo "Making $(VENV) with $(PYTHON) ($$($(PYTHON) -c 'import platform; print("Python", platform.python_version())'))"
-	$(PYTHON) -m venv $(VENV)
+	@python='$(PYTHON)'; \
+	if [ -z "$$python" ]; then python=$$(sh tools/pick-python.sh) || exit 1; \
+	else version=$$("$$python" -c 'import platform; print(platform.python_version())') || exit 1; \
+		echo "Using Python $$version, $$python: named with PYTHON=."; fi; \
+	echo "Making $(VENV)"; "$$python" -m venv $(VENV)
+
+# The app and the development tools: pytest, ruff, mypy, the MongoDB emulator on 3.13.
+INSTALL := $(BIN)/python -m pip install --quiet -e '.[dev]'
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(INSTALL)
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/momentum
 
-# The venv with the development tools (pytest, ruff, mypy, the MongoDB emulator on 3.13).
-dev: $(STAMP)
-	@echo "Ready: $(BIN)/momentum, make test, make lint ($$($(BIN)/python --version))."
+# Installs the development tools again even when .venv looks up to date (a venv made by hand,
+# or made before a tool was added), then says what to run.
+dev: $(BIN)/python
+	$(INSTALL)
+	touch $(STAMP)
+	@echo "Ready ($$($(BIN)/python --version)): make run (or $(BIN)/momentum chat), make test, make lint."
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
