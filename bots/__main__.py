@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from bots import admin
+from bots.status import platform_status
 from core.coach import Coach
 from core.config import Settings, settings_problems
 from core.errors import SetupError
@@ -59,64 +60,6 @@ CONSOLE_LOG, CONSOLE_HISTORY = "console.log", "console_history"
 
 class StartupError(Exception):
     """Configuration that cannot work; the message says what to change."""
-
-
-def platform_status(settings: Settings) -> str:
-    """Which platforms and services are configured, what to set for the others, and which
-    files this process uses (it may run from any directory)."""
-
-    def line(name: str, state: str) -> str:
-        return f"  {name:<9} {state}"
-
-    def ready(on: bool, hint: str) -> str:
-        return "configured" if on else f"off: set {hint}"
-
-    return "\n".join(
-        [
-            "Momentum status:",
-            line("coach", ready(settings.llm_configured, "ANTHROPIC_API_KEY")),
-            line("Slack", slack_state(settings)),
-            line("Discord", ready(settings.discord_configured, "DISCORD_BOT_TOKEN")),
-            line("web", web_state(settings)),
-            line("settings", settings_source()),
-            line("storage", storage_place(settings.database_url)),
-        ]
-    )
-
-
-def slack_state(settings: Settings) -> str:
-    """Half a Slack set-up is named as such, not as "configured" or "off"."""
-    second = settings.slack_app_token or settings.slack_signing_secret
-    if settings.slack_bot_token is None:
-        if second is not None:
-            return "needs SLACK_BOT_TOKEN (the other Slack settings are set)"
-        return "off: set SLACK_BOT_TOKEN (+ SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)"
-    if second is None:
-        return "needs SLACK_APP_TOKEN or SLACK_SIGNING_SECRET"
-    if settings.slack_app_token is not None:
-        return "configured (Socket Mode)"
-    return f"configured (HTTP mode on port {settings.slack_port})"
-
-
-def web_state(settings: Settings) -> str:
-    if not settings.web_enabled:
-        return "off: set WEB_ENABLED=true"
-    return f"on {settings.web_host}:{settings.web_port}, page at {settings.web_public_url}"
-
-
-def settings_source() -> str:
-    """Settings come from the environment and `.env` in the current directory."""
-    found = Path(".env")
-    if found.is_file():
-        return f"the environment and {found.resolve()}"
-    return f"the environment only (no .env in {Path.cwd()})"
-
-
-def storage_place(url: str) -> str:
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://").removeprefix("/")
-        return "SQLite in memory" if path in ("", ":memory:") else f"SQLite {Path(path).resolve()}"
-    return url.split("@")[-1]  # no credentials in a log
 
 
 def build_llm(settings: Settings) -> AnthropicLLM | None:

@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     web_enabled: bool = False
     web_host: str = "127.0.0.1"
     web_port: int = Field(8000, ge=1, le=65535)
-    web_public_url: str = "http://localhost:8000"  # where people open the page (sign-in links)
+    # Where people open the page (sign-in links); unset: http://localhost:<WEB_PORT>.
+    web_public_url: str = ""
     # Requests one token may make: a burst of WEB_RATE_BURST, then WEB_RATE_PER_MINUTE.
     web_rate_per_minute: int = Field(60, ge=1)
     web_rate_burst: int = Field(20, ge=1)
@@ -189,6 +190,14 @@ class Settings(BaseSettings):
                 f"MEETING_DEFAULT_MINUTES ({default}) must lie between MEETING_MIN_MINUTES "
                 f"({low}) and MEETING_MAX_MINUTES ({high})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _page_on_the_port(self) -> Settings:
+        """An unset WEB_PUBLIC_URL follows WEB_PORT: a fixed :8000 sent sign-in links to
+        nowhere once the port was changed."""
+        if not self.web_public_url:
+            self.web_public_url = f"http://localhost:{self.web_port}"
         return self
 
     @property

@@ -18,7 +18,7 @@ from core.coach import CoachStore
 from core.errors import StoreUnavailable
 from core.models import MeetingFlag, Message
 
-__all__ = ["MeetingFlag", "Store", "StoreUnavailable", "open_store"]
+__all__ = ["MeetingFlag", "Store", "StoreUnavailable", "open_store", "sqlite_path"]
 
 
 class Store(CoachStore, Protocol):
@@ -32,15 +32,22 @@ class Store(CoachStore, Protocol):
         calls would; not atomic: a failure may leave the first part inserted."""
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a `sqlite:///` DATABASE_URL names, relative to the current directory unless
+    absolute (four slashes); ":memory:" when it names none; None for another backend."""
+    if not url.startswith("sqlite://"):
+        return None
+    return url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
+
+
 async def open_store(
     url: str, *, mongodb_database: str = "momentum", timeout_seconds: float | None = None
 ) -> Store:
     """Open the backend named by `DATABASE_URL`. `timeout_seconds` bounds how long a call
     waits for the database before it raises StoreUnavailable (None: the backend's default)."""
-    if url.startswith("sqlite://"):
+    if (path := sqlite_path(url)) is not None:
         from core.store.sqlite import SQLiteStore
 
-        path = url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
         if timeout_seconds is None:
             return await SQLiteStore.open(path)
         return await SQLiteStore.open(path, busy_timeout=timeout_seconds)
