@@ -28,20 +28,25 @@ def imported_top_levels() -> set[str]:
     return names - set(sys.stdlib_module_names) - set(PACKAGES) - {"__future__"}
 
 
+def canonical(name: str) -> str:
+    """A distribution's name as pip compares them (PEP 503): discord.py == Discord_Py."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def declared() -> set[str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     return {
-        re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        canonical(re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0])
         for requirement in project["dependencies"]
     }
 
 
 def test_every_imported_module_is_a_declared_dependency() -> None:
-    owners = importlib.metadata.packages_distributions()
+    owners = importlib.metadata.packages_distributions()  # import name -> distributions
     undeclared = {
         module: owners.get(module)
         for module in imported_top_levels()
-        if not {d.lower().replace("_", "-") for d in owners.get(module, [module])} & declared()
+        if not {canonical(d) for d in owners.get(module, [module])} & declared()
     }
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
 
