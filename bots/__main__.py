@@ -160,8 +160,8 @@ async def scheduler(coach: Coach, settings: Settings, *, verify: bool = False) -
     from scheduler.service import run_scheduler
 
     notifiers = Notifiers.from_factories(settings, notifier_factories(settings))
-    if not len(notifiers):  # a fault for the clock process alone; in `run`, the web's way
-        (log.warning if verify else log.info)(
+    if verify and not len(notifiers):  # in `run` the scheduler's own start line says so
+        log.warning(
             "no platform notifier available: windows still open and close, but nobody is told"
         )
     try:

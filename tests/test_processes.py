@@ -29,6 +29,7 @@ from tests.fakes.slack_api import (
     sign_request,
 )
 from tests.momentum_process import STARTUP_SECONDS, Momentum, eventually, momentum
+from tests.test_web_run import free_port
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -117,6 +118,44 @@ async def test_run_serves_slack_and_discord_then_stops_cleanly_on_sigterm(tmp_pa
             assert [r.stream for r in llm.requests] == [True, True]
 
             assert_clean_exit(await process.terminate(), process)
+
+
+async def test_the_newcomers_set_up_starts_and_stops_without_a_warning(tmp_path: Path) -> None:
+    """The set-up the README walks a newcomer through: Slack in Socket Mode, Discord with its
+    defaults (no message-content intent, no coaching channel). Each start used to warn: Bolt
+    of a token it ignores, discord.py of voice libraries that nothing here uses."""
+    async with FakeSlack() as slack, FakeDiscord() as discord:
+        env = {
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_APP_TOKEN": "xapp-1-test",
+            "SLACK_API_URL": slack.base_url,
+            **discord_env(discord),
+            "DISCORD_GATEWAY_URL": discord.gateway_url,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'momentum.db'}",
+        }
+        async with momentum("run", tmp_path, env) as process:
+            await process.wait_for_log(r"Slack Socket Mode connected")
+            await process.wait_for_log(r"Discord: logged in as")
+            await process.wait_for_log(r"scheduler started")
+            assert_clean_exit(await process.terminate(), process)
+
+
+async def test_run_with_only_the_web_says_once_that_no_window_messages_go_out(
+    tmp_path: Path,
+) -> None:
+    """No platform to send window messages through is how a web-only `run` is meant to be:
+    one line at INFO says so, not a warning (nor the same news twice)."""
+    env = {
+        "WEB_ENABLED": "true",
+        "WEB_PORT": str(free_port()),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'momentum.db'}",
+    }
+    async with momentum("run", tmp_path, env) as process:
+        await process.wait_for_log(r"scheduler started")
+        assert_clean_exit(await process.terminate(), process)
+    told = [line for line in process.lines if "window messages" in line or "nobody" in line]
+    assert len(told) == 1 and " INFO " in told[0], process.log
+    assert "no platform to send window messages through" in told[0]
 
 
 async def meeting_opening_in(store: SQLiteStore, identity: Identity, seconds: float) -> float:
