@@ -83,4 +83,4 @@ def storage_place(settings: Settings) -> str:
     if scheme in ("mongodb", "mongodb+srv"):
         hosts = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]  # user:pass@ dropped
         return f"MongoDB {hosts}, database {settings.mongodb_database}"
-    return f"unknown ({scheme}:…): DATABASE_URL must start with sqlite:/// or mongodb://"
+    return f"unknown backend {scheme}:…"  # the start then fails, naming DATABASE_URL
