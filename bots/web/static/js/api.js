@@ -106,7 +106,13 @@ async function readEvents(body, onEvent) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
-    const { value, done } = await reader.read();
+    let read;
+    try {
+      read = await reader.read();
+    } catch {
+      throw new ApiError(0, "offline", OFFLINE); // cut mid-reply: the reply is still stored
+    }
+    const { value, done } = read;
     if (done) break;
     buffer += value;
     // Line ends may be \r\n (sse-starlette); a \r at the very end waits for its \n.

@@ -29,15 +29,22 @@ export class Chat {
     this.timer = 0;
     this.pinger = 0;
     this.readyWaiters = [];
+    this.retryNow = () => { // the network is back: no need to wait out the backoff
+      if (this.stopped || this.socket) return;
+      clearTimeout(this.timer);
+      this.connect();
+    };
   }
 
   start() {
     this.stopped = false;
+    window.addEventListener("online", this.retryNow);
     this.connect();
   }
 
   stop() {
     this.stopped = true;
+    window.removeEventListener("online", this.retryNow);
     clearTimeout(this.timer);
     clearInterval(this.pinger);
     const socket = this.socket;

@@ -61,6 +61,9 @@ async function enter(token) {
   $("sign-in-error").textContent = "";
   $("app").hidden = false;
   $("sign-out").hidden = false;
+  // At once, before anything loads: focus that moved later would pull it from a field
+  // the user has started typing in.
+  $("message").focus();
   chat = new Chat({
     token,
     api,
@@ -74,7 +77,6 @@ async function enter(token) {
   await loadAll(false);
   clearInterval(refresher);
   refresher = setInterval(() => access.load(), ACCESS_REFRESH_MS);
-  $("message").focus();
   return true;
 }
 
