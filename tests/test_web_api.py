@@ -128,11 +128,7 @@ async def test_a_refusal_in_tracking_is_a_200_that_names_the_next_window(
     clock = FakeClock(T0)
     async with web_on(tmp_path, fake.base_url, clock) as web:
         headers = await web.signed_in()
-        await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
-        status, booked = await web.post("/api/v1/meetings", headers, {"when": "tomorrow 9am"})
-        assert status == 201, booked
-        async with web.http.put("/api/v1/phase", headers=headers, json={"phase": "tracking"}) as r:
-            assert r.status == 200
+        await web.tracking(headers)
         status, body = await web.post("/api/v1/chat/send", headers, {"content": "hello"})
         assert status == 200 and body["refused"] is True
         opening = body["access"]["next_opening"]
@@ -145,10 +141,7 @@ async def test_the_crisis_reply_comes_even_when_the_window_is_closed(
 ) -> None:
     async with web_on(tmp_path, fake.base_url, FakeClock(T0)) as web:
         headers = await web.signed_in()
-        await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
-        await web.post("/api/v1/meetings", headers, {"when": "tomorrow 9am"})
-        async with web.http.put("/api/v1/phase", headers=headers, json={"phase": "tracking"}):
-            pass
+        await web.tracking(headers)
         status, body = await web.post(
             "/api/v1/chat/send", headers, {"content": "I want to kill myself"}
         )

@@ -94,10 +94,7 @@ async def test_a_refusal_is_an_error_frame_that_says_when(
 ) -> None:
     async with web_on(tmp_path, fake.base_url, FakeClock(T0)) as web:
         headers = await web.signed_in()
-        await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
-        await web.post("/api/v1/meetings", headers, {"when": "tomorrow 9am"})
-        async with web.http.put("/api/v1/phase", headers=headers, json={"phase": "tracking"}):
-            pass
+        await web.tracking(headers)
         async with web.http.ws_connect(WS, headers=headers) as socket:
             assert (await socket.receive_json())["user_phase"] == "tracking"
             await socket.send_json({"type": "message", "content": "hello"})

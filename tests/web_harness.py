@@ -34,6 +34,14 @@ class WebWorld:
     async def signed_in(self, name: str = "ada") -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token(name)}"}
 
+    async def tracking(self, headers: dict[str, str]) -> None:
+        """A goal, a meeting tomorrow at 9:00 and the tracking phase: the window is closed."""
+        await self.post("/api/v1/goals", headers, {"text": "Run 5k"})
+        status, booked = await self.post("/api/v1/meetings", headers, {"when": "tomorrow 9am"})
+        assert status == 201, booked
+        async with self.http.put("/api/v1/phase", headers=headers, json={"phase": "tracking"}) as r:
+            assert r.status == 200, await r.text()
+
     async def get(self, path: str, headers: dict[str, str], **kwargs: Any) -> tuple[int, Any]:
         async with self.http.get(path, headers=headers, **kwargs) as response:
             return response.status, await response.json()
