@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.load import RUNNERS, LoadConfig
+from bench.load import RAISED_GLOBAL_LIMIT, LoadConfig, run_discord, run_slack
+from bench.web_load import run_web
 
 RESULTS = Path(__file__).parent / "results"
 FULL_LOADS = (1, 10, 100, 500)
-FULL_PLATFORMS = "slack,discord,discord-raised"
+FULL_PLATFORMS = "slack,discord,discord-raised,web"
+SMOKE_PLATFORMS = "slack,discord,web"
 SMOKE_LOADS = (1, 10)
 # (messages, samples) by backend. The Mongo emulator is a pure-Python server that scans
 # every document per query (bench/STORE_PROFILE.md): fewer samples keep it to minutes.
@@ -30,6 +34,13 @@ SMOKE_STORE = {"sqlite": (2_000, 20), "mongo": (1_000, 10)}
 SMOKE_CONFIG = LoadConfig(
     ttft=0.2, delta_interval=0.02, reply_words=20, ramp=0.3, timeout=30, min_conversations=5
 )
+
+RUNNERS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    "slack": run_slack,
+    "discord": run_discord,
+    "discord-raised": functools.partial(run_discord, global_limit=RAISED_GLOBAL_LIMIT),
+    "web": run_web,
+}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -60,7 +71,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     loads = [int(n) for n in args.loads.split(",")] if args.loads else (
         SMOKE_LOADS if args.smoke else FULL_LOADS
     )
-    platforms = args.platforms or ("slack,discord" if args.smoke else FULL_PLATFORMS)
+    platforms = args.platforms or (SMOKE_PLATFORMS if args.smoke else FULL_PLATFORMS)
     out: Path = args.out or (RESULTS / "smoke" if args.smoke else RESULTS)
     profiles = out / "profiles" if args.profile else None
     results: dict[str, Any] = {

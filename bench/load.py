@@ -9,12 +9,13 @@ Events API + Web API with its documented rate limits enforced, or Discord's gate
 with the per-channel and global limits enforced) and Anthropic (a fixed time to first token,
 then word-sized deltas at a fixed interval). Users are created welcomed beforehand, so each
 conversation is one message and one streamed reply, timed from the moment its event is sent.
+The web's runner (WebSocket clients, no platform fake) is bench/web_load.py; it shares
+`drive`, `collect_conversations` and `figures` with these.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import sys
 import time
@@ -36,7 +37,7 @@ from bench.measure import (
 )
 from bench.screens import discord_screens, slack_screens
 from bots.slack.serve import EVENTS_PATH
-from core.models import Identity, Platform
+from core.models import Identity, Platform, User
 from core.store.sqlite import SQLiteStore
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.discord_api import FakeDiscord
@@ -96,14 +97,16 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-async def seed_welcomed_users(db: Path, identities: list[Identity]) -> None:
+async def seed_welcomed_users(db: Path, identities: list[Identity]) -> list[User]:
     """Known users: the bench times replies, not the one-off welcome."""
     store = await SQLiteStore.open(str(db))
     try:
-        now = datetime.now(UTC)
+        now, users = datetime.now(UTC), []
         for identity in identities:
             user, _ = await store.get_or_create_user(identity, now)
             await store.update_user(user.id, welcomed=True)
+            users.append(user)
+        return users
     finally:
         await store.close()
 
@@ -137,7 +140,7 @@ async def run_slack(
     )
     async with (
         FakeSlack(enforce_limits=True) as slack,
-        _anthropic(config) as llm,
+        anthropic_fake(config) as llm,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
     ):
         for user in users:
@@ -168,11 +171,11 @@ async def run_slack(
                     i for i, u in enumerate(users) if screens.get(dm_channel_id(u), ([], 0))[1]
                 }
 
-            sent, usage = await _drive(process, n, config, send, finished)
+            sent, usage = await drive(process, n, config, send, finished)
             screens = slack_screens(slack)
             by_key = {f"slack c{i}": dm_channel_id(u) for i, u in enumerate(users)}
-            convs = _conversations(sent, llm, lambda key: screens.get(by_key[key]))
-            return _figures(convs, usage, slack.rate_limited, config)
+            convs = collect_conversations(sent, llm, lambda key: screens.get(by_key[key]))
+            return figures(convs, usage, slack.rate_limited, config)
 
 
 async def run_discord(
@@ -189,7 +192,7 @@ async def run_discord(
     limits = {"message_bucket": DISCORD_CHANNEL_LIMIT, "global_limit": (global_limit, 1.0)}
     async with (
         FakeDiscord(channel_ids=channels, user_ids=users, **limits) as discord,
-        _anthropic(config) as llm,
+        anthropic_fake(config) as llm,
     ):
         await seed_welcomed_users(db, [
             Identity(platform=Platform.DISCORD, external_id=str(u),
@@ -219,14 +222,14 @@ async def run_discord(
                 screens = discord_screens(discord)
                 return {i for i, c in enumerate(channels) if screens.get(c, ([], 0))[1]}
 
-            sent, usage = await _drive(process, n, config, send, finished)
+            sent, usage = await drive(process, n, config, send, finished)
             screens = discord_screens(discord)
             by_key = {f"discord c{i}": c for i, c in enumerate(channels)}
-            convs = _conversations(sent, llm, lambda key: screens.get(by_key[key]))
-            return _figures(convs, usage, discord.rate_limited, config)
+            convs = collect_conversations(sent, llm, lambda key: screens.get(by_key[key]))
+            return figures(convs, usage, discord.rate_limited, config)
 
 
-def _anthropic(config: LoadConfig) -> FakeAnthropic:
+def anthropic_fake(config: LoadConfig) -> FakeAnthropic:
     def reply(body: dict[str, Any]) -> str:
         messages = body.get("messages") or [{}]
         last = messages[-1].get("content")
@@ -247,7 +250,7 @@ class Usage:
     bench_cpu_seconds: float  # the fakes' process: near wall_seconds means it was the limit
 
 
-async def _drive(
+async def drive(
     process: Momentum,
     n: int,
     config: LoadConfig,
@@ -300,7 +303,7 @@ async def _drive(
     return sent, usage
 
 
-def _conversations(
+def collect_conversations(
     sent: list[tuple[str, float]],
     llm: FakeAnthropic,
     screen_of: Callable[[str], Any],
@@ -317,7 +320,7 @@ def _conversations(
     return convs
 
 
-def _figures(
+def figures(
     convs: list[Conversation], usage: Usage, rate_limited: int, config: LoadConfig
 ) -> dict[str, Any]:
     complete = sum(c.complete for c in convs)
@@ -339,10 +342,3 @@ def _figures(
         "fakes_cpu_share": round(usage.bench_cpu_seconds / usage.wall_seconds, 2),
         "config": asdict(config),
     }
-
-
-RUNNERS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
-    "slack": run_slack,
-    "discord": run_discord,
-    "discord-raised": functools.partial(run_discord, global_limit=RAISED_GLOBAL_LIMIT),
-}

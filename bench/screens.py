@@ -1,6 +1,7 @@
 """What each user saw, rebuilt from the platform fakes' call logs (successful calls only).
 
-A bench reply fits one message, so the screen of a conversation is one growing text.
+A bench reply fits one message, so the screen of a conversation is one growing text. The
+web has no platform fake: its screen is what the bench's WebSocket client received.
 """
 
 from __future__ import annotations
@@ -75,3 +76,24 @@ def discord_screens(discord: FakeDiscord) -> dict[int, tuple[list[Write], bool]]
         finished[channel] = not content.endswith(STREAMING_INDICATOR)
         writes.setdefault(channel, []).append(Write(call.time, visible(content)))
     return {channel: (w, finished.get(channel, False)) for channel, w in writes.items()}
+
+
+def web_screen(frames: list[tuple[float, dict[str, Any]]]) -> tuple[list[Write], bool]:
+    """One WebSocket conversation, from the frames its client received, (at, frame) in order:
+    `typing` is the indicator, each `response_chunk` adds its text, `response` holds the
+    whole reply and ends it."""
+    writes: list[Write] = []
+    text, finished = "", False
+    for at, frame in frames:
+        kind = frame.get("type")
+        if kind == "typing":
+            writes.append(Write(at, None))
+            continue
+        if kind == "response_chunk":
+            text += str(frame.get("content") or "")
+        elif kind == "response":
+            text, finished = str(frame.get("content") or ""), True
+        else:
+            continue
+        writes.append(Write(at, visible(text)))
+    return writes, finished

@@ -1,5 +1,6 @@
 """The bench: its arithmetic on hand-made timelines, and its smoke run (what CI runs of it)
-end to end: real `momentum run` processes, Slack and Discord, and the store at smoke size."""
+end to end: real `momentum run` processes, Slack, Discord and the web (real WebSocket clients),
+and the store at smoke size."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bench.measure import (
     token_lags,
 )
 from bench.report import markdown, targets
+from bench.screens import web_screen
 from tests.momentum_process import CLEAN_ENV, REPO
 
 SMOKE_SECONDS = 60.0  # the issue's budget for the CI smoke run
@@ -56,6 +58,25 @@ def test_a_reply_is_complete_only_when_finished_and_whole() -> None:
     assert token_lags(cut_short) == pytest.approx([0.02])  # text never shown has no lag
 
 
+def test_a_web_screen_is_what_the_socket_received() -> None:
+    frames = [
+        (10.001, {"type": "typing", "content": "Coach is thinking..."}),
+        (10.52, {"type": "response_chunk", "content": "Hi", "is_complete": False}),
+        (10.61, {"type": "response_chunk", "content": " there", "is_complete": False}),
+        (10.71, {"type": "response_chunk", "content": "!", "is_complete": False}),
+    ]
+    writes, finished = web_screen(frames)
+    conv = conversation(writes, finished=finished)
+    assert not conv.complete  # every word arrived, but not the end of the reply
+    assert overhead(conv) == pytest.approx(0.001)
+    assert token_lags(conv) == pytest.approx([0.02, 0.01, 0.01])
+    done = {"type": "response", "content": "Hi there!", "is_complete": True, "message_id": "m"}
+    writes, finished = web_screen([*frames, (10.72, done)])
+    assert conversation(writes, finished=finished).complete
+    refused = [(10.002, {"type": "error", "error": "rate_limited", "content": "wait"})]
+    assert web_screen(refused) == ([], False)
+
+
 def test_percentiles_are_measured_values() -> None:
     values = [5.0, 1.0, 4.0, 2.0, 3.0]
     assert [percentile(values, p) for p in (50, 95, 99, 100)] == [3.0, 5.0, 5.0, 5.0]
@@ -75,7 +96,7 @@ def test_smoke_run_reports_every_platform_and_store(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["mode"] == "smoke" and results["machine"]["cores"] == os.cpu_count()
-    for name in ("slack", "discord"):
+    for name in ("slack", "discord", "web"):
         runs = results["platforms"][name]
         assert [r["load"] for r in runs] == [1, 10]
         for r in runs:
@@ -89,7 +110,11 @@ def test_smoke_run_reports_every_platform_and_store(tmp_path: Path) -> None:
     assert results["store"]["sqlite"]["context_build_ms"]["p50"] > 0
     assert {t["target"] for t in results["targets"]} >= {
         "slack overhead at 1", "discord token-to-screen lag, one conversation",
+        "web overhead at 10", "web token-to-screen lag, one conversation",
     }
+    # The web paces nothing: every model delta reached the client as a frame of its own.
+    words = results["config"]["reply_words"]
+    assert all(r["edits_per_reply"] >= words for r in results["platforms"]["web"])
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "results.md").read_text() == markdown(results)
 
