@@ -1,46 +1,82 @@
 """Crisis language gets a safety reply with resources, before any gate or the model.
 
-This is a deliberately simple, high-recall pattern check: a false positive costs one extra
-caring message; a miss could cost far more. It never blocks the conversation afterwards.
+This is a deliberately simple, high-recall pattern check, in each language of
+`core/safety_languages.py`: a false positive costs one extra caring message; a miss could cost
+far more. The reply is in the language that matched. It never blocks the conversation
+afterwards. Pure and fast: a few compiled regular expressions per language.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 
-_CRISIS_PATTERNS = [
-    r"\bkill(ing)?\s+my\s*self\b",
-    r"\bend(ing)?\s+(it\s+all|my\s+life)\b",
-    r"\btake\s+my\s+(own\s+)?life\b",
-    r"\bsuicid(e|al)\b",
-    r"\bwant(ed)?\s+to\s+die\b",
-    r"\bwish\s+i\s+(was|were)\s+dead\b",
-    r"\bbetter\s+off\s+dead\b",
-    r"\bno\s+reason\s+to\s+live\b",
-    r"\bdon'?t\s+want\s+to\s+(live|be\s+alive|wake\s+up)\b",
-    r"\b(self[-\s]?harm|hurt(ing)?\s+myself|cut(ting)?\s+myself)\b",
-    r"\boverdos(e|ing)\b",
-]
-_CRISIS = re.compile("|".join(_CRISIS_PATTERNS), re.IGNORECASE)
+from core.safety_languages import LANGUAGES, CrisisLanguage
 
-SAFETY_REPLY = (
-    "I'm really glad you told me, and I'm taking it seriously. I'm an AI coach, so I can't "
-    "give you the support you deserve right now, but people can, right away:\n"
-    "• If you might act on these thoughts or are in danger, call your local emergency number now "
-    "(112 in Europe, 911 in the US and Canada, 999 in the UK).\n"
-    "• US: call or text 988 (Suicide & Crisis Lifeline). UK & Ireland: Samaritans, 116 123. "
-    "Elsewhere: findahelpline.com lists free, confidential lines in your country.\n"
-    "• If you can, reach out to someone you trust and tell them how you're feeling.\n"
-    "You don't have to go through this alone."
-)
+ENGLISH = "en"
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'"})
+_WHITESPACE = re.compile(r"\s+")
+_WORD = re.compile(r"\w+")
 
 
-def _normalize(text: str) -> str:
-    # Fold look-alike characters and strip zero-width ones so spacing tricks still match.
-    folded = unicodedata.normalize("NFKC", text)
-    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf").replace("’", "'")
+@dataclass(frozen=True)
+class _Compiled:
+    crisis: re.Pattern[str]
+    everyday: re.Pattern[str] | None
+    hints: frozenset[str]
+
+
+def _compile(language: CrisisLanguage) -> _Compiled:
+    everyday = re.compile("|".join(language.everyday)) if language.everyday else None
+    return _Compiled(re.compile("|".join(language.crisis)), everyday, language.hints)
+
+
+_COMPILED = {code: _compile(language) for code, language in LANGUAGES.items()}
+
+SAFETY_REPLY = LANGUAGES[ENGLISH].reply
+
+
+def _lower(text: str) -> str:
+    """Look-alikes folded (NFKC), zero-width characters gone, lower case, accents kept."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf").casefold()
+    return unicodedata.normalize("NFC", text)
+
+
+def _folded(lower: str) -> str:
+    """What the patterns read: `_lower`'s text with accents removed, apostrophes straight,
+    every run of whitespace one space."""
+    decomposed = unicodedata.normalize("NFD", lower)
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _WHITESPACE.sub(" ", bare.translate(_APOSTROPHES))
+
+
+def _speaks_crisis(language: _Compiled, folded: str) -> bool:
+    if language.everyday is not None:
+        folded = language.everyday.sub(" ", folded)
+    return language.crisis.search(folded) is not None
+
+
+def crisis_language(text: str) -> str | None:
+    """The code of the language whose crisis language `text` uses ("en", "es", ...), or None.
+
+    When several match (a bare "suicidio" is Spanish and Italian), the one whose common words
+    the text uses most; a tie goes to the first in `LANGUAGES`."""
+    lower = _lower(text)
+    folded = _folded(lower)
+    matched = [code for code, language in _COMPILED.items() if _speaks_crisis(language, folded)]
+    if len(matched) <= 1:
+        return matched[0] if matched else None
+    words = _WORD.findall(lower) + _WORD.findall(folded)
+    return max(matched, key=lambda code: sum(word in _COMPILED[code].hints for word in words))
 
 
 def is_crisis(text: str) -> bool:
-    return _CRISIS.search(_normalize(text)) is not None
+    return crisis_language(text) is not None
+
+
+def safety_reply(language: str) -> str:
+    """The safety reply in `language` (a code `crisis_language` returned); English otherwise."""
+    known = LANGUAGES.get(language) or LANGUAGES[ENGLISH]
+    return known.reply

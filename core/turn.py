@@ -42,7 +42,7 @@ from core.models import (
 )
 from core.persona import Persona
 from core.reply import EventClaim, Prepare, Reply, Turn, speaker
-from core.safety import SAFETY_REPLY, is_crisis
+from core.safety import crisis_language, safety_reply
 from core.text import clean_text
 from core.texts import (
     DUPLICATE_TEXT,
@@ -211,11 +211,12 @@ class Replies:
             turn.claim.key = key
         await self._prepare(turn)
         user, _ = await self.store.get_or_create_user(turn.identity, now)
-        if is_crisis(text):
+        if (language := crisis_language(text)) is not None:
             # Before the welcome too, and without waiting in line: a cheerful introduction,
             # or a wait behind another reply, is the wrong first answer here.
-            yield SafetyReply(SAFETY_REPLY)
-            await self._save_safety_turn(user, text, now, turn.platform)
+            reply = safety_reply(language)
+            yield SafetyReply(reply)
+            await self._save_safety_turn(user, text, reply, now, turn.platform)
             return
         if not self.chat_configured:  # one clear line; the welcome waits for a working coach
             llm_error = LLMError("not_configured")
@@ -365,10 +366,10 @@ class Replies:
                 log.warning("user %s: turn lease not renewed: %s", user.id, error)
 
     async def _save_safety_turn(
-        self, user: User, text: str, now: datetime, platform: Platform
+        self, user: User, text: str, reply: str, now: datetime, platform: Platform
     ) -> None:
         meta = MessageMeta(platform=platform, kind="safety")
-        for role, said in ((Role.USER, text), (Role.ASSISTANT, SAFETY_REPLY)):
+        for role, said in ((Role.USER, text), (Role.ASSISTANT, reply)):
             await self.store.add_message(
                 Message(user_id=user.id, role=role, text=said, created_at=now, meta=meta)
             )
