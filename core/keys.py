@@ -5,6 +5,10 @@ a leaked database from yielding working keys. A token works until it is revoked;
 code works once, within its minutes, and is exchanged for a token (the link that `/coach
 web` gives on Slack or Discord).
 
+A calendar key (`/coach calendar`) is a token of its own kind: calendar apps cannot send a
+header, so it rides in the feed's URL, and it opens that feed only, never the API. A new
+one retires the previous one, so a leaked address is undone by asking again.
+
 A link code (`/coach link`, core/linking.py) is typed by a person, so it is short: 8
 characters from an alphabet without look-alikes (no 0/O, 1/I/L), about 40 bits. Guessing
 one online is hopeless within its 10 minutes and single use; its digest in a leaked
@@ -24,6 +28,7 @@ from core.turn_order import Clock
 
 KEY_BYTES = 32
 TOKEN_PREFIX = "mom_"  # so a leaked token is recognisable (secret scanners, logs)
+CALENDAR_PREFIX = "cal_"
 SIGN_IN_MINUTES = 10
 LINK_MINUTES = 10
 LINK_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -35,13 +40,18 @@ class Purpose(StrEnum):
     LINK = "link"
 
 
-class KeyStore(Protocol):
-    async def add_token(self, digest: str, user_id: str, now: datetime) -> None: ...
-    async def token_user(self, digest: str) -> str | None:
-        """The user id of a token that was not revoked, else None."""
+class KeyKind(StrEnum):
+    API = "api"  # the REST API and the WebSocket
+    CALENDAR = "calendar"  # the meetings feed only
 
-    async def revoke_tokens(self, user_id: str) -> int:
-        """Revoke every token of the user; how many were live."""
+
+class KeyStore(Protocol):
+    async def add_token(self, digest: str, user_id: str, now: datetime, kind: KeyKind) -> None: ...
+    async def token_user(self, digest: str, kind: KeyKind) -> str | None:
+        """The user id of a token of this kind that was not revoked, else None."""
+
+    async def revoke_tokens(self, user_id: str, kind: KeyKind | None = None) -> int:
+        """Revoke every token of the user (of one kind, if given); how many were live."""
 
     async def add_pass(
         self, digest: str, user_id: str, purpose: Purpose, expires_at: datetime
@@ -74,7 +84,17 @@ class Keys:
         return await self._issue(user.id)
 
     async def user_id(self, token: str) -> str | None:
-        return await self.store.token_user(digest(token)) if token else None
+        return await self.store.token_user(digest(token), KeyKind.API) if token else None
+
+    async def calendar_key(self, user: User) -> str:
+        """A new key for the user's meetings feed; the one given before stops working."""
+        await self.store.revoke_tokens(user.id, KeyKind.CALENDAR)
+        key = CALENDAR_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+        await self.store.add_token(digest(key), user.id, self.clock(), KeyKind.CALENDAR)
+        return key
+
+    async def calendar_user_id(self, key: str) -> str | None:
+        return await self.store.token_user(digest(key), KeyKind.CALENDAR) if key else None
 
     async def revoke(self, user: User) -> int:
         return await self.store.revoke_tokens(user.id)
@@ -104,5 +124,5 @@ class Keys:
 
     async def _issue(self, user_id: str) -> str:
         token = TOKEN_PREFIX + secrets.token_urlsafe(KEY_BYTES)
-        await self.store.add_token(digest(token), user_id, self.clock())
+        await self.store.add_token(digest(token), user_id, self.clock(), KeyKind.API)
         return token

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from core.keys import Purpose
+from core.keys import KeyKind, Purpose
 from core.models import (
     Goal,
     GoalStatus,
@@ -38,6 +38,8 @@ from core.models import (
 from core.store import Store, open_store
 from core.store.sqlite import MIGRATIONS
 from tests.conftest import StoreTarget
+
+API, CALENDAR = KeyKind.API, KeyKind.CALENDAR
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 BERLIN_WINTER = timezone(timedelta(hours=1))
@@ -1008,16 +1010,29 @@ async def test_unknown_database_url_is_refused() -> None:
 
 async def test_a_token_names_its_user_until_revoked(store: Store) -> None:
     user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
-    await store.add_token("d1", user_id, T0)
-    await store.add_token("d2", user_id, T0)
-    await store.add_token("d3", other, T0)
-    assert await store.token_user("d1") == user_id
-    assert await store.token_user("nope") is None
+    await store.add_token("d1", user_id, T0, API)
+    await store.add_token("d2", user_id, T0, API)
+    await store.add_token("d3", other, T0, API)
+    assert await store.token_user("d1", API) == user_id
+    assert await store.token_user("nope", API) is None
 
     assert await store.revoke_tokens(user_id) == 2
-    assert await store.token_user("d1") is None and await store.token_user("d2") is None
-    assert await store.token_user("d3") == other  # another user's token is untouched
+    assert await store.token_user("d1", API) is None and await store.token_user("d2", API) is None
+    assert await store.token_user("d3", API) == other  # another user's token is untouched
     assert await store.revoke_tokens(user_id) == 0
+
+
+async def test_a_calendar_key_opens_the_feed_only_and_is_revoked_by_kind(store: Store) -> None:
+    user_id = await new_user(store)
+    await store.add_token("api", user_id, T0, API)
+    await store.add_token("cal", user_id, T0, CALENDAR)
+    assert await store.token_user("cal", CALENDAR) == user_id
+    assert await store.token_user("cal", API) is None  # never a way into the API
+    assert await store.token_user("api", CALENDAR) is None
+
+    assert await store.revoke_tokens(user_id, CALENDAR) == 1
+    assert await store.token_user("cal", CALENDAR) is None
+    assert await store.token_user("api", API) == user_id  # the API token lives on
 
 
 async def test_a_pass_works_once_and_only_before_it_expires(store: Store) -> None:
@@ -1041,14 +1056,14 @@ async def test_a_pass_used_at_once_from_two_processes_works_once(
 
 async def test_delete_user_removes_their_keys(store: Store) -> None:
     gone, kept = await new_user(store, "U1"), await new_user(store, "U2")
-    await store.add_token("gone", gone, T0)
-    await store.add_token("kept", kept, T0)
+    await store.add_token("gone", gone, T0, API)
+    await store.add_token("kept", kept, T0, API)
     await store.add_pass("p", gone, Purpose.SIGN_IN, at(10))
 
     await store.delete_user(gone)
 
-    assert await store.token_user("gone") is None
-    assert await store.token_user("kept") == kept
+    assert await store.token_user("gone", API) is None
+    assert await store.token_user("kept", API) == kept
     assert await store.use_pass("p", Purpose.SIGN_IN, at(1)) is None
 
 
@@ -1130,7 +1145,7 @@ async def seed_everything(store: Store, user_id: str, minutes: float, tag: str) 
     await store.add_meetings([meeting(user_id, 600 + minutes)])
     await store.add_notice(notice(user_id, f"{tag}:open"))
     await store.add_in_flight(in_flight(user_id, f"{tag}-reply", minutes))
-    await store.add_token(f"{tag}-token", user_id, at(minutes))
+    await store.add_token(f"{tag}-token", user_id, at(minutes), API)
     await store.add_pass(f"{tag}-pass", user_id, Purpose.LINK, at(60))
 
 
@@ -1148,7 +1163,7 @@ async def assert_merged(store: Store, into: str, gone: str) -> None:
         "kept-reply",
         "gone-reply",
     }
-    assert await store.token_user("gone-token") == into
+    assert await store.token_user("gone-token", API) == into
     assert await store.use_pass("gone-pass", Purpose.LINK, at(2)) == into
     assert await store.recent_messages(gone, 10) == []
     assert await store.list_goals(gone) == []

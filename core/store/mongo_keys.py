@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.keys import Purpose
+from core.keys import KeyKind, Purpose
 from core.store.mongo_base import Collections, _unavailable_on_error
 
 
 class KeyDocs(Collections):
     @_unavailable_on_error
-    async def add_token(self, digest: str, user_id: str, now: datetime) -> None:
+    async def add_token(self, digest: str, user_id: str, now: datetime, kind: KeyKind) -> None:
         await self._tokens.insert_one(
-            {"_id": digest, "user_id": user_id, "created_at": now, "revoked": False}
+            {"_id": digest, "user_id": user_id, "created_at": now, "revoked": False,
+             "kind": kind.value}
         )
 
     @_unavailable_on_error
-    async def token_user(self, digest: str) -> str | None:
-        doc = await self._tokens.find_one({"_id": digest, "revoked": False})
+    async def token_user(self, digest: str, kind: KeyKind) -> str | None:
+        doc = await self._tokens.find_one({"_id": digest, "revoked": False, **_of_kind(kind)})
         return None if doc is None else str(doc["user_id"])
 
     @_unavailable_on_error
-    async def revoke_tokens(self, user_id: str) -> int:
+    async def revoke_tokens(self, user_id: str, kind: KeyKind | None = None) -> int:
+        chosen = {} if kind is None else _of_kind(kind)
         result = await self._tokens.update_many(
-            {"user_id": user_id, "revoked": False}, {"$set": {"revoked": True}}
+            {"user_id": user_id, "revoked": False, **chosen}, {"$set": {"revoked": True}}
         )
         return result.modified_count
 
@@ -42,3 +44,10 @@ class KeyDocs(Collections):
         if doc is None or doc["expires_at"] <= now:
             return None
         return str(doc["user_id"])
+
+
+def _of_kind(kind: KeyKind) -> dict[str, object]:
+    # Tokens made before calendar keys existed have no kind: they are API tokens.
+    if kind is KeyKind.API:
+        return {"kind": {"$in": [KeyKind.API.value, None]}}
+    return {"kind": kind.value}

@@ -112,11 +112,11 @@ MIGRATIONS = [
     );
     CREATE INDEX identities_by_user ON identities (user_id, linked_at)
     """,
+    # Calendar keys (core/keys.py KeyKind) beside API tokens.
+    """
+    ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'api'
+    """,
 ]
-
-
-
-
 
 
 def _message(row: sqlite3.Row) -> Message:
@@ -145,16 +145,8 @@ def _message_row(message: Message) -> tuple[Any, ...]:
     )
 
 
-
-
-
-
 def _goal(row: sqlite3.Row) -> Goal:
     return Goal.model_validate(dict(row))
-
-
-
-
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

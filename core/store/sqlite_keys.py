@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.keys import Purpose
+from core.keys import KeyKind, Purpose
 from core.store.sqlite_rows import Rows, _ts
 
 
 class KeyRows(Rows):
-    async def add_token(self, digest: str, user_id: str, now: datetime) -> None:
+    async def add_token(self, digest: str, user_id: str, now: datetime, kind: KeyKind) -> None:
         await self._write(
-            "INSERT INTO tokens (digest, user_id, created_at) VALUES (?, ?, ?)",
-            (digest, user_id, _ts(now)),
+            "INSERT INTO tokens (digest, user_id, created_at, kind) VALUES (?, ?, ?, ?)",
+            (digest, user_id, _ts(now), kind.value),
         )
 
-    async def token_user(self, digest: str) -> str | None:
+    async def token_user(self, digest: str, kind: KeyKind) -> str | None:
         row = await self._one(
-            "SELECT user_id FROM tokens WHERE digest = ? AND NOT revoked", (digest,)
+            "SELECT user_id FROM tokens WHERE digest = ? AND kind = ? AND NOT revoked",
+            (digest, kind.value),
         )
         return None if row is None else str(row["user_id"])
 
-    async def revoke_tokens(self, user_id: str) -> int:
+    async def revoke_tokens(self, user_id: str, kind: KeyKind | None = None) -> int:
+        if kind is None:
+            return await self._write(
+                "UPDATE tokens SET revoked = 1 WHERE user_id = ? AND NOT revoked", (user_id,)
+            )
         return await self._write(
-            "UPDATE tokens SET revoked = 1 WHERE user_id = ? AND NOT revoked", (user_id,)
+            "UPDATE tokens SET revoked = 1 WHERE user_id = ? AND kind = ? AND NOT revoked",
+            (user_id, kind.value),
         )
 
     async def add_pass(
