@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bots.web_links import calendar_feed_url, sign_in_url
 from core.access import Standing
 from core.coach import Coach
 from core.errors import CoachError, StoreUnavailable
@@ -299,10 +300,29 @@ async def _web(ask: Ask, args: str) -> Result:
     if not settings.web_enabled:
         return Reply("The web page isn't turned on here (the operator sets WEB_ENABLED).", True)
     code = await ask.coach.keys.sign_in_code(await ask.coach.user(ask.identity))
-    url = f"{settings.web_public_url.rstrip('/')}/#sign-in={code}"
     return Reply(
         f"Your sign-in link for the web page, good once within {SIGN_IN_MINUTES} minutes: "
-        f"{url} (keep it to yourself)."
+        f"{sign_in_url(settings, code)} (keep it to yourself)."
+    )
+
+
+async def _calendar(ask: Ask, args: str) -> Result:
+    settings = ask.coach.settings
+    if not settings.web_enabled:
+        return Reply(
+            "The calendar feed comes from the web server, which isn't turned on here "
+            "(the operator sets WEB_ENABLED).",
+            True,
+        )
+    key = await ask.coach.keys.calendar_key(await ask.coach.user(ask.identity))
+    url = calendar_feed_url(settings, key)
+    webcal = "webcal://" + url.partition("://")[2]  # Apple subscribes from webcal:// links
+    return Reply(
+        f"Your meetings as a calendar feed: {url}\n"
+        "Subscribe to it in Google Calendar (Other calendars > From URL), Outlook (Add "
+        f"calendar > Subscribe from web) or Apple Calendar ({webcal}). Keep it to yourself: "
+        "anyone with it sees your meeting times. Asking again gives a new address, and the "
+        "old one stops working."
     )
 
 
@@ -324,6 +344,7 @@ COMMANDS: dict[str, Command] = {
         Command("link", "/link [code]", "one user across Slack, Discord and the web", _link),
         Command("unlink", "/unlink", "take this account out of the link", _unlink),
         Command("web", "/web", "a sign-in link for the web page", _web),
+        Command("calendar", "/calendar", "your meetings as a feed for your calendar", _calendar),
         Command("export", "/export", "all your data as JSON", _export),
         Command("forget", "/forget", "delete all your data", _forget),
     ]

@@ -384,7 +384,8 @@ async def test_discord_sync_registers_the_group_and_start_never_does(tmp_path: P
     subcommands = {option["name"] for option in global_command["options"]}
     assert subcommands == {
         "help", "access", "history", "clear", "goals", "goal", "schedule", "meetings", "cancel",
-        "track", "goalsetting", "timezone", "link", "unlink", "web", "export", "forget",
+        "track", "goalsetting", "timezone", "link", "unlink", "web", "calendar",
+        "export", "forget",
     }
     assert guild_command["options"] == global_command["options"]
     goal = next(o for o in global_command["options"] if o["name"] == "goal")
@@ -416,3 +417,12 @@ async def test_coach_web_gives_a_one_time_sign_in_link_only_the_user_sees(
         code = answer.content.split("https://coach.example/#sign-in=")[1].split()[0]
         assert await w.coach.keys.sign_in(code) is not None
         assert await w.coach.keys.sign_in(code) is None  # once
+
+
+async def test_coach_calendar_gives_a_feed_address_only_the_user_sees(tmp_path: Path) -> None:
+    async with discord_world(tmp_path, web_enabled=True,
+                             web_public_url="https://coach.example") as w:  # fmt: skip
+        answer = await ask(w, "calendar")  # ask() checks it is ephemeral
+        key = answer.content.split("https://coach.example/api/v1/calendar/")[1].split(".ics")[0]
+        assert "webcal://coach.example/api/v1/calendar/" in answer.content
+        assert await w.coach.keys.calendar_user_id(key) is not None

@@ -314,3 +314,54 @@ async def test_the_calendar_feed_holds_the_meetings_in_the_users_zone(web: WebWo
     assert "reach your coach" in str(event["description"])
     async with web.http.get("/api/v1/meetings.ics") as response:
         assert response.status == 401
+
+
+def feed_path(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+async def test_the_secret_feed_address_needs_no_header_and_opens_the_feed_only(
+    web: WebWorld,
+) -> None:
+    from icalendar import Calendar
+
+    headers = await web.signed_in()
+    await web.post("/api/v1/meetings", headers, {"when": "tomorrow 9am for 45m"})
+    status, body = await web.post("/api/v1/calendar/feed", headers)
+    assert status == 200 and body["url"].endswith(".ics")
+    async with web.http.get(feed_path(body["url"])) as response:  # as a calendar app asks
+        assert response.status == 200
+        assert len(Calendar.from_ical(await response.read()).events) == 1
+    key = body["url"].rsplit("/", 1)[1].removesuffix(".ics")
+    status, _ = await web.get("/api/v1/me", {"Authorization": f"Bearer {key}"})
+    assert status == 401  # the feed's key is no way into the API
+    token = headers["Authorization"].removeprefix("Bearer ")
+    async with web.http.get(f"/api/v1/calendar/{token}.ics") as response:
+        assert response.status == 404  # nor is an API token a feed address
+
+
+async def test_a_new_feed_address_retires_the_old_one(
+    web: WebWorld, tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    from bots.commands import Reply, run_command
+
+    slack = Identity(platform=Platform.SLACK, external_id="U_ADA")
+    off = await run_command(web.coach, slack, "/calendar")
+    assert isinstance(off, Reply) and off.error and "WEB_ENABLED" in off.text
+    async with web_on(tmp_path / "on", fake.base_url, web_enabled=True) as web:
+        await feeds_replace_each_other(web, slack)
+
+
+async def feeds_replace_each_other(web: WebWorld, slack: Identity) -> None:
+    from bots.commands import Reply, run_command
+
+    first = await run_command(web.coach, slack, "/calendar")
+    second = await run_command(web.coach, slack, "/calendar")
+    assert isinstance(first, Reply) and isinstance(second, Reply)
+    old, new = (r.text.split("feed: ")[1].split()[0] for r in (first, second))
+    assert "webcal://" in second.text and "old one stops working" in second.text
+    async with web.http.get(feed_path(old)) as response:
+        assert response.status == 404
+        assert "/coach calendar" in (await response.json())["detail"]
+    async with web.http.get(feed_path(new)) as response:
+        assert response.status == 200

@@ -240,6 +240,10 @@ class CoachCommands(app_commands.Group):
     async def web(self, interaction: discord.Interaction) -> None:
         await self.answer(interaction, "web")
 
+    @app_commands.command(description="Your meetings as a feed for your calendar (only you see it)")
+    async def calendar(self, interaction: discord.Interaction) -> None:
+        await self.answer(interaction, "calendar")
+
     @app_commands.command(description="All your data, as a JSON file")
     async def export(self, interaction: discord.Interaction) -> None:
         await self.answer(interaction, "export", defer=True)

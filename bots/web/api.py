@@ -12,12 +12,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
-from bots.web.auth import Caller, caller, web_of
+from bots.web.auth import Caller, Web, caller, web_of, within_budget
 from bots.web.calendar import meetings_calendar
 from bots.web.replies import BAD_INPUT, Frame, WebReply, event_id
 from bots.web.views import JSON, access_view, goal_view, history_view, meeting_view, user_view
-from core.keys import LINK_MINUTES
-from core.models import GoalStatus, Phase
+from bots.web_links import calendar_feed_url
+from core.keys import LINK_MINUTES, digest
+from core.models import GoalStatus, Phase, User
 from core.session import Session
 
 api = APIRouter(prefix="/api/v1")
@@ -280,13 +281,37 @@ async def link(request: Request, who: Signed, body: CodeBody) -> JSON:
 @api.get("/meetings.ics", response_class=Response)
 async def calendar(request: Request, who: Signed) -> Response:
     """The upcoming meetings as an iCalendar feed, in the user's zone (bots/web/calendar.py)."""
-    coach = web_of(request).coach
-    session = await coach.session(who.user.identity)
+    return await _feed(web_of(request), who.user)
+
+
+@api.post("/calendar/feed")
+async def calendar_feed(request: Request, who: Signed) -> JSON:
+    """A secret address of the meetings feed, for calendars that cannot send a token (as
+    `/coach calendar` gives); the address given before stops working."""
+    web = web_of(request)
+    key = await web.coach.keys.calendar_key(who.user)
+    return {"url": calendar_feed_url(web.settings, key)}
+
+
+@api.get("/calendar/{key}.ics", response_class=Response)
+async def calendar_by_key(request: Request, key: str) -> Response:
+    """The meetings feed at its secret address (`POST /calendar/feed`, `/coach calendar`)."""
+    web = web_of(request)
+    user_id = await web.coach.keys.calendar_user_id(key)
+    user = await web.coach.user_by_id(user_id) if user_id else None
+    if user is None:
+        raise HTTPException(404, "No such calendar feed: ask for a new address (/coach calendar).")
+    within_budget(web, digest(key))
+    return await _feed(web, user)
+
+
+async def _feed(web: Web, user: User) -> Response:
+    session = await web.coach.session(user.identity)
     feed = meetings_calendar(
         await session.meetings(),
         zone=session.zone,
         now=session.now(),
-        policy=coach.policy,
+        policy=web.coach.policy,
         name="Momentum coaching",
     )
     return Response(feed, media_type="text/calendar; charset=utf-8")

@@ -53,9 +53,20 @@ async def caller_for(web: Web, token: str | None) -> Caller | None:
     return Caller(user, digest(token)) if user else None
 
 
-def over_budget(web: Web, caller: Caller) -> float:
-    """0 if the caller may go on, else the seconds to wait (Retry-After)."""
-    return web.limits.take(caller.key, time.monotonic())
+def over_budget(web: Web, key: str) -> float:
+    """0 if the key (a token's digest) may go on, else the seconds to wait (Retry-After)."""
+    return web.limits.take(key, time.monotonic())
+
+
+def within_budget(web: Web, key: str) -> None:
+    """A 429 with Retry-After when the key has spent its budget."""
+    if wait := over_budget(web, key):
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(
+            429,
+            f"Too many requests: try again in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+        )
 
 
 async def caller(request: Request) -> Caller:
@@ -69,11 +80,5 @@ async def caller(request: Request) -> Caller:
             "`momentum admin token create` or a sign-in link.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if wait := over_budget(web, found):
-        seconds = max(1, math.ceil(wait))
-        raise HTTPException(
-            429,
-            f"Too many requests: try again in {seconds} s.",
-            headers={"Retry-After": str(seconds)},
-        )
+    within_budget(web, found.key)
     return found

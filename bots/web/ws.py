@@ -94,7 +94,7 @@ class Conversation:
             await self.error("unknown_type", f"Unknown frame type {kind!r}: message, ping, typing.")
 
     async def message(self, content: str, client_id: object) -> None:
-        if wait := over_budget(self.web, self.who):
+        if wait := over_budget(self.web, self.who.key):
             await self.error("rate_limited", "Too many messages: wait a moment.", retry_after=wait)
             return
         key = event_id(self.who.user.id, client_id if isinstance(client_id, str) else None)
