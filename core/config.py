@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # Requests one token may make: a burst of WEB_RATE_BURST, then WEB_RATE_PER_MINUTE.
     web_rate_per_minute: int = Field(60, ge=1)
     web_rate_burst: int = Field(20, ge=1)
+    # Seconds between pings to a WebSocket (and to wait for its pong): idle sockets stay
+    # open through proxies that close quiet connections, and a dead peer is noticed.
+    web_ping_seconds: float = Field(20.0, gt=0)
 
     # Scheduler
     scheduler_enabled: bool = True

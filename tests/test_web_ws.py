@@ -169,3 +169,33 @@ async def frames_until_count(
 
 def _count(frames: list[dict[str, Any]], kind: str) -> int:
     return sum(frame["type"] == kind for frame in frames)
+
+
+async def test_an_idle_socket_is_pinged_and_stays_open_while_it_answers(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    async with web_on(tmp_path, fake.base_url, web_ping_seconds=0.2) as web:
+        # autoping off: the client sees the server's pings and answers them itself.
+        async with web.http.ws_connect(WS, headers=await web.signed_in(), autoping=False) as socket:
+            assert (await socket.receive_json())["type"] == "connected"
+            for _ in range(3):  # well past one interval and its timeout, quiet but answering
+                ping = await asyncio.wait_for(socket.receive(), timeout=5)
+                assert ping.type == aiohttp.WSMsgType.PING
+                await socket.pong(ping.data)
+            await socket.send_json({"type": "message", "content": "still there?"})
+            frames = await frames_until(socket, "response")
+            assert frames[-1]["content"] == fake.reply
+
+
+async def test_a_socket_that_stops_answering_pings_is_closed(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    async with web_on(tmp_path, fake.base_url, web_ping_seconds=0.2) as web:
+        async with web.http.ws_connect(WS, headers=await web.signed_in(), autoping=False) as socket:
+            assert (await socket.receive_json())["type"] == "connected"
+            kinds = []
+            while (message := await asyncio.wait_for(socket.receive(), timeout=5)).type not in (
+                aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING
+            ):
+                kinds.append(message.type)  # pings, left unanswered
+            assert kinds and set(kinds) == {aiohttp.WSMsgType.PING}

@@ -22,7 +22,6 @@ from core.models import InFlight, Platform
 log = logging.getLogger(__name__)
 
 MAX_WEBSOCKET_BYTES = 1 << 20  # a frame over this closes the socket (1009); ws.py says less
-PING_SECONDS = 20.0  # WebSocket pings keep idle sockets alive through proxies
 
 
 class _Server(uvicorn.Server):
@@ -57,8 +56,8 @@ class WebServer:
             access_log=False,
             lifespan="off",
             ws_max_size=MAX_WEBSOCKET_BYTES,
-            ws_ping_interval=PING_SECONDS,
-            ws_ping_timeout=PING_SECONDS,
+            ws_ping_interval=self.settings.web_ping_seconds,
+            ws_ping_timeout=self.settings.web_ping_seconds,
             timeout_graceful_shutdown=max(1, round(self.settings.shutdown_grace_seconds)),
         )
         server = _Server(config)
