@@ -20,9 +20,9 @@ from typing import TextIO
 from bots.commands import Export, as_text, is_command, run_command, when_for_result
 from bots.stream import Failure
 from bots.terminal import Gone, Screen, open_terminal
-from bots.voice import When, spoken
+from bots.voice import PROPOSAL_TITLE, When, proposal_text, spoken
 from core.coach import Coach
-from core.models import Identity, Platform
+from core.models import Identity, Platform, Proposal
 from core.zones import UserTime
 
 GREETING = "Chatting with your Momentum coach. /help for commands, Ctrl-D to quit."
@@ -75,16 +75,27 @@ class Console:
 
     async def reply(self, line: str) -> None:
         view = self.screen.reply()
+        voice = ConsoleVoice(self.screen)
         try:
             async with aclosing(self.coach.reply(self.identity, line)) as events:
-                async for delta in spoken(events, ConsoleVoice(self.screen)):
+                async for delta in spoken(events, voice):
                     if isinstance(delta, Failure):
                         view.end()
                         self.screen.note(delta.note)
-                        return
+                        break
                     view.add(delta)
         finally:
             view.end()
+        for proposal in voice.proposals:
+            await self.ask(proposal)
+
+    async def ask(self, proposal: Proposal) -> None:
+        """A proposal, after the reply: y confirms; anything else declines it."""
+        self.screen.say(f"{PROPOSAL_TITLE} {proposal_text(proposal)} Confirm? [y/N]")
+        answer = (await self.input.line() or "").strip().lower()
+        confirm = answer in ("y", "yes")
+        decision = await self.coach.decide(self.identity, proposal.id, confirm=confirm)
+        self.screen.say(decision.text)
 
     def save_export(self, export: Export) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -126,6 +137,7 @@ class ConsoleVoice:
 
     def __init__(self, screen: Screen) -> None:
         self.screen = screen
+        self.proposals: list[Proposal] = []  # asked once the reply has ended
 
     def coach(self, text: str) -> str:
         return text  # the screen takes out what could drive the terminal
@@ -145,6 +157,9 @@ class ConsoleVoice:
 
     async def duplicate(self) -> None:
         return None
+
+    async def propose(self, proposal: Proposal) -> None:
+        self.proposals.append(proposal)
 
 
 def _local_user() -> str:

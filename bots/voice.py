@@ -15,8 +15,8 @@ from typing import Protocol
 
 from bots.commands import COMMANDS
 from bots.stream import Failure
-from core.events import Chunk, Denied, Done, Failed, ReplyEvent, SafetyReply, Welcome
-from core.models import Meeting
+from core.events import Chunk, Denied, Done, Failed, Proposed, ReplyEvent, SafetyReply, Welcome
+from core.models import Meeting, Proposal
 from core.zones import UserTime
 
 When = Callable[[datetime], str]
@@ -36,6 +36,16 @@ def meeting_line(meeting: Meeting, when: When) -> str:
     """`Fri 4 Dec 2026, 09:00 (Europe/Paris), 45 min (weekly)`."""
     weekly = " (weekly)" if meeting.series_id else ""
     return f"{when(meeting.start)}, {meeting.duration_minutes} min{weekly}"
+
+
+PROPOSAL_TITLE = "Shall I?"
+CONFIRM_LABEL, DECLINE_LABEL = "Confirm", "Decline"
+
+
+def proposal_text(proposal: Proposal) -> str:
+    """A proposal as every platform asks it: what would happen, and that nothing does
+    until the user says so."""
+    return f"{proposal.summary}. Nothing changes unless you confirm."
 
 
 class Voice(Protocol):
@@ -63,6 +73,11 @@ class Voice(Protocol):
         """The message was answered already: undo what the platform showed meanwhile."""
         ...
 
+    async def propose(self, proposal: Proposal) -> None:
+        """Show a proposal with confirm and decline (proposal_text says it), apart from the
+        reply's text, which streams on."""
+        ...
+
 
 async def spoken(
     events: AsyncIterable[ReplyEvent], voice: Voice
@@ -75,6 +90,8 @@ async def spoken(
                     yield opening
             case Chunk(text=text):
                 yield voice.coach(text)
+            case Proposed(proposal=proposal):
+                await voice.propose(proposal)
             case SafetyReply(text=text):
                 yield voice.ours(text)
             case Denied(standing=standing):

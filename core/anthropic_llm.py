@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
@@ -11,7 +12,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from core.llm import Completion, ErrorKind, LLMError
+from core.llm import Completion, ErrorKind, LLMError, Messages, ToolCall, Tools
 from core.models import Usage
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ class AnthropicLLM:
         await self._client.close()
 
     async def stream(
-        self, system: Sequence[dict[str, Any]], messages: Sequence[dict[str, str]]
-    ) -> AsyncIterator[str | Completion]:
+        self, system: Sequence[dict[str, Any]], messages: Messages, tools: Tools = ()
+    ) -> AsyncIterator[str | ToolCall | Completion]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._deadline
         started = False
@@ -80,6 +81,7 @@ class AnthropicLLM:
                         system=list(system),  # type: ignore[arg-type]
                         messages=list(messages),  # type: ignore[arg-type]
                         stream=True,
+                        tools=list(tools) if tools else anthropic.omit,  # type: ignore[arg-type]
                     ),
                     budget(self._deadline),
                 )
@@ -123,18 +125,30 @@ def _as_llm_error(error: Exception, started: bool) -> Exception:
 
 
 class _Reply:
-    """What the raw events of one reply say besides its text: model, usage, stop reason."""
+    """What the raw events of one reply say besides its text: model, usage, stop reason,
+    and the tool calls, their input gathered from `input_json_delta` pieces."""
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.usage: dict[str, int] = {}
         self.stop_reason: str | None = None
+        self._tools: dict[int, tuple[str, str, list[str]]] = {}  # index -> id, name, pieces
 
-    def take(self, event: anthropic.types.RawMessageStreamEvent) -> str | None:
-        """Note what `event` tells; its text when it is a text delta."""
+    def take(self, event: anthropic.types.RawMessageStreamEvent) -> str | ToolCall | None:
+        """Note what `event` tells; its text when it is a text delta, the call when a tool
+        block ends."""
         if event.type == "content_block_delta":
-            return event.delta.text if event.delta.type == "text_delta" else None
-        if event.type == "message_start":
+            if event.delta.type == "text_delta":
+                return event.delta.text
+            if event.delta.type == "input_json_delta" and event.index in self._tools:
+                self._tools[event.index][2].append(event.delta.partial_json)
+            return None
+        if event.type == "content_block_start" and event.content_block.type == "tool_use":
+            block = event.content_block
+            self._tools[event.index] = (block.id, block.name, [])
+        elif event.type == "content_block_stop" and event.index in self._tools:
+            return _call(*self._tools.pop(event.index))
+        elif event.type == "message_start":
             self.model = event.message.model
             self._count(event.message.usage)
         elif event.type == "message_delta":
@@ -153,3 +167,12 @@ class _Reply:
             usage=Usage(**{name: self.usage.get(name, 0) for name in USAGE_FIELDS}),
             stop_reason=self.stop_reason,
         )
+
+
+def _call(call_id: str, name: str, pieces: list[str]) -> ToolCall:
+    raw = "".join(pieces)
+    try:
+        value: Any = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        value = raw  # core/proposals.py refuses it, and says why in the log
+    return ToolCall(call_id, name, value)

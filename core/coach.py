@@ -37,6 +37,7 @@ from core.models import (
     User,
 )
 from core.persona import Persona
+from core.proposals import Decision, Proposals, ProposalStore
 from core.reply import EventClaim, Prepare, Reply
 from core.session import (
     Cancelled,
@@ -57,7 +58,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CoachStore(LinkStore, WindowStore, Protocol):
+class CoachStore(LinkStore, WindowStore, ProposalStore, Protocol):
     """What the Coach needs of the store: its sessions', the pipeline's, the windows', the
     web keys' and linking's needs, and the operator's list of users."""
 
@@ -81,7 +82,11 @@ class Coach:
         self.settings = settings
         self.policy = WindowPolicy(settings.window_before, settings.window_after)
         self.clock = clock
-        self.replies = Replies(store, self.llm, persona, settings, self.policy, clock)
+        # What the model proposes, carried out when the user confirms (core/proposals.py).
+        self.proposals = Proposals(store, self.session, settings.proposal_minutes)
+        self.replies = Replies(
+            store, self.llm, persona, settings, self.policy, clock, self.proposals
+        )
         self.windows = WindowHooks(store, self.llm, persona, self.policy, clock, self.zone)
         # Called after meetings change; the scheduler appends itself when it runs in-process.
         self.meeting_observers: list[MeetingsObserver] = (
@@ -169,6 +174,12 @@ class Coach:
             prepare=prepare,
             via=via,
         )
+
+    async def decide(self, identity: Identity, proposal_id: str, *, confirm: bool) -> Decision:
+        """The user's answer to a proposal (`Proposed`): confirmed, it is carried out once,
+        by the commands' own rules; the Decision's text says what happened, for the user
+        (already decided, expired, not theirs, or what a rule refused)."""
+        return await self.proposals.decide(identity, proposal_id, confirm)
 
     async def build_context(self, user: User, text: str, meeting: Meeting | None) -> Prompt:
         return await self.replies.contexts.build(user, text, meeting)

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # open through proxies that close quiet connections, and a dead peer is noticed.
     web_ping_seconds: float = Field(20.0, gt=0)
 
+    # How long a proposal of the coach (a goal, progress, a meeting) can be confirmed.
+    proposal_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+
     # Scheduler
     scheduler_enabled: bool = True
     scheduler_refresh_seconds: int = Field(60, ge=5)

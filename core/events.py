@@ -1,13 +1,13 @@
 """What `Coach.reply` streams, in order: [Welcome] then one of SafetyReply | Denied | Failed |
-(Chunk* then Done or Failed). Events carry data, not phrasing, where a platform phrases it
-its own way: a refusal carries the decision (bots/voice.py says it)."""
+((Chunk | Proposed)* then Done or Failed). Events carry data, not phrasing, where a platform
+phrases it its own way: a refusal carries the decision (bots/voice.py says it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from core.access import Standing
-from core.models import Usage
+from core.models import Proposal, Usage
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,14 @@ class Welcome:
 @dataclass(frozen=True)
 class Chunk:
     text: str
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """The model proposed an action (core/proposals.py), stored: show it with confirm and
+    decline, for the asking user only. The reply's text goes on around it."""
+
+    proposal: Proposal
 
 
 @dataclass(frozen=True)
@@ -45,4 +53,4 @@ class Failed:
     user_text: str
 
 
-ReplyEvent = Welcome | Chunk | Done | SafetyReply | Denied | Failed
+ReplyEvent = Welcome | Chunk | Proposed | Done | SafetyReply | Denied | Failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -77,6 +77,41 @@ class Goal(_Model):
     closed_at: datetime | None = None
 
     _aware = field_validator("created_at", "closed_at")(_aware_if_set)
+
+
+class ProposalKind(StrEnum):
+    """What the model may propose (core/proposals.py); the values are its tools' names."""
+
+    ADD_GOAL = "propose_goal"
+    LOG_PROGRESS = "propose_progress"
+    COMPLETE_GOAL = "propose_goal_done"
+    SCHEDULE_MEETING = "propose_meeting"
+
+
+class ProposalStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"  # claimed by a confirm, being carried out
+    DECLINED = "declined"
+    DONE = "done"
+    FAILED = "failed"  # confirmed, but a rule refused it (result says which)
+    EXPIRED = "expired"  # never stored: a pending one past its expires_at reads as this
+
+
+class Proposal(_Model):
+    """Something the model proposed to one user, shown with confirm and decline."""
+
+    id: str = Field(default_factory=new_id)
+    user_id: str
+    kind: ProposalKind
+    args: dict[str, Any]  # checked by core/proposals.py, goal ids resolved
+    summary: str  # what the user confirms, phrased by code
+    created_at: datetime
+    expires_at: datetime
+    status: ProposalStatus = ProposalStatus.PENDING
+    decided_at: datetime | None = None
+    result: str | None = None  # what carrying it out said
+
+    _aware = field_validator("created_at", "expires_at", "decided_at")(_aware_if_set)
 
 
 # A meeting's once-only flags set by a claim (`recap_sent` is no plain flag: the store's

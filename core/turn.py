@@ -25,10 +25,19 @@ from zoneinfo import ZoneInfo
 from core.access import Standing, WindowPolicy, decide_access
 from core.config import Settings
 from core.context import Contexts, ContextStore
-from core.errors import StoreUnavailable
-from core.events import Chunk, Denied, Done, Failed, ReplyEvent, SafetyReply, Welcome
+from core.errors import CoachError, StoreUnavailable
+from core.events import (
+    Chunk,
+    Denied,
+    Done,
+    Failed,
+    Proposed,
+    ReplyEvent,
+    SafetyReply,
+    Welcome,
+)
 from core.in_flight import InFlightStore, RepliesInFlight
-from core.llm import LLM, LLMError, ModelReply, UnconfiguredLLM
+from core.llm import LLM, LLMError, ModelReply, ToolCall, UnconfiguredLLM
 from core.models import (
     Access,
     Identity,
@@ -37,10 +46,12 @@ from core.models import (
     Message,
     MessageMeta,
     Platform,
+    Proposal,
     Role,
     User,
 )
 from core.persona import Persona
+from core.proposals import REFUSED_RESULT, TOOL_RESULT, TOOLS, Proposals, draft
 from core.reply import EventClaim, Prepare, Reply, Turn, speaker
 from core.safety import crisis_language, safety_reply
 from core.text import clean_text
@@ -95,8 +106,10 @@ class Replies:
         settings: Settings,
         policy: WindowPolicy,
         clock: Clock,
+        proposals: Proposals | None = None,
     ) -> None:
         self.store, self.llm, self.persona = store, llm, persona
+        self.proposals = proposals  # None: the model gets no tools
         self.settings, self.policy, self.clock = settings, policy, clock
         lease = timedelta(seconds=settings.turn_lease_seconds)
         self.order = TurnOrder(store, clock, lease)
@@ -272,11 +285,18 @@ class Replies:
                 )
             )
             turn.claim.settled = True  # the message is kept: from here on a retry is a duplicate
-            turn.answer = answer = ModelReply(self.llm, prompt.system, prompt.messages)
+            tools = TOOLS if self.proposals is not None else ()
+            turn.answer = answer = ModelReply(self.llm, prompt.system, prompt.messages, tools)
             error: LLMError | None = None
             try:
-                async for piece in answer.pieces():
-                    yield Chunk(piece)
+                async for item in answer.items():
+                    if isinstance(item, str):
+                        yield Chunk(item)
+                        continue
+                    result, proposal = await self._propose(turn, item)
+                    answer.tool_result(item, result)
+                    if proposal is not None:
+                        yield Proposed(proposal)
             except LLMError as failure:
                 error = failure
                 log.warning("LLM failed for user %s: %s", user.id, failure)
@@ -291,6 +311,19 @@ class Replies:
             yield Failed(error.kind, error.user_text)
         else:
             yield Done(message.id, message.text, message.meta.usage)
+
+    async def _propose(self, turn: Turn, call: ToolCall) -> tuple[str, Proposal | None]:
+        """A tool call as a stored proposal, and what the model is told of it. Refused by
+        code when it is not a proposal we offer, or names what no tool may (rule 4)."""
+        assert self.proposals is not None  # tools are offered only with proposals
+        drafted = draft(call.name, call.input)
+        if drafted is None:
+            return REFUSED_RESULT, None
+        try:
+            proposal = await self.proposals.propose(turn.identity, drafted)
+        except CoachError as error:
+            return f"Refused: {error.user_text}", None
+        return TOOL_RESULT, proposal
 
     def _reply_message(
         self, turn: Turn, user: User, meta: MessageMeta, error: str | None

@@ -150,3 +150,24 @@ async def test_output_closed_early_ends_quietly(tmp_path: Path) -> None:
     assert out.decode().startswith("Commands:")
     assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode()
     assert err.decode().splitlines()[-1] == "exit 0"
+
+
+async def test_a_proposal_is_asked_after_the_reply_y_confirms_and_n_declines(
+    tmp_path: Path, fake: FakeAnthropic
+) -> None:
+    from tests.fakes.anthropic_api import Reply, ToolUse
+
+    for goal in ("Run a 5k", "Swim a mile"):
+        fake.enqueue(ToolUse((("propose_goal", {"text": goal}),), text="Great."), Reply("Okay?"))
+    store = await SQLiteStore.open(str(tmp_path / "c.db"))
+    out = io.StringIO()
+    async with coach_on(store, fake.base_url) as coach:
+        script = io.StringIO("I want to run\ny\nI want to swim\nn\n/goals\n")
+        await Console(coach, stdin=script, stdout=out).run()
+    await store.close()
+    said = out.getvalue()
+    assert "Shall I? Add the goal “Run a 5k”. Nothing changes unless you confirm." in said
+    assert "Goal added: Run a 5k." in said
+    assert "Okay, left as it is: Add the goal “Swim a mile”" in said
+    goals = said.split("Okay, left as it is")[1]
+    assert "Run a 5k" in goals and "Swim a mile" not in goals.split("\n", 1)[1]

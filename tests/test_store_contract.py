@@ -32,6 +32,9 @@ from core.models import (
     NoticeState,
     Phase,
     Platform,
+    Proposal,
+    ProposalKind,
+    ProposalStatus,
     Role,
     Usage,
 )
@@ -1138,6 +1141,58 @@ async def test_set_primary_swaps_the_own_identity_with_a_linked_one(store: Store
     assert await store.list_users() == [swapped]
 
 
+# Proposals (core/proposals.py)
+
+
+def proposal(user_id: str, proposal_id: str = "p1", minutes: float = 0) -> Proposal:
+    return Proposal(
+        id=proposal_id,
+        user_id=user_id,
+        kind=ProposalKind.ADD_GOAL,
+        args={"text": "Run 5k", "nested": {"n": 1}},
+        summary="Add the goal “Run 5k”",
+        created_at=at(minutes),
+        expires_at=at(minutes + 60),
+    )
+
+
+async def test_a_proposal_is_decided_once_and_not_after_it_expires(store: Store) -> None:
+    user_id = await new_user(store)
+    await store.add_proposal(proposal(user_id, "p1"))
+    await store.add_proposal(proposal(user_id, "p2"))
+    assert await store.get_proposal("p1") == proposal(user_id, "p1")  # args round-trip
+    assert await store.get_proposal("nope") is None
+    decided = await store.decide_proposal("p1", ProposalStatus.CONFIRMED, at(5))
+    assert decided is not None and decided.status is ProposalStatus.CONFIRMED
+    assert decided.decided_at == at(5)
+    assert await store.decide_proposal("p1", ProposalStatus.DECLINED, at(6)) is None  # once
+    await store.finish_proposal("p1", ProposalStatus.DONE, "Goal added: Run 5k.")
+    finished = await store.get_proposal("p1")
+    assert finished is not None and finished.status is ProposalStatus.DONE
+    assert finished.result == "Goal added: Run 5k."
+    assert await store.decide_proposal("p2", ProposalStatus.CONFIRMED, at(60)) is None  # expired
+    still = await store.get_proposal("p2")
+    assert still is not None and still.status is ProposalStatus.PENDING
+
+
+async def test_answers_racing_for_one_proposal_decide_it_once(store: Store) -> None:
+    user_id = await new_user(store)
+    await store.add_proposal(proposal(user_id))
+    answers = await asyncio.gather(
+        *(store.decide_proposal("p1", ProposalStatus.CONFIRMED, at(1)) for _ in range(8))
+    )
+    assert sum(answer is not None for answer in answers) == 1
+
+
+async def test_delete_user_removes_their_proposals(store: Store) -> None:
+    gone, kept = await new_user(store, "U1"), await new_user(store, "U2")
+    await store.add_proposal(proposal(gone, "gone"))
+    await store.add_proposal(proposal(kept, "kept"))
+    await store.delete_user(gone)
+    assert await store.get_proposal("gone") is None
+    assert await store.get_proposal("kept") is not None
+
+
 async def seed_everything(store: Store, user_id: str, minutes: float, tag: str) -> None:
     """One of each kind of data a user has, `tag` naming it, at `minutes`."""
     await store.add_message(message(user_id, minutes, f"{tag} says hi"))
@@ -1147,6 +1202,7 @@ async def seed_everything(store: Store, user_id: str, minutes: float, tag: str) 
     await store.add_in_flight(in_flight(user_id, f"{tag}-reply", minutes))
     await store.add_token(f"{tag}-token", user_id, at(minutes), API)
     await store.add_pass(f"{tag}-pass", user_id, Purpose.LINK, at(60))
+    await store.add_proposal(proposal(user_id, f"{tag}-proposal", minutes))
 
 
 async def assert_merged(store: Store, into: str, gone: str) -> None:
@@ -1165,6 +1221,8 @@ async def assert_merged(store: Store, into: str, gone: str) -> None:
     }
     assert await store.token_user("gone-token", API) == into
     assert await store.use_pass("gone-pass", Purpose.LINK, at(2)) == into
+    moved_proposal = await store.get_proposal("gone-proposal")
+    assert moved_proposal is not None and moved_proposal.user_id == into
     assert await store.recent_messages(gone, 10) == []
     assert await store.list_goals(gone) == []
     assert await store.list_meetings(gone) == []

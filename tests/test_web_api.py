@@ -365,3 +365,50 @@ async def feeds_replace_each_other(web: WebWorld, slack: Identity) -> None:
         assert "/coach calendar" in (await response.json())["detail"]
     async with web.http.get(feed_path(new)) as response:
         assert response.status == 200
+
+
+# Proposals the coach makes in a reply
+
+
+async def test_a_proposal_comes_with_the_reply_and_is_confirmed_once(
+    web: WebWorld, fake: FakeAnthropic
+) -> None:
+    from tests.fakes.anthropic_api import Reply, ToolUse
+
+    fake.enqueue(ToolUse((("propose_goal", {"text": "Run a 5k"}),), text="Yes!"), Reply("Ok?"))
+    ada, bob = await web.signed_in("ada"), await web.signed_in("bob")
+    status, body = await web.post("/api/v1/chat/send", ada, {"content": "I want to run"})
+    assert status == 200 and body["content"] == "Yes!\n\nOk?"
+    [proposal] = body["proposals"]
+    assert proposal["summary"] == "Add the goal “Run a 5k”" and proposal["expires_at"]
+    path = f"/api/v1/proposals/{proposal['id']}"
+    status, refused = await web.post(f"{path}/confirm", bob)
+    assert status == 403 and "someone else" in refused["detail"]
+    status, decided = await web.post(f"{path}/confirm", ada)
+    assert status == 200 and decided == {
+        "proposal_id": proposal["id"], "status": "done", "acted": True,
+        "content": "Goal added: Run a 5k.",
+    }  # fmt: skip
+    status, again = await web.post(f"{path}/decline", ada)
+    assert status == 200 and again["acted"] is False and "Already done" in again["content"]
+    _, goals = await web.get("/api/v1/goals", ada)
+    assert [g["text"] for g in goals["goals"]] == ["Run a 5k"]
+    status, missing = await web.post("/api/v1/proposals/nope/confirm", ada)
+    assert status == 404 and missing["error"] == "not_found"
+
+
+async def test_a_proposal_streams_as_a_server_sent_event(
+    web: WebWorld, fake: FakeAnthropic
+) -> None:
+    from tests.fakes.anthropic_api import Reply, ToolUse
+
+    fake.enqueue(ToolUse((("propose_meeting", {"when": "tomorrow 9am"}),)), Reply("Ok?"))
+    headers = {**await web.signed_in(), "Accept": "text/event-stream"}
+    async with web.http.post(
+        "/api/v1/chat/send", headers=headers, json={"content": "book me"}
+    ) as response:
+        events = _sse(await response.text())
+    names = [name for name, _ in events]
+    assert names.index("proposal") < names.index("done")
+    [data] = [data for name, data in events if name == "proposal"]
+    assert data["summary"] == "Book a coaching meeting: tomorrow 9am"

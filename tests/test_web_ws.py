@@ -199,3 +199,27 @@ async def test_a_socket_that_stops_answering_pings_is_closed(
             ):
                 kinds.append(message.type)  # pings, left unanswered
             assert kinds and set(kinds) == {aiohttp.WSMsgType.PING}
+
+
+async def test_a_proposal_frame_is_confirmed_over_the_socket(
+    web: WebWorld, fake: FakeAnthropic
+) -> None:
+    from tests.fakes.anthropic_api import Reply, ToolUse
+
+    fake.enqueue(ToolUse((("propose_goal", {"text": "Run a 5k"}),), text="Yes!"), Reply("Ok?"))
+    async with web.http.ws_connect(WS, headers=await web.signed_in()) as socket:
+        await socket.receive_json()
+        await socket.send_json({"type": "message", "content": "I want to run"})
+        frames = await frames_until(socket, "response")
+        [proposal] = [f for f in frames if f["type"] == "proposal"]
+        assert proposal["summary"] == "Add the goal “Run a 5k”"
+        assert "Nothing changes unless you confirm" in proposal["content"]
+        await socket.send_json({"type": "confirm", "proposal_id": proposal["proposal_id"]})
+        decision = await socket.receive_json()
+        assert decision["type"] == "decision" and decision["acted"] is True
+        assert decision["content"] == "Goal added: Run a 5k."
+        await socket.send_json({"type": "decline", "proposal_id": proposal["proposal_id"]})
+        again = await socket.receive_json()
+        assert again["acted"] is False and "Already done" in again["content"]
+        await socket.send_json({"type": "confirm"})
+        assert (await socket.receive_json())["error"] == "bad_message"

@@ -192,7 +192,7 @@ class DiscordCoach(discord.Client):
     ) -> None:
         try:
             await render(
-                spoken(reply, DiscordVoice(message.id)),
+                spoken(reply, DiscordVoice(message.id, message.channel)),
                 surface,
                 Budgets(self.buckets.get(message.channel.id), self.global_budget),
                 fail_note=failure_note(INTERNAL_ERROR_TEXT),

@@ -22,6 +22,7 @@ from bots.commands import Confirm, Result, run_command
 from bots.discord.confirm import AnswerButton, ConfirmView, Question
 from bots.discord.connect import discord_identity
 from bots.discord.ephemeral import send_answer, tell, tell_something_went_wrong
+from bots.discord.proposals import ProposalButton
 from bots.discord.render import Answer, answer_for
 from core.coach import Coach
 from core.models import Identity
@@ -262,7 +263,7 @@ class CoachTree(app_commands.CommandTree[discord.Client]):
 
     def __init__(self, client: discord.Client, **options: Any) -> None:
         super().__init__(client, **options)
-        client.add_dynamic_items(AnswerButton)
+        client.add_dynamic_items(AnswerButton, ProposalButton)
 
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 import discord
 
 from bots.discord.connect import QUIET, REFUSED
+from bots.discord.proposals import post_proposal
 from bots.discord.render import MESSAGE_LIMIT, discord_commands, discord_when, failure_note
 from bots.stream import STREAMING_INDICATOR, RateLimited
 from bots.throttle import EditBucket
 from bots.voice import When
-from core.models import InFlight
+from core.models import InFlight, Proposal
 from core.reply import Reply
 from core.texts import CUT_OFF_TEXT, INTERNAL_ERROR_TEXT
 from core.zones import UserTime
@@ -154,8 +155,8 @@ class DiscordVoice:
     """bots/voice.py's Voice for Discord: `/coach …` commands, Discord's time stamps until a
     user chose a zone, the welcome opening the reply."""
 
-    def __init__(self, message_id: int) -> None:
-        self.message_id = message_id
+    def __init__(self, message_id: int, channel: discord.abc.Messageable) -> None:
+        self.message_id, self.channel = message_id, channel
 
     def coach(self, text: str) -> str:
         return text  # sent with no mentions allowed: nothing in it can ping
@@ -174,6 +175,9 @@ class DiscordVoice:
 
     async def duplicate(self) -> None:
         log.info("Discord message %s was already answered", self.message_id)
+
+    async def propose(self, proposal: Proposal) -> None:
+        await post_proposal(self.channel, proposal)
 
 
 async def tell_unfinished(channel: discord.abc.Messageable, global_budget: EditBucket) -> None:

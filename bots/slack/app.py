@@ -37,11 +37,14 @@ from bots.slack.render import (
     ACTION_CANCEL,
     ACTION_CONFIRM,
     ACTION_HISTORY_PAGE,
+    ACTION_PROPOSAL_CONFIRM,
+    ACTION_PROPOSAL_DECLINE,
     CANCELLED,
     SLASH_COMMAND,
     WARNING,
     HomeFacts,
     SlackMessage,
+    decided_message,
     escape,
     home_view,
     result_message,
@@ -125,6 +128,8 @@ class SlackBot:
         app.action(ACTION_HISTORY_PAGE)(self.on_history_page)
         app.action(ACTION_CONFIRM)(self.on_confirm)
         app.action(ACTION_CANCEL)(self.on_cancel)
+        app.action(ACTION_PROPOSAL_CONFIRM)(self.on_proposal)
+        app.action(ACTION_PROPOSAL_DECLINE)(self.on_proposal)
 
     async def _authorize(self) -> AuthorizeResult:
         # Signed in before serving: no request awaits the network (or one another) here.
@@ -188,6 +193,32 @@ class SlackBot:
         """The button on a `Confirm` carries its command: running it carries the action out."""
         await ack()
         self._command_later(str(action.get("value") or "help"), respond, context, True)
+
+    async def on_proposal(
+        self, ack: Any, action: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        """Confirm or decline on a proposal's card: decided once, whoever clicks when (the
+        id is all a fresh process needs); the card then says what came of it."""
+        await ack()
+        confirm = action.get("action_id") == ACTION_PROPOSAL_CONFIRM
+        work = self.answer_proposal(context["identity"], str(action.get("value")), confirm, respond)
+        self.background.spawn(work, "proposal")
+
+    async def answer_proposal(
+        self, identity: Identity, proposal_id: str, confirm: bool, respond: AsyncRespond
+    ) -> None:
+        try:
+            decision = await self.coach.decide(identity, proposal_id[:100], confirm=confirm)
+        except Exception:
+            log.exception("proposal %s: the answer failed", proposal_id)
+            message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")
+            await _respond(respond, message, replace=False, about="a proposal")
+            return
+        mine = decision.proposal is None or decision.proposal.user_id == (
+            await self.coach.user(identity)
+        ).id
+        # Someone else's click is answered to them alone; the card stays for its owner.
+        await _respond(respond, decided_message(decision), replace=mine, about="a proposal")
 
     async def on_cancel(self, ack: Any, respond: AsyncRespond) -> None:
         await ack()

@@ -34,9 +34,16 @@ from bots.commands import (
     booked_text,
     phase_label,
 )
-from bots.voice import under_command
+from bots.voice import (
+    CONFIRM_LABEL,
+    DECLINE_LABEL,
+    PROPOSAL_TITLE,
+    proposal_text,
+    under_command,
+)
 from core.access import Standing
-from core.models import Goal, Meeting, Phase, Role
+from core.models import Goal, Meeting, Phase, Proposal, Role
+from core.proposals import Decision
 from core.text import clip
 from core.texts import counted
 
@@ -49,6 +56,8 @@ WARNING = "⚠️"
 ACTION_HISTORY_PAGE = "coach_history_page"
 ACTION_CONFIRM = "coach_confirm"
 ACTION_CANCEL = "coach_cancel"
+ACTION_PROPOSAL_CONFIRM = "coach_proposal_confirm"
+ACTION_PROPOSAL_DECLINE = "coach_proposal_decline"
 
 Blocks = list[dict[str, Any]]
 When = Callable[[datetime], str]
@@ -234,6 +243,26 @@ def confirm_message(confirm: Confirm) -> SlackMessage:
 
 
 CANCELLED = SlackMessage("Nothing was deleted.", [section("Okay, nothing was deleted.")])
+
+
+def proposal_message(proposal: Proposal) -> SlackMessage:
+    """A proposal of the coach, with buttons that carry its id (core/proposals.py)."""
+    text = our_text(f"{PROPOSAL_TITLE} {proposal_text(proposal)}")
+    buttons = [
+        button(CONFIRM_LABEL, ACTION_PROPOSAL_CONFIRM, proposal.id, "primary"),
+        button(DECLINE_LABEL, ACTION_PROPOSAL_DECLINE, proposal.id),
+    ]
+    return SlackMessage(
+        text, [section(text), {"type": "actions", "block_id": "proposal", "elements": buttons}]
+    )
+
+
+def decided_message(decision: Decision) -> SlackMessage:
+    """The card once answered: what was proposed, and what came of it (no buttons)."""
+    asked = decision.proposal.summary if decision.proposal else ""
+    text = our_text(decision.text)
+    blocks = [section(text)] + ([context(our_text(asked))] if asked else [])
+    return SlackMessage(text, blocks)
 
 
 # --- The coach's own events ----------------------------------------------------------------

@@ -13,12 +13,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.edits import Destination
 from bots.slack.errors import refusal
-from bots.slack.render import WARNING, coach_markdown, failure_note, our_text, reply_blocks
+from bots.slack.render import (
+    WARNING,
+    coach_markdown,
+    failure_note,
+    our_text,
+    proposal_message,
+    reply_blocks,
+)
 from bots.slack.repair import finish_cut_reply
 from bots.slack.stream import WorkspaceEdits, stream_reply
 from bots.voice import When, spoken
 from core.config import Settings
-from core.models import Identity, InFlight
+from core.models import Identity, InFlight, Proposal
 from core.reply import Reply
 from core.texts import CUT_OFF_TEXT, INTERNAL_ERROR_TEXT
 from core.zones import UserTime
@@ -111,6 +118,18 @@ class SlackReplies:
             return False
         return True
 
+    async def post_proposal(self, where: Destination, proposal: Proposal) -> None:
+        """A proposal's card in the reply's thread. If Slack refuses it, the proposal is
+        never seen and simply expires: the reply says it in words as well."""
+        card = proposal_message(proposal)
+        try:
+            await self.client.chat_postMessage(
+                channel=where.channel, thread_ts=where.thread_ts, text=card.text, blocks=card.blocks
+            )
+        except SlackApiError as error:
+            log.warning("proposal %s not posted in %s: %s", proposal.id, where.channel,
+                        refusal(error))  # fmt: skip
+
     async def repair(self, record: InFlight) -> str | None:
         """Finish a reply a crash cut off (bots/slack/repair.py)."""
         return await finish_cut_reply(
@@ -136,6 +155,9 @@ class SlackVoice:
 
     def when(self, time: UserTime) -> When:
         return time
+
+    async def propose(self, proposal: Proposal) -> None:
+        await self.replies.post_proposal(self.turn.where, proposal)
 
     async def welcome(self, text: str) -> str:
         if await self.replies.post_welcome(self.turn.where, our_text(text)):

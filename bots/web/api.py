@@ -15,7 +15,15 @@ from sse_starlette import EventSourceResponse
 from bots.web.auth import Caller, Web, caller, web_of, within_budget
 from bots.web.calendar import meetings_calendar
 from bots.web.replies import BAD_INPUT, Frame, WebReply, event_id
-from bots.web.views import JSON, access_view, goal_view, history_view, meeting_view, user_view
+from bots.web.views import (
+    JSON,
+    access_view,
+    decision_view,
+    goal_view,
+    history_view,
+    meeting_view,
+    user_view,
+)
 from bots.web_links import calendar_feed_url
 from core.keys import LINK_MINUTES, digest
 from core.models import GoalStatus, Phase, User
@@ -130,13 +138,18 @@ async def _events(first: Frame | None, rest: AsyncIterator[Frame]) -> AsyncItera
 
 async def _whole(first: Frame | None, rest: AsyncIterator[Frame]) -> JSONResponse:
     welcome: str | None = None
+    proposals: list[JSON] = []
     async for frame in _chain(first, rest):
         data = frame.data
         match frame.kind:
             case "welcome":
                 welcome = data["content"]
+            case "proposal":
+                proposals.append(data)
             case "done":
-                return JSONResponse({**data, "welcome": welcome, "refused": False})
+                return JSONResponse(
+                    {**data, "welcome": welcome, "refused": False, "proposals": proposals}
+                )
             case "refused":
                 return JSONResponse({**data, "welcome": welcome, "refused": True})
             case "error" if data["said"]:  # the model stopped mid-way: what it said is kept
@@ -155,6 +168,33 @@ async def _chain(first: Frame | None, rest: AsyncIterator[Frame]) -> AsyncIterat
         yield first
     async for frame in rest:
         yield frame
+
+
+# Proposals the coach made in a reply
+
+
+@api.post("/proposals/{proposal_id}/confirm")
+async def confirm_proposal(request: Request, who: Signed, proposal_id: str) -> JSONResponse:
+    """Carry out a proposal from a reply (a `proposal` frame or event), once."""
+    return await _decide(request, who, proposal_id, confirm=True)
+
+
+@api.post("/proposals/{proposal_id}/decline")
+async def decline_proposal(request: Request, who: Signed, proposal_id: str) -> JSONResponse:
+    return await _decide(request, who, proposal_id, confirm=False)
+
+
+async def _decide(
+    request: Request, who: Caller, proposal_id: str, *, confirm: bool
+) -> JSONResponse:
+    decision = await web_of(request).coach.decide(
+        who.user.identity, proposal_id[:100], confirm=confirm
+    )
+    if decision.status is None:
+        return JSONResponse({"error": "not_found", "detail": decision.text}, 404)
+    if decision.proposal is not None and decision.proposal.user_id != who.user.id:
+        return JSONResponse({"error": "forbidden", "detail": decision.text}, 403)
+    return JSONResponse(decision_view(decision))
 
 
 # Goals

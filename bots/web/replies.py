@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bots.tasks import Background
-from bots.web.views import access_view
+from bots.web.views import access_view, proposal_view
 from core.coach import Coach
-from core.events import Chunk, Denied, Done, Failed, SafetyReply, Welcome
+from core.events import Chunk, Denied, Done, Failed, Proposed, SafetyReply, Welcome
 from core.models import Identity, Platform
 
 # Failures the sender caused (a 4xx), as opposed to the coach's own (the model, the database).
 BAD_INPUT = frozenset({"empty", "too_long"})
 
-Kind = Literal["welcome", "chunk", "done", "refused", "error"]
+Kind = Literal["welcome", "chunk", "proposal", "done", "refused", "error"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class WebReply:
                         case Chunk(text=text):
                             said += text
                             self._put("chunk", content=text)
+                        case Proposed(proposal=proposal):
+                            self._put("proposal", **proposal_view(proposal))
                         case Done(message_id=message_id, text=text, usage=usage):
                             tokens = usage.input_tokens + usage.output_tokens if usage else 0
                             self._done(message_id, text, tokens, incomplete=False)

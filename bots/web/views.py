@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bots.voice import meeting_line
+from bots.voice import meeting_line, proposal_text
 from core.access import Standing
-from core.models import Goal, Meeting, Message, Role, User
+from core.models import Goal, Meeting, Message, Proposal, Role, User
+from core.proposals import Decision
 from core.session import HistoryPage
 from core.zones import UserTime
 
@@ -78,4 +79,24 @@ def user_view(user: User, time: UserTime) -> JSON:
         "phase": user.phase.value,
         "timezone": time.zone.key,
         "timezone_chosen": time.chosen,
+    }
+
+
+def proposal_view(proposal: Proposal) -> JSON:
+    """A proposal to confirm (POST /api/v1/proposals/{id}/confirm) or decline."""
+    return {
+        "id": proposal.id,
+        "action": proposal.kind.value,
+        "summary": proposal.summary,
+        "text": proposal_text(proposal),
+        "expires_at": proposal.expires_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def decision_view(decision: Decision) -> JSON:
+    return {
+        "proposal_id": decision.proposal.id if decision.proposal else None,
+        "status": decision.status.value if decision.status else None,
+        "acted": decision.acted,
+        "content": decision.text,
     }

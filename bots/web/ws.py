@@ -1,8 +1,9 @@
 """The WebSocket chat, /api/v1/chat/ws, with the original backend's JSON protocol.
 
 Client -> server: {"type": "message", "content": "...", "client_id"?: "..."}, {"type": "ping"},
-{"type": "typing"}. Server -> client: connected, typing, response_chunk, response, error,
-pong (and welcome, once, before a new user's first reply). A bad frame gets an `error` frame
+{"type": "typing"}, {"type": "confirm" | "decline", "proposal_id": "..."}. Server -> client:
+connected, typing, response_chunk, proposal, response, decision, error, pong (and welcome,
+once, before a new user's first reply). A bad frame gets an `error` frame
 and the socket stays open; no or a wrong token closes it with 4401.
 """
 
@@ -16,6 +17,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from bots.web.auth import Caller, Web, bearer, caller_for, over_budget
 from bots.web.replies import Frame, WebReply, event_id
+from bots.web.views import decision_view
 
 ws = APIRouter()
 
@@ -90,8 +92,24 @@ class Conversation:
             await self.message(frame["content"], frame.get("client_id"))
         elif kind == "message":
             await self.error("bad_message", 'A message needs "content", a string.')
+        elif kind in ("confirm", "decline") and isinstance(frame.get("proposal_id"), str):
+            await self.decide(frame["proposal_id"], confirm=kind == "confirm")
+        elif kind in ("confirm", "decline"):
+            await self.error("bad_message", f'A {kind} needs "proposal_id", a string.')
         else:
-            await self.error("unknown_type", f"Unknown frame type {kind!r}: message, ping, typing.")
+            await self.error(
+                "unknown_type",
+                f"Unknown frame type {kind!r}: message, ping, typing, confirm, decline.",
+            )
+
+    async def decide(self, proposal_id: str, *, confirm: bool) -> None:
+        if wait := over_budget(self.web, self.who.key):
+            await self.error("rate_limited", "Too many requests: wait a moment.", retry_after=wait)
+            return
+        decision = await self.web.coach.decide(
+            self.who.user.identity, proposal_id[:100], confirm=confirm
+        )
+        await self.send(type="decision", **decision_view(decision))
 
     async def message(self, content: str, client_id: object) -> None:
         if wait := over_budget(self.web, self.who.key):
@@ -119,6 +137,9 @@ def protocol_frame(frame: Frame) -> dict[str, Any]:
             return {"type": "welcome", "content": data["content"]}
         case "chunk":
             return {"type": "response_chunk", "content": data["content"], "is_complete": False}
+        case "proposal":
+            return {"type": "proposal", "proposal_id": data["id"], "content": data["text"],
+                    "summary": data["summary"], "expires_at": data["expires_at"]}  # fmt: skip
         case "done":
             return {
                 "type": "response",

@@ -17,6 +17,7 @@ from core.models import (
     Meeting,
     Message,
     Notice,
+    Proposal,
     User,
 )
 from core.store import StoreUnavailable
@@ -43,7 +44,7 @@ def _unavailable_on_error(
     return wrapper
 
 
-def _doc(model: User | Goal | Meeting | Message | Notice) -> dict[str, Any]:
+def _doc(model: User | Goal | Meeting | Message | Notice | Proposal) -> dict[str, Any]:
     data = model.model_dump(mode="python", exclude_none=True)
     data["_id"] = data.pop("id")
     data["seq"] = ObjectId()  # increases within a process: the tie-break for equal timestamps
@@ -84,3 +85,4 @@ class Collections:
         self._tokens = db["tokens"]
         self._passes = db["passes"]
         self._identities = db["identities"]
+        self._proposals = db["proposals"]

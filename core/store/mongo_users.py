@@ -120,6 +120,7 @@ class UserDocs(Collections):
             self._turn_waits,
             self._tokens,
             self._passes,
+            self._proposals,
             self._identities,
         ):
             await collection.delete_many({"user_id": user_id})
@@ -205,6 +206,7 @@ class UserDocs(Collections):
             self._in_flight,
             self._tokens,
             self._passes,
+            self._proposals,
         ):
             await collection.update_many({"user_id": from_id}, {"$set": {"user_id": into_id}})
         await self.delete_user(from_id)

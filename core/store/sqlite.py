@@ -24,6 +24,7 @@ from core.models import (
 from core.store.sqlite_file import SQLiteFile
 from core.store.sqlite_keys import KeyRows
 from core.store.sqlite_meetings import MeetingRows
+from core.store.sqlite_proposals import ProposalRows
 from core.store.sqlite_rows import Rows, _ts
 from core.store.sqlite_turns import TurnRows
 from core.store.sqlite_users import UserRows
@@ -116,6 +117,15 @@ MIGRATIONS = [
     """
     ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'api'
     """,
+    # What the model proposed and the user confirms or declines (core/proposals.py).
+    """
+    CREATE TABLE proposals (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, args TEXT NOT NULL,
+        summary TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        status TEXT NOT NULL, decided_at TEXT, result TEXT
+    );
+    CREATE INDEX proposals_by_user ON proposals (user_id, created_at)
+    """,
 ]
 
 
@@ -177,7 +187,7 @@ async def _user_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-class SQLiteStore(UserRows, KeyRows, TurnRows, MeetingRows, Rows):
+class SQLiteStore(UserRows, KeyRows, ProposalRows, TurnRows, MeetingRows, Rows):
     """Messages, goals and dedupe keys here; users and their identities in UserRows
     (sqlite_users.py), meetings and notices in MeetingRows (sqlite_meetings.py), turn leases
     and replies in flight in TurnRows (sqlite_turns.py)."""

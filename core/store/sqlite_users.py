@@ -16,7 +16,9 @@ from core.store.sqlite_rows import Rows, _ts
 
 # Tables whose rows belong to a user and follow it into a merge. The turn lease and the
 # waiting tickets do not: they are the merged-away user's, deleted with it.
-_MERGED_TABLES = ("messages", "goals", "meetings", "notices", "in_flight", "tokens", "passes")
+_MERGED_TABLES = (
+    "messages", "goals", "meetings", "notices", "in_flight", "tokens", "passes", "proposals",
+)
 
 _FIND = (
     "SELECT users.*, 1 AS linked FROM identities JOIN users ON users.id = identities.user_id"
@@ -137,6 +139,7 @@ class UserRows(Rows):
             ("notices", "user_id"),
             ("tokens", "user_id"),
             ("passes", "user_id"),
+            ("proposals", "user_id"),
             ("identities", "user_id"),
             ("users", "id"),
         ):

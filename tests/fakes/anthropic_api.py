@@ -29,9 +29,10 @@ tests/test_fake_anthropic.py:
 * `Stall(after=n, seconds=s)` -> nothing; the caller's own `asyncio.timeout()` fires
   (`TimeoutError`). The SDK's read timeout is per read and defaults to 10 minutes.
 
-Prompt caching is modelled on the system prompt only: the prefix up to the last system block
-carrying `cache_control` is written to the cache the first time (if it estimates at least
-`cache_min_tokens`) and read from it afterwards. Tokens are estimated as characters / 4.
+Prompt caching is modelled on the tools and the system prompt: the prefix (the tools, then the
+system blocks up to the last one carrying `cache_control`) is written to the cache the first
+time (if it estimates at least `cache_min_tokens`) and read from it afterwards. Tokens are
+estimated as characters / 4.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "Reply",
     "Stall",
     "StreamError",
+    "ToolUse",
     "chunk_text",
 ]
 
@@ -91,6 +93,16 @@ class Reply:
     """Answer normally, with this text instead of the default reply."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """Answer with `text` (may be empty), then call each tool of `calls` (name, input): a
+    `tool_use` block whose input streams as `input_json_delta` pieces, and stop_reason
+    `tool_use`. An input given as a str is sent as it is (malformed JSON, say)."""
+
+    calls: tuple[tuple[str, Any], ...]
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,7 +139,7 @@ class Stall:
     seconds: float = 30.0
 
 
-Behaviour = Reply | HttpError | StreamError | Drop | Stall
+Behaviour = Reply | ToolUse | HttpError | StreamError | Drop | Stall
 
 
 # --- What was asked and what was answered ---
@@ -302,7 +314,8 @@ class FakeAnthropic:
             message = behaviour.message or ERROR_MESSAGE.get(kind, kind)
             return self._error(record, behaviour.status, kind, message, extra)
 
-        text = behaviour.text if isinstance(behaviour, Reply) else self._default_text(body)
+        scripted = isinstance(behaviour, Reply | ToolUse)
+        text = behaviour.text if scripted else self._default_text(body)  # type: ignore[union-attr]
         record.usage = self._usage(body)
         if body.get("stream"):
             return await self._stream(request, record, behaviour, chunk_text(text))
@@ -354,7 +367,8 @@ class FakeAnthropic:
         system = body.get("system")
         total = _tokens(_text_of(system))
         total += sum(_tokens(_text_of(m.get("content"))) for m in body.get("messages") or [])
-        total += _tokens(json.dumps(body["tools"])) if body.get("tools") else 0
+        tools = _tokens(json.dumps(body["tools"])) if body.get("tools") else 0
+        total += tools
         created = read = 0
         blocks: list[Any] = system if isinstance(system, list) else []
         marks = [
@@ -364,7 +378,7 @@ class FakeAnthropic:
         ]
         if marks:
             prefix = blocks[: marks[-1] + 1]
-            prefix_tokens = _tokens(_text_of(prefix))
+            prefix_tokens = tools + _tokens(_text_of(prefix))  # tools come first in the cache
             if prefix_tokens >= self.cache_min_tokens:
                 key = json.dumps([body.get("model"), body.get("tools"), prefix], sort_keys=True)
                 digest = hashlib.sha256(key.encode()).hexdigest()
@@ -496,11 +510,29 @@ class FakeAnthropic:
 
         record.usage["output_tokens"] = max(1, len(chunks))
         await send("content_block_stop", index=0)
-        end = {"stop_reason": "end_turn", "stop_sequence": None}
+        calls = behaviour.calls if isinstance(behaviour, ToolUse) else ()
+        for index, (name, tool_input) in enumerate(calls, start=1):
+            await self._send_tool_use(send, index, name, tool_input)
+        end = {"stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None}
         await send("message_delta", delta=end, usage=record.usage)
         await send("message_stop")
         await response.write_eof()
         return True
+
+    async def _send_tool_use(
+        self, send: Callable[..., Any], index: int, name: str, tool_input: Any
+    ) -> None:
+        """One tool_use block, its input in three `input_json_delta` pieces as the API splits
+        it (at arbitrary places, not at JSON boundaries)."""
+        block = {"type": "tool_use", "id": f"toolu_fake_{uuid.uuid4().hex[:20]}", "name": name,
+                 "input": {}}  # fmt: skip
+        await send("content_block_start", index=index, content_block=block)
+        raw = tool_input if isinstance(tool_input, str) else json.dumps(tool_input)
+        third = max(1, len(raw) // 3)
+        for piece in (raw[:third], raw[third : 2 * third], raw[2 * third :]):
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            await send("content_block_delta", index=index, delta=delta)
+        await send("content_block_stop", index=index)
 
     def _abort(
         self,

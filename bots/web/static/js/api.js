@@ -39,6 +39,7 @@ export class Api {
     if (!type.includes("text/event-stream")) {
       // A proxy that does not stream, or a refusal answered whole: the same events, at once.
       const data = (await readJson(response)) ?? {};
+      for (const proposal of data.proposals ?? []) onEvent("proposal", proposal);
       onEvent(data.refused ? "refused" : "done", data);
       return;
     }

@@ -117,6 +117,9 @@ export class Chat {
       case "response_chunk":
         this.waiting[0]?.chunk(frame.content);
         break;
+      case "proposal":
+        this.waiting[0]?.proposal({ id: frame.proposal_id, text: frame.content, summary: frame.summary });
+        break;
       case "response":
         this.waiting.shift()?.done(frame.content);
         break;
@@ -184,6 +187,9 @@ export class Chat {
             break;
           case "chunk":
             reply.chunk(data.content);
+            break;
+          case "proposal":
+            reply.proposal(data);
             break;
           case "done":
             ended = true;

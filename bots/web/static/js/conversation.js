@@ -12,11 +12,12 @@ const LOST =
   "The connection dropped. Your coach's reply is kept and shows here once the page reconnects.";
 
 export class Conversation {
-  constructor({ list, older, api, formatTime }) {
+  constructor({ list, older, api, formatTime, onDecided = () => {} }) {
     this.list = list;
     this.olderButton = older;
     this.api = api;
     this.formatTime = formatTime;
+    this.onDecided = onDecided; // a proposal was answered: goals or meetings may have changed
     this.live = new Set(); // ReplyViews still coming in
     this.clear();
   }
@@ -142,6 +143,44 @@ export class ReplyView {
     this.body.append(thinking);
     this.frame = 0;
     this.finished = false;
+    this.cards = []; // proposals shown under this reply
+  }
+
+  /** A proposal from this reply: a card under it with Confirm and Decline, answered over
+   * HTTP (POST api/v1/proposals/{id}/confirm|decline); the card then says what happened. */
+  proposal({ id, text, summary }) {
+    const card = bubble("coach");
+    card.classList.add("proposal");
+    card.querySelector(".body").textContent = text;
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    actions.setAttribute("role", "group");
+    actions.setAttribute("aria-label", `Proposal: ${summary}`);
+    const answer = (confirm) => this.decide(id, confirm, actions);
+    actions.append(
+      button("Confirm", `Confirm: ${summary}`, () => answer(true)),
+      button("Decline", `Decline: ${summary}`, () => answer(false)),
+    );
+    card.append(actions);
+    (this.cards.at(-1) ?? this.item).after(card);
+    this.cards.push(card);
+  }
+
+  async decide(id, confirm, actions) {
+    for (const each of actions.querySelectorAll("button")) each.disabled = true;
+    const path = `api/v1/proposals/${encodeURIComponent(id)}/${confirm ? "confirm" : "decline"}`;
+    let said;
+    try {
+      said = (await this.conversation.api.post(path)).content;
+    } catch (error) {
+      said = error.detail ?? String(error);
+    }
+    const result = document.createElement("p");
+    result.className = "decision";
+    result.setAttribute("role", "status");
+    result.textContent = said;
+    actions.replaceWith(result);
+    await this.conversation.onDecided();
   }
 
   welcome(text) {
@@ -213,6 +252,15 @@ function bubble(who) {
   body.className = "body";
   item.append(speaker, body);
   return item;
+}
+
+function button(label, ariaLabel, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = label;
+  element.setAttribute("aria-label", ariaLabel);
+  element.addEventListener("click", onClick);
+  return element;
 }
 
 function addNote(item, text) {

@@ -22,6 +22,7 @@ const conversation = new Conversation({
   older: $("older"),
   api,
   formatTime: (iso) => timeFormat.format(new Date(iso)),
+  onDecided: () => Promise.all([goals.load(), meetings.load(), access.load()]),
 });
 let chat = null;
 let refresher = 0;
