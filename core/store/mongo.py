@@ -95,6 +95,7 @@ class MongoStore(UserDocs, KeyDocs, TurnDocs, MeetingDocs, Collections):
         await self._passes.create_index("user_id")
         # Linked identities: the `_id` is the identity, so unique (mongo_users.py).
         await self._identities.create_index([("user_id", ASCENDING), *_by("linked_at")])
+        await self._commitments.create_index([("user_id", ASCENDING), *_by("created_at")])
 
     async def close(self) -> None:
         await self._client.close()

@@ -13,6 +13,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from core.models import (
+    Commitment,
     Goal,
     Meeting,
     Message,
@@ -43,7 +44,7 @@ def _unavailable_on_error(
     return wrapper
 
 
-def _doc(model: User | Goal | Meeting | Message | Notice) -> dict[str, Any]:
+def _doc(model: User | Goal | Commitment | Meeting | Message | Notice) -> dict[str, Any]:
     data = model.model_dump(mode="python", exclude_none=True)
     data["_id"] = data.pop("id")
     data["seq"] = ObjectId()  # increases within a process: the tie-break for equal timestamps
@@ -84,3 +85,5 @@ class Collections:
         self._tokens = db["tokens"]
         self._passes = db["passes"]
         self._identities = db["identities"]
+        self._commitments = db["commitments"]
+        self._memory = db["memory"]  # one document per user, `_id` the user's id

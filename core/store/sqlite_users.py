@@ -12,11 +12,22 @@ import sqlite3
 from datetime import datetime
 
 from core.models import Identity, Phase, User
-from core.store.sqlite_rows import Rows, _ts
+from core.store.sqlite_notes import NoteRows
+from core.store.sqlite_rows import _ts
 
 # Tables whose rows belong to a user and follow it into a merge. The turn lease and the
 # waiting tickets do not: they are the merged-away user's, deleted with it.
-_MERGED_TABLES = ("messages", "goals", "meetings", "notices", "in_flight", "tokens", "passes")
+# The memory notes are merged apart (sqlite_notes.py): two lists become one.
+_MERGED_TABLES = (
+    "messages",
+    "goals",
+    "commitments",
+    "meetings",
+    "notices",
+    "in_flight",
+    "tokens",
+    "passes",
+)
 
 _FIND = (
     "SELECT users.*, 1 AS linked FROM identities JOIN users ON users.id = identities.user_id"
@@ -55,7 +66,9 @@ def _same(a: Identity, b: Identity) -> bool:
     return (a.platform, a.external_id) == (b.platform, b.external_id)
 
 
-class UserRows(Rows):
+class UserRows(NoteRows):
+    """Users and identities; a user's notes (NoteRows) come along because a merge joins them."""
+
     # Users
 
     async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
@@ -133,6 +146,8 @@ class UserRows(Rows):
             ("turns", "user_id"),
             ("messages", "user_id"),
             ("goals", "user_id"),
+            ("commitments", "user_id"),
+            ("memory", "user_id"),
             ("meetings", "user_id"),
             ("notices", "user_id"),
             ("tokens", "user_id"),
@@ -224,5 +239,6 @@ class UserRows(Rows):
             await self._write(
                 f"UPDATE {table} SET user_id = ? WHERE user_id = ?", (into_id, from_id)
             )
+        await self._merge_notes(from_id, into_id, now)
         await self.delete_user(from_id)
         return True
