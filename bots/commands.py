@@ -178,6 +178,63 @@ async def _goal(ask: Ask, args: str) -> Result:
     return GoalsView(await you.goals(), note=note)
 
 
+async def _commitments(ask: Ask, args: str) -> Result:
+    action, rest = _first_word(args)
+    you = await ask.session()
+    note = ""
+    match plain_argument(action).lower():
+        case "":
+            pass
+        case "done":
+            if not plain_argument(rest):
+                return Reply("Which one? `/commitments done <number>` (see /commitments).", True)
+            done = await you.close_commitment(plain_argument(rest))
+            note = f"✅ Done: {done.text}. That's a promise kept!\n"
+        case _:
+            return Reply("Use `/commitments` or `/commitments done <number>`.", True)
+    commitments = await you.commitments()
+    if not commitments:
+        return Reply(
+            note + "No open commitments. When you tell me in a meeting what you will do, "
+            "I'll keep it here and ask about it next time."
+        )
+    lines = [
+        f"{i}. {c.text}{f' (due {c.due})' if c.due else ''}, said {you.local(c.created_at)}"
+        for i, c in enumerate(commitments, 1)
+    ]
+    return Reply(
+        note + "What you said you would do:\n" + "\n".join(lines)
+        + "\nDone one? `/commitments done <number>`"
+    )  # fmt: skip
+
+
+async def _memory(ask: Ask, args: str) -> Result:
+    action, rest = _first_word(args)
+    you = await ask.session()
+    note = ""
+    match plain_argument(action).lower():
+        case "":
+            pass
+        case "forget":
+            if not plain_argument(rest):
+                return Reply("Which one? `/memory forget <number>` (see /memory).", True)
+            forgotten = await you.forget_memory(plain_argument(rest))
+            note = f"Forgotten: {forgotten}\n"
+        case _:
+            return Reply("Use `/memory` or `/memory forget <number>`.", True)
+    notes = await you.memory()
+    if not notes:
+        return Reply(
+            note + "I have no notes on you yet. After each meeting I note what matters to you "
+            "(why your goals matter, what gets in the way, what works for you)."
+        )
+    lines = [f"{i}. {text}" for i, text in enumerate(notes, 1)]
+    return Reply(
+        note + "What I remember about you:\n" + "\n".join(lines)
+        + "\nWrong or private? `/memory forget <number>`"
+    )  # fmt: skip
+
+
 async def _schedule(ask: Ask, args: str) -> Result:
     args = plain_argument(args)  # `９am` reads as `9am`; a pasted ZWSP is not a word
     if not args:
@@ -251,7 +308,8 @@ async def _export(ask: Ask, args: str) -> Result:
 async def _forget(ask: Ask, args: str) -> Result:
     if args.strip().lower() != CONFIRM_WORD:
         return Confirm(
-            "This deletes everything I know about you: messages, goals, meetings. "
+            "This deletes everything I know about you: messages, goals, meetings, "
+            "commitments and my notes on you. "
             "It can't be undone.",
             f"forget {CONFIRM_WORD}",
         )
@@ -335,12 +393,19 @@ COMMANDS: dict[str, Command] = {
         Command("clear", "/clear", "delete our conversation history", _clear),
         Command("goals", "/goals", "your active goals", _goals),
         Command("goal", "/goal add|done|drop …", "add a goal, or finish or drop one", _goal),
+        Command(
+            "commitments",
+            "/commitments [done <number>]",
+            "what you said you would do",
+            _commitments,
+        ),
         Command("schedule", "/schedule <when> [for 30m] [weekly]", "book a meeting", _schedule),
         Command("meetings", "/meetings", "your upcoming meetings", _meetings),
         Command("cancel", "/cancel <number> [series]", "cancel a meeting or series", _cancel),
         Command("track", "/track", "start tracking (needs a goal and a meeting)", _track),
         Command("goalsetting", "/goalsetting", "back to goal setting", _goalsetting),
         Command("timezone", "/timezone [Area/City]", "show or set your timezone", _timezone),
+        Command("memory", "/memory [forget <number>]", "what I remember about you", _memory),
         Command("link", "/link [code]", "one user across Slack, Discord and the web", _link),
         Command("unlink", "/unlink", "take this account out of the link", _unlink),
         Command("web", "/web", "a sign-in link for the web page", _web),

@@ -2,7 +2,7 @@
 
 - `reply(identity, text, ...)`: answer a message, streamed as events (core/turn.py).
 - `session(identity)`: one user's requests, the user looked up once (core/session.py):
-  access, history, goals, meetings, phase, timezone, their data.
+  access, history, goals, commitments, the coach's notes, meetings, phase, timezone, data.
 - `windows`: the scheduler's hooks, meetings and their window steps (core/window_hooks.py).
 - one person across platforms: `link_code`, `link`, `unlink`, `identities` (core/linking.py).
 - for platforms: dedupe claims of their own actions, replies a crash cut off, the time.
@@ -27,6 +27,7 @@ from core.keys import Keys
 from core.linking import Linked, Linking, LinkStore, Unlinked
 from core.llm import LLM, UnconfiguredLLM
 from core.models import (
+    Commitment,
     Goal,
     GoalStatus,
     Identity,
@@ -36,6 +37,7 @@ from core.models import (
     Platform,
     User,
 )
+from core.notes import MemoryBounds
 from core.persona import Persona
 from core.proposals import Decision, Proposals, ProposalStore
 from core.reply import EventClaim, Prepare, Reply
@@ -87,7 +89,10 @@ class Coach:
         self.replies = Replies(
             store, self.llm, persona, settings, self.policy, clock, self.proposals
         )
-        self.windows = WindowHooks(store, self.llm, persona, self.policy, clock, self.zone)
+        memory = MemoryBounds(settings.memory_max_notes, settings.memory_note_chars)
+        self.windows = WindowHooks(
+            store, self.llm, persona, self.policy, clock, self.zone, memory
+        )
         # Called after meetings change; the scheduler appends itself when it runs in-process.
         self.meeting_observers: list[MeetingsObserver] = (
             [on_meetings_changed] if on_meetings_changed else []
@@ -263,6 +268,18 @@ class Coach:
 
     async def close_goal(self, identity: Identity, ref: str, status: GoalStatus) -> Goal:
         return await (await self.session(identity)).close_goal(ref, status)
+
+    async def commitments(self, identity: Identity) -> list[Commitment]:
+        return await (await self.session(identity)).commitments()
+
+    async def close_commitment(self, identity: Identity, ref: str) -> Commitment:
+        return await (await self.session(identity)).close_commitment(ref)
+
+    async def memory(self, identity: Identity) -> list[str]:
+        return await (await self.session(identity)).memory()
+
+    async def forget_memory(self, identity: Identity, ref: str) -> str:
+        return await (await self.session(identity)).forget_memory(ref)
 
     async def meetings(self, identity: Identity) -> list[Meeting]:
         return await (await self.session(identity)).meetings()

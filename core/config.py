@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     persona_path: Path | None = None
     history_context_messages: int = Field(10, ge=0, le=100)
     max_active_goals_in_context: int = Field(5, ge=0, le=20)
+    # What the coach remembers of a user (core/notes.py): at most this many notes, each at
+    # most this many characters, rewritten by the model after each window.
+    memory_max_notes: int = Field(12, ge=0, le=50)
+    memory_note_chars: int = Field(200, ge=20, le=1000)
+    # The prompt of a turn is kept under this many tokens (estimated, core/context.py): the
+    # oldest history goes first, then the oldest notes; never the persona or the new message.
+    context_token_budget: int = Field(12_000, ge=1000, le=200_000)
     max_input_chars: int = Field(4000, ge=1)
     default_timezone: str = "UTC"
 

@@ -1,19 +1,39 @@
-"""What the model is sent for one turn: the persona, the user's state, recent history."""
+"""What the model is sent for one turn: the persona, the user's state, recent history.
+
+The user's state is their phase, active goals, current meeting, local time, open commitments
+and the coach's notes on them (core/notes.py). The whole prompt is kept within
+CONTEXT_TOKEN_BUDGET, estimated as characters / 4 plus a little per block and message (what
+the fake Anthropic counts too; real tokenizers differ by some percent, so leave headroom):
+the oldest history goes first, then the oldest notes, then the oldest commitments. The persona
+and the user's new message always stay, even if they alone are over the budget (then it is
+logged). Each turn's estimate is logged; the real `usage.input_tokens` is kept with the reply.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from core.config import Settings
-from core.models import Goal, GoalStatus, Meeting, Message, User
+from core.models import CommitmentStatus, Goal, GoalStatus, Meeting, Message, User
+from core.notes import NotesStore
 from core.persona import CoachContext, Persona, conversation, system_blocks
 
+log = logging.getLogger(__name__)
 
-class ContextStore(Protocol):
+CHARS_PER_TOKEN = 4
+TOKENS_PER_PART = 4  # each system block and message: its role and framing
+# The newest open commitments the model sees (all of them are in /commitments).
+MAX_COMMITMENTS_IN_CONTEXT = 10
+
+
+class ContextStore(NotesStore, Protocol):
     """The store reads a context needs."""
 
     async def recent_messages(self, user_id: str, limit: int) -> list[Message]:
@@ -28,6 +48,35 @@ class Prompt:
 
     system: list[dict[str, Any]]
     messages: list[dict[str, str]]
+    estimated_tokens: int = 0
+    # What the budget left out, oldest first: messages of the history, notes, commitments.
+    dropped: tuple[int, int, int] = (0, 0, 0)
+
+
+def estimate_tokens(system: Sequence[dict[str, Any]], messages: Sequence[dict[str, str]]) -> int:
+    chars = sum(len(block["text"]) for block in system)
+    chars += sum(len(message["content"]) for message in messages)
+    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_PART * (len(system) + len(messages))
+
+
+def fit_to_budget(persona: Persona, context: CoachContext, text: str, budget: int) -> Prompt:
+    """The prompt for `text`, the oldest history, then notes, then commitments left out one by
+    one until it is within `budget` tokens (or nothing more may go). Pure."""
+    history, memory = list(context.history), list(context.memory)
+    commitments = list(context.commitments)
+    parts: tuple[list[Any], ...] = (history, memory, commitments)  # the order they go in
+    dropped = [0, 0, 0]
+    while True:
+        current = dataclasses.replace(
+            context, history=history, memory=memory, commitments=commitments
+        )
+        system, messages = system_blocks(persona, current), conversation(history, text)
+        tokens = estimate_tokens(system, messages)
+        shrinkable = next((i for i, part in enumerate(parts) if part), None)
+        if tokens <= budget or shrinkable is None:
+            return Prompt(system, messages, tokens, (dropped[0], dropped[1], dropped[2]))
+        parts[shrinkable].pop(0)
+        dropped[shrinkable] += 1
 
 
 @dataclass(frozen=True)
@@ -46,14 +95,37 @@ class Contexts:
         Read before the user's message is saved, so the history ends just before it; a store
         failure here leaves nothing half-saved. bench/store.py times exactly this.
         """
-        history = await self.store.recent_messages(user.id, self.settings.history_context_messages)
+        settings = self.settings
+        history = await self.store.recent_messages(user.id, settings.history_context_messages)
         goals = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
+        commitments = await self.store.list_commitments(user.id, CommitmentStatus.OPEN)
+        notes = await self.store.memory_notes(user.id)
         context = CoachContext(
             phase=user.phase,
-            goals=goals[: self.settings.max_active_goals_in_context],
+            goals=goals[: settings.max_active_goals_in_context],
             meeting=meeting,
             now=self.clock(),
             timezone=self.zone(user),
             history=history,
+            commitments=commitments[-MAX_COMMITMENTS_IN_CONTEXT:],
+            memory=notes[: settings.memory_max_notes],
         )
-        return Prompt(system_blocks(self.persona, context), conversation(history, text))
+        prompt = fit_to_budget(self.persona, context, text, settings.context_token_budget)
+        budget = settings.context_token_budget
+        if prompt.estimated_tokens > budget:
+            log.warning(
+                "user %s: prompt ~%d tokens, over the budget of %d with nothing left to drop",
+                user.id,
+                prompt.estimated_tokens,
+                budget,
+            )
+        else:
+            log.info(
+                "user %s: prompt ~%d tokens of %d (left out: %d messages, %d notes, "
+                "%d commitments)",
+                user.id,
+                prompt.estimated_tokens,
+                budget,
+                *prompt.dropped,
+            )
+        return prompt

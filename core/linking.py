@@ -16,6 +16,8 @@ to the user who made the code. The rules (code decides them, never the model):
   windows run together as one (core/access.py), each meeting still gets its own notices,
   and `/meetings` and `/cancel` tidy up. (`/schedule` refuses an overlap as always.)
 - History: one history, every message by its time.
+- Commitments: all kept, open and done, by when they were made. The coach's notes: the
+  code-maker's first, then the other's that differ (the next window's update bounds them).
 - Welcomed: if either was.
 - The user's own (primary) identity, the one the scheduler notifies, stays the code-maker's,
   unless only the other's platform can be notified (Slack, Discord; not the web, the
@@ -86,8 +88,9 @@ class LinkStore(SessionStore, KeyStore, Protocol):
         False if `identity` is not linked to the user (or the user changed meanwhile)."""
 
     async def merge_user(self, from_id: str, into_id: str, now: datetime) -> bool:
-        """Move every identity and all data (messages, goals, meetings, notices, replies in
-        flight, tokens, passes) of `from_id` to `into_id`, then delete `from_id`. Idempotent:
+        """Move every identity and all data (messages, goals, commitments, meetings, notices,
+        replies in flight, tokens, passes; memory notes appended to `into_id`'s, those it
+        lacks) of `from_id` to `into_id`, then delete `from_id`. Idempotent:
         run again, it finishes what a crash left. False (nothing done) if `into_id` is gone."""
 
 

@@ -114,6 +114,27 @@ class Proposal(_Model):
     _aware = field_validator("created_at", "expires_at", "decided_at")(_aware_if_set)
 
 
+class CommitmentStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class Commitment(_Model):
+    """Something the user said they would do, taken from a window's conversation when it
+    closed (core/notes.py), kept until they report it done."""
+
+    id: str = Field(default_factory=new_id)
+    user_id: str
+    text: str  # a phrase that follows "you said you would", e.g. "run 5 km on Wednesday"
+    due: str | None = None  # when, in the user's words ("Wednesday 7am"), if they said
+    created_at: datetime
+    meeting_id: str | None = None  # the meeting whose window it was made in
+    status: CommitmentStatus = CommitmentStatus.OPEN
+    done_at: datetime | None = None
+
+    _aware = field_validator("created_at", "done_at")(_aware_if_set)
+
+
 # A meeting's once-only flags set by a claim (`recap_sent` is no plain flag: the store's
 # `finish_recap` sets it together with the recap's text).
 MeetingFlag = Literal["reminder_sent"]
@@ -179,6 +200,8 @@ class NoticeFacts(_Model):
     closed: datetime | None = None
     next_opens: datetime | None = None
     recap: str | None = None
+    # The opening: the user's open commitments, "Last time you said you would ..."
+    commitments: tuple[str, ...] | None = None
 
     _aware = field_validator("start", "until", "opened", "closed", "next_opens")(_aware_if_set)
 

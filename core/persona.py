@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.models import Goal, Meeting, Message, Phase, Role
+from core.models import Commitment, Goal, Meeting, Message, Phase, Role
 from core.zones import format_local
 
 PHASE_GUIDANCE = {
@@ -80,6 +80,8 @@ class CoachContext:
     now: datetime
     timezone: ZoneInfo
     history: Sequence[Message]
+    commitments: Sequence[Commitment] = ()  # open ones, oldest first
+    memory: Sequence[str] = ()  # the coach's notes on the user (core/notes.py)
 
 
 def system_blocks(persona: Persona, context: CoachContext) -> list[dict[str, Any]]:
@@ -95,6 +97,14 @@ def system_blocks(persona: Persona, context: CoachContext) -> list[dict[str, Any
             f"Current meeting: {format_local(context.meeting.start, context.timezone)}, "
             f"{context.meeting.duration_minutes} minutes."
         )
+    if context.commitments:
+        lines.append("Open commitments (what the user said they would do; ask how it went):")
+        lines.extend(
+            f"- {c.text}" + (f" (due {c.due})" if c.due else "") for c in context.commitments
+        )
+    if context.memory:
+        lines.append("What you remember about the user from earlier sessions:")
+        lines.extend(f"- {note}" for note in context.memory)
     lines.append(f"User's local time: {format_local(context.now, context.timezone)}.")
     return [
         {"type": "text", "text": persona.prompt, "cache_control": {"type": "ephemeral"}},

@@ -18,6 +18,8 @@ from core.access import Standing, WindowPolicy
 from core.config import Settings
 from core.errors import CoachError
 from core.models import (
+    Commitment,
+    CommitmentStatus,
     Goal,
     GoalStatus,
     Identity,
@@ -193,6 +195,36 @@ class Session:
             raise CoachError("That goal was already closed.")
         return closed
 
+    # What the coach carries forward (core/notes.py): commitments and its notes on the user
+
+    async def commitments(self) -> list[Commitment]:
+        """The open commitments, oldest first (as /commitments numbers them)."""
+        return await self._store.list_commitments(self.user.id, CommitmentStatus.OPEN)
+
+    async def close_commitment(self, ref: str) -> Commitment:
+        """Mark the open commitment numbered `ref` (as listed by `commitments`) done."""
+        commitment = _pick(await self.commitments(), ref, "commitment", "/commitments")
+        closed = await self._store.close_commitment(self.user.id, commitment.id, self.now())
+        if closed is None:
+            raise CoachError("That commitment was already marked done.")
+        return closed
+
+    async def memory(self) -> list[str]:
+        """The coach's notes on the user, in order (as /memory numbers them)."""
+        return await self._store.memory_notes(self.user.id)
+
+    async def forget_memory(self, ref: str) -> str:
+        """Remove the note numbered `ref` in `memory`; the note removed."""
+        notes = await self.memory()
+        note = _pick(notes, ref, "note", "/memory")
+        index = int(ref.strip().lstrip("#")) - 1
+        kept = notes[:index] + notes[index + 1 :]
+        if not await self._store.replace_memory_notes(
+            self.user.id, kept, self.now(), expected=notes
+        ):
+            raise CoachError("My notes on you changed just now. See `/memory` and try again.")
+        return note
+
     # Meetings
 
     async def meetings(self) -> list[Meeting]:
@@ -310,6 +342,10 @@ class Session:
             "user": self.user.model_dump(mode="json"),
             "identities": [i.model_dump(mode="json") for i in await store.list_identities(user_id)],
             "goals": [g.model_dump(mode="json") for g in await store.list_goals(user_id)],
+            "commitments": [
+                c.model_dump(mode="json") for c in await store.list_commitments(user_id)
+            ],
+            "memory": await store.memory_notes(user_id),
             "meetings": [m.model_dump(mode="json") for m in await store.list_meetings(user_id)],
             "messages": [m.model_dump(mode="json") for m in await store.messages_between(user_id)],
         }

@@ -16,8 +16,11 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.access import WindowPolicy
-from core.llm import LLM
+from core.errors import StoreUnavailable
+from core.llm import LLM, LLMError
 from core.models import (
+    Commitment,
+    CommitmentStatus,
     Meeting,
     MeetingFlag,
     MeetingStatus,
@@ -28,6 +31,7 @@ from core.models import (
     Role,
     User,
 )
+from core.notes import MemoryBounds, NotesError, NotesStore, extract_notes
 from core.persona import Persona
 from core.recap import Recap, session_messages, write_recap
 from core.windows import LIVE, NEIGHBOURS_LOOKBACK, RECAP_CATCH_UP, RECAP_LEASE
@@ -37,8 +41,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
-class WindowStore(Protocol):
-    """What the window steps and the outbox need of the store."""
+class WindowStore(NotesStore, Protocol):
+    """What the window steps, the notes after a recap and the outbox need of the store."""
 
     async def get_user(self, user_id: str) -> User | None: ...
     async def get_meeting(self, meeting_id: str) -> Meeting | None: ...
@@ -125,9 +129,11 @@ class WindowHooks:
         policy: WindowPolicy,
         clock: Clock,
         zone: Callable[[User], ZoneInfo],
+        memory: MemoryBounds,
     ) -> None:
         self._store, self._llm, self._persona = store, llm, persona
         self.policy, self.now, self.zone = policy, clock, zone
+        self.memory = memory
 
     # What there is to plan for
 
@@ -184,15 +190,80 @@ class WindowHooks:
         if await self._store.claim_recap(meeting.id, expired_by=claim, until=until) is None:
             log.info("recap claim of meeting %s was taken over meanwhile", meeting.id)
 
-    async def write_recap(self, meeting: Meeting, user: User) -> Recap | None:
-        """The recap of the window's conversation; None when there was none. Raises LLMError."""
+    async def _conversation(self, meeting: Meeting, user: User) -> list[Message]:
         messages = await self._store.messages_between(
             user.id, self.policy.opens_at(meeting), self.policy.closes_at(meeting)
         )
-        conversation = session_messages(messages, meeting.id)
+        return session_messages(messages, meeting.id)
+
+    async def write_recap(self, meeting: Meeting, user: User) -> Recap | None:
+        """The recap of the window's conversation; None when there was none. Raises LLMError."""
+        conversation = await self._conversation(meeting, user)
         if not conversation:
             return None
         return await write_recap(self._llm, self._persona, meeting, conversation, self.zone(user))
+
+    # What the coach carries forward (core/notes.py)
+
+    async def open_commitments(self, user: User) -> list[Commitment]:
+        return await self._store.list_commitments(user.id, CommitmentStatus.OPEN)
+
+    async def take_notes(self, meeting: Meeting, user: User) -> int | None:
+        """After a window's recap was kept: ask the model for the user's commitments and the
+        coach's updated notes, and keep them. How many commitments were kept; None when it
+        failed. Never raises: the recap has gone out, and a failure (the model down, an
+        answer that is not the JSON asked for, the store down) costs only this window's notes.
+        """
+        try:
+            conversation = await self._conversation(meeting, user)
+            if not conversation:
+                return 0
+            notes = await self._store.memory_notes(user.id)
+            taken = await extract_notes(
+                self._llm,
+                meeting,
+                conversation,
+                self.zone(user),
+                notes,
+                await self.open_commitments(user),
+                self.memory,
+            )
+            if await self._store.get_user(user.id) is None:
+                return 0  # forgotten meanwhile: keep nothing of theirs
+            now = self.now()
+            await self._store.add_commitments(
+                [
+                    Commitment(
+                        user_id=user.id,
+                        text=promise.text,
+                        due=promise.due,
+                        created_at=now,
+                        meeting_id=meeting.id,
+                    )
+                    for promise in taken.commitments
+                ]
+            )
+            if taken.memory is not None and taken.memory != notes:
+                # Only over the notes the model was shown: a /memory forget meanwhile wins.
+                if not await self._store.replace_memory_notes(
+                    user.id, taken.memory, now, expected=notes
+                ):
+                    log.info("notes of user %s changed meanwhile: update skipped", user.id)
+        except (LLMError, NotesError, StoreUnavailable) as error:
+            log.warning(
+                "notes after the recap of meeting %s not taken (%s): no commitments or "
+                "memory update this time",
+                meeting.id,
+                error,
+            )
+            return None
+        log.info(
+            "meeting %s: %d commitments kept for user %s",
+            meeting.id,
+            len(taken.commitments),
+            user.id,
+        )
+        return len(taken.commitments)
 
     async def keep_recap(self, meeting: Meeting, user: User, recap: Recap) -> bool:
         """Store the recap with the meeting and in the history, once: False if another

@@ -6,12 +6,17 @@ date too (`Fri 4 Dec 2026, 09:00 (Europe/Paris)`). The zone is always named.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from core.text import clip
 from core.zones import format_local
 
 SCHEDULE_HINT = "Book one with `/schedule tomorrow 9am`."
+# The opening recalls at most this many open commitments, each at most this long.
+RECALLED_COMMITMENTS = 3
+RECALLED_CHARS = 120
 
 
 def at(when: datetime, tz: ZoneInfo, now: datetime) -> str:
@@ -27,11 +32,25 @@ def _next(next_opens: datetime | None, tz: ZoneInfo, now: datetime) -> str:
     return f"Your next window opens {at(next_opens, tz, now)}."
 
 
-def window_opened(until: datetime, tz: ZoneInfo, now: datetime) -> str:
-    return (
-        f"🟢 Your coaching window is open: I'm available until {at(until, tz, now)}. "
-        "What's on your mind?"
-    )
+def last_time(commitments: Sequence[str]) -> str:
+    """"Last time you said you would ...": the open commitments, oldest first, bounded."""
+    if not commitments:
+        return ""
+    shown = [clip(text, RECALLED_CHARS) for text in commitments[:RECALLED_COMMITMENTS]]
+    more = len(commitments) - len(shown)
+    if len(shown) == 1 and not more:
+        return f"Last time you said you would {shown[0]}. How did it go?"
+    lines = "\n".join(f"• {text}" for text in shown)
+    rest = f"\n…and {more} more: see `/commitments`." if more else ""
+    return f"Last time you said you would:\n{lines}{rest}\nHow did it go?"
+
+
+def window_opened(
+    until: datetime, tz: ZoneInfo, now: datetime, commitments: Sequence[str] = ()
+) -> str:
+    recalled = last_time(commitments)
+    ask = recalled or "What's on your mind?"
+    return f"🟢 Your coaching window is open: I'm available until {at(until, tz, now)}. {ask}"
 
 
 def window_continues(start: datetime, until: datetime, tz: ZoneInfo, now: datetime) -> str:
@@ -42,9 +61,15 @@ def window_continues(start: datetime, until: datetime, tz: ZoneInfo, now: dateti
     )
 
 
-def meeting_starting(start: datetime, tz: ZoneInfo, now: datetime) -> str:
+def meeting_starting(
+    start: datetime, tz: ZoneInfo, now: datetime, commitments: Sequence[str] = ()
+) -> str:
     """Goal setting has no windows; the meeting is still worth a nudge."""
-    return f"📅 Your coaching meeting is at {at(start, tz, now)}. I'm here whenever you're ready."
+    recalled = last_time(commitments)
+    return (
+        f"📅 Your coaching meeting is at {at(start, tz, now)}. I'm here whenever you're ready."
+        + (f" {recalled}" if recalled else "")
+    )
 
 
 def closing_soon(until: datetime, tz: ZoneInfo, now: datetime) -> str:

@@ -149,13 +149,15 @@ def render(notice: Notice, tz: ZoneInfo, now: datetime) -> str:
         return _need(value, name, kind)
 
     if kind is NoticeKind.OPEN:
-        return messages.window_opened(need(facts.until, "until"), tz, now)
+        return messages.window_opened(need(facts.until, "until"), tz, now, facts.commitments or ())
     if kind is NoticeKind.CONTINUES:
         return messages.window_continues(
             need(facts.start, "start"), need(facts.until, "until"), tz, now
         )
     if kind is NoticeKind.STARTING:
-        return messages.meeting_starting(need(facts.start, "start"), tz, now)
+        return messages.meeting_starting(
+            need(facts.start, "start"), tz, now, facts.commitments or ()
+        )
     if kind is NoticeKind.CLOSING_SOON:
         return messages.closing_soon(need(facts.until, "until"), tz, now)
     if kind is NoticeKind.CLOSED:

@@ -18,7 +18,10 @@ late, twice or after a restart does the right thing. Choices for the cases a clo
 - A close more than `late_grace` (SCHEDULER_MISFIRE_GRACE_SECONDS) after the window ended is
   done silently: no message and no recap about a session long gone.
 - Recap: owed for every window that closed with conversation in it (and not silently), and
-  sent at most once, from whichever process gets to it (see "Recaps" below).
+  sent at most once, from whichever process gets to it (see "Recaps" below). The process that
+  kept it then takes the window's notes once (core/notes.py: the user's commitments and the
+  coach's notes on them); the next window's opening recalls the commitments still open
+  ("Last time you said you would ...").
 - Goal setting has no windows: the user gets a nudge when the window opens and the recap, but no
   "available until", reminder or "closed" message.
 
@@ -126,8 +129,12 @@ class WindowKeeper:
         if not await self.windows.claim_open(meeting):
             return False
         log.info("window of meeting %s opened (user %s)", meeting.id, user.id)
+        # "Last time you said you would ...": the opening recalls what is still open.
+        recalled = tuple(c.text for c in await self.windows.open_commitments(user)) or None
         if user.phase is not Phase.TRACKING:
-            facts = NoticeFacts(start=meeting.start, until=self.policy.closes_at(meeting))
+            facts = NoticeFacts(
+                start=meeting.start, until=self.policy.closes_at(meeting), commitments=recalled
+            )
             await self.outbox.post(user, meeting, NoticeKind.STARTING, facts, now)
             return True
         neighbours = await self.windows.neighbours(user, now)
@@ -142,7 +149,9 @@ class WindowKeeper:
             for other in neighbours
         )
         kind = NoticeKind.CONTINUES if continuing else NoticeKind.OPEN
-        facts = NoticeFacts(start=meeting.start, until=until)
+        facts = NoticeFacts(
+            start=meeting.start, until=until, commitments=None if continuing else recalled
+        )
         await self.outbox.post(user, meeting, kind, facts, now)
         return True
 
@@ -246,4 +255,8 @@ class WindowKeeper:
             return False
         facts = NoticeFacts(start=meeting.start, recap=recap.text)
         now = self.windows.now()
-        return await self.outbox.post(user, meeting, NoticeKind.RECAP, facts, now)
+        sent = await self.outbox.post(user, meeting, NoticeKind.RECAP, facts, now)
+        # After the recap is out, so that nothing here can hold it back: one more model call
+        # for the commitments and the coach's notes (it logs its own failure and never raises).
+        await self.windows.take_notes(meeting, user)
+        return sent

@@ -383,9 +383,9 @@ async def test_discord_sync_registers_the_group_and_start_never_does(tmp_path: P
     (global_command,) = w.discord.commands[None]
     subcommands = {option["name"] for option in global_command["options"]}
     assert subcommands == {
-        "help", "access", "history", "clear", "goals", "goal", "schedule", "meetings", "cancel",
-        "track", "goalsetting", "timezone", "link", "unlink", "web", "calendar",
-        "export", "forget",
+        "help", "access", "history", "clear", "goals", "goal", "commitments", "schedule",
+        "meetings", "cancel", "track", "goalsetting", "timezone", "memory", "link", "unlink",
+        "web", "calendar", "export", "forget",
     }
     assert guild_command["options"] == global_command["options"]
     goal = next(o for o in global_command["options"] if o["name"] == "goal")

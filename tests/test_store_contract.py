@@ -18,6 +18,8 @@ import pytest
 
 from core.keys import KeyKind, Purpose
 from core.models import (
+    Commitment,
+    CommitmentStatus,
     Goal,
     GoalStatus,
     Identity,
@@ -171,6 +173,89 @@ async def test_delete_user_removes_only_their_data(store: Store) -> None:
     assert len(await store.recent_messages(kept, 10)) == 1
     assert len(await store.list_goals(kept)) == 1
     assert len(await store.list_meetings(kept)) == 1
+
+
+# Commitments and memory notes (core/notes.py)
+
+
+def promise(user_id: str, text: str, minutes: float = 0) -> Commitment:
+    return Commitment(user_id=user_id, text=text, created_at=at(minutes))
+
+
+async def test_commitments_round_trip_in_order_and_by_status(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    first = Commitment(
+        user_id=user_id, text="run 5 km", due="Wednesday 7am", created_at=at(1), meeting_id="m1"
+    )
+    same_instant = [promise(user_id, "stretch", 1), promise(user_id, "sleep by 11", 1)]
+    await store.add_commitments([first, *same_instant])
+    await store.add_commitments([])
+    await store.add_commitments([promise(other, "theirs")])
+
+    assert await store.list_commitments(user_id) == [first, *same_instant]
+    assert await store.list_commitments(user_id, CommitmentStatus.OPEN) == [first, *same_instant]
+    assert await store.list_commitments(user_id, CommitmentStatus.DONE) == []
+    assert [c.text for c in await store.list_commitments(other)] == ["theirs"]
+
+
+async def test_close_commitment_once_and_only_by_its_user(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    commitment = promise(user_id, "run 5 km")
+    await store.add_commitments([commitment])
+
+    assert await store.close_commitment(other, commitment.id, at(5)) is None
+    done = await store.close_commitment(user_id, commitment.id, at(5))
+    assert done is not None
+    assert (done.status, done.done_at, done.text) == (CommitmentStatus.DONE, at(5), "run 5 km")
+    assert await store.close_commitment(user_id, commitment.id, at(6)) is None
+    assert await store.list_commitments(user_id, CommitmentStatus.OPEN) == []
+    assert await store.list_commitments(user_id, CommitmentStatus.DONE) == [done]
+
+
+async def test_memory_notes_are_replaced_whole_and_compared_before_set(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    assert await store.memory_notes(user_id) == []
+    # Nothing yet counts as "no notes" for a compare-and-set.
+    assert await store.replace_memory_notes(user_id, ["runs for the kids"], at(1), expected=[])
+    assert await store.replace_memory_notes(user_id, ["a", "b", "c"], at(2))
+    assert await store.memory_notes(user_id) == ["a", "b", "c"]
+
+    assert not await store.replace_memory_notes(user_id, ["x"], at(3), expected=["a", "b"])
+    assert not await store.replace_memory_notes(user_id, ["x"], at(3), expected=[])
+    assert await store.memory_notes(user_id) == ["a", "b", "c"]
+    assert await store.replace_memory_notes(user_id, ["a", "c"], at(3), expected=["a", "b", "c"])
+    assert await store.replace_memory_notes(user_id, [], at(4), expected=["a", "c"])
+    assert await store.memory_notes(user_id) == []
+    assert await store.replace_memory_notes(user_id, ["é ✓ 🏃"], at(5), expected=[])
+    assert await store.memory_notes(user_id) == ["é ✓ 🏃"]
+    assert await store.memory_notes(other) == []
+
+
+async def test_concurrent_memory_updates_over_the_same_notes_have_one_winner(
+    store_target: StoreTarget, store: Store
+) -> None:
+    user_id = await new_user(store)
+    await store.replace_memory_notes(user_id, ["a", "b"], at(1))
+    wins = await race(
+        store_target,
+        store,
+        lambda s: s.replace_memory_notes(user_id, ["a"], at(2), expected=["a", "b"]),
+    )
+    assert wins.count(True) == 1
+
+
+async def test_delete_user_removes_their_commitments_and_notes(store: Store) -> None:
+    gone, kept = await new_user(store, "U1"), await new_user(store, "U2")
+    for user_id in (gone, kept):
+        await store.add_commitments([promise(user_id, "run")])
+        await store.replace_memory_notes(user_id, ["likes mornings"], at(1))
+
+    await store.delete_user(gone)
+
+    assert await store.list_commitments(gone) == []
+    assert await store.memory_notes(gone) == []
+    assert len(await store.list_commitments(kept)) == 1
+    assert await store.memory_notes(kept) == ["likes mornings"]
 
 
 # Messages
@@ -1203,6 +1288,8 @@ async def seed_everything(store: Store, user_id: str, minutes: float, tag: str) 
     await store.add_token(f"{tag}-token", user_id, at(minutes), API)
     await store.add_pass(f"{tag}-pass", user_id, Purpose.LINK, at(60))
     await store.add_proposal(proposal(user_id, f"{tag}-proposal", minutes))
+    await store.add_commitments([promise(user_id, f"{tag} promise", minutes)])
+    await store.replace_memory_notes(user_id, [f"{tag} note", "likes mornings"], at(minutes))
 
 
 async def assert_merged(store: Store, into: str, gone: str) -> None:
@@ -1226,6 +1313,11 @@ async def assert_merged(store: Store, into: str, gone: str) -> None:
     assert await store.recent_messages(gone, 10) == []
     assert await store.list_goals(gone) == []
     assert await store.list_meetings(gone) == []
+    assert [c.text for c in await store.list_commitments(into)] == ["kept promise", "gone promise"]
+    assert await store.list_commitments(gone) == []
+    # Theirs after ours, without the ones we had already.
+    assert await store.memory_notes(into) == ["kept note", "likes mornings", "gone note"]
+    assert await store.memory_notes(gone) == []
 
 
 async def test_merge_user_moves_everything_and_removes_the_merged_user(store: Store) -> None:

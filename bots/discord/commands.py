@@ -166,6 +166,23 @@ class CoachCommands(app_commands.Group):
         ]
         return _matching(choices, current)
 
+    @app_commands.command(description="What you said you would do; mark one done")
+    @app_commands.describe(done="The number of a commitment you did; leave out to list them")
+    async def commitments(self, interaction: discord.Interaction, done: int | None = None) -> None:
+        line = "commitments" if done is None else f"commitments done {done}"
+        await self.answer(interaction, line)
+
+    @commitments.autocomplete("done")
+    async def commitment_numbers(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        identity = discord_identity(interaction.user, interaction.guild_id)
+        choices = [
+            app_commands.Choice(name=_choice_name(n, c.text), value=n)
+            for n, c in enumerate(await self.coach.commitments(identity), 1)
+        ]
+        return _matching(choices, current)
+
     @app_commands.command(description="Book a coaching meeting")
     @app_commands.describe(
         when="e.g. tomorrow 9am, fri 18:30, next monday 7:00",
@@ -227,6 +244,22 @@ class CoachCommands(app_commands.Group):
         wanted = "_".join(current.split()).lower()
         names = [name for name in _TIMEZONES if wanted in name.lower()]
         return [app_commands.Choice(name=name, value=name) for name in names[:MAX_CHOICES]]
+
+    @app_commands.command(description="What I remember about you; forget a note")
+    @app_commands.describe(forget="The number of a note to forget; leave out to list them")
+    async def memory(self, interaction: discord.Interaction, forget: int | None = None) -> None:
+        await self.answer(interaction, "memory" if forget is None else f"memory forget {forget}")
+
+    @memory.autocomplete("forget")
+    async def note_numbers(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        identity = discord_identity(interaction.user, interaction.guild_id)
+        choices = [
+            app_commands.Choice(name=_choice_name(n, note), value=n)
+            for n, note in enumerate(await self.coach.memory(identity), 1)
+        ]
+        return _matching(choices, current)
 
     @app_commands.command(description="One user across Slack, Discord and the web")
     @app_commands.describe(code="The code from /coach link on your other account; none: get one")

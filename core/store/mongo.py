@@ -97,6 +97,7 @@ class MongoStore(UserDocs, KeyDocs, ProposalDocs, TurnDocs, MeetingDocs, Collect
         await self._proposals.create_index([("user_id", ASCENDING), *_by("created_at")])
         # Linked identities: the `_id` is the identity, so unique (mongo_users.py).
         await self._identities.create_index([("user_id", ASCENDING), *_by("linked_at")])
+        await self._commitments.create_index([("user_id", ASCENDING), *_by("created_at")])
 
     async def close(self) -> None:
         await self._client.close()

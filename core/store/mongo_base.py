@@ -13,6 +13,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from core.models import (
+    Commitment,
     Goal,
     Meeting,
     Message,
@@ -44,7 +45,9 @@ def _unavailable_on_error(
     return wrapper
 
 
-def _doc(model: User | Goal | Meeting | Message | Notice | Proposal) -> dict[str, Any]:
+def _doc(
+    model: User | Goal | Commitment | Meeting | Message | Notice | Proposal,
+) -> dict[str, Any]:
     data = model.model_dump(mode="python", exclude_none=True)
     data["_id"] = data.pop("id")
     data["seq"] = ObjectId()  # increases within a process: the tie-break for equal timestamps
@@ -86,3 +89,5 @@ class Collections:
         self._passes = db["passes"]
         self._identities = db["identities"]
         self._proposals = db["proposals"]
+        self._commitments = db["commitments"]
+        self._memory = db["memory"]  # one document per user, `_id` the user's id

@@ -17,7 +17,8 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from core.models import Identity, Phase, User
-from core.store.mongo_base import Collections, _by, _doc, _load, _unavailable_on_error
+from core.store.mongo_base import _by, _doc, _load, _unavailable_on_error
+from core.store.mongo_notes import NoteDocs
 
 
 def _key(identity: Identity) -> str:
@@ -39,7 +40,9 @@ def _identity(doc: dict[str, Any]) -> Identity:
     return Identity.model_validate(doc)
 
 
-class UserDocs(Collections):
+class UserDocs(NoteDocs):
+    """Users and identities; a user's notes (NoteDocs) come along because a merge joins them."""
+
     # Users
 
     @_unavailable_on_error
@@ -115,6 +118,7 @@ class UserDocs(Collections):
             self._in_flight,
             self._messages,
             self._goals,
+            self._commitments,
             self._meetings,
             self._notices,
             self._turn_waits,
@@ -125,6 +129,7 @@ class UserDocs(Collections):
         ):
             await collection.delete_many({"user_id": user_id})
         await self._turns.delete_one({"_id": user_id})
+        await self._memory.delete_one({"_id": user_id})
         await self._users.delete_one({"_id": user_id})
 
     # Identities
@@ -201,6 +206,7 @@ class UserDocs(Collections):
             self._identities,
             self._messages,
             self._goals,
+            self._commitments,
             self._meetings,
             self._notices,
             self._in_flight,
@@ -209,5 +215,6 @@ class UserDocs(Collections):
             self._proposals,
         ):
             await collection.update_many({"user_id": from_id}, {"$set": {"user_id": into_id}})
+        await self._merge_notes(from_id, into_id, now)
         await self.delete_user(from_id)
         return True

@@ -126,6 +126,15 @@ MIGRATIONS = [
     );
     CREATE INDEX proposals_by_user ON proposals (user_id, created_at)
     """,
+    # Commitments carried forward, and the coach's notes on each user (core/notes.py).
+    """
+    CREATE TABLE commitments (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, text TEXT NOT NULL, due TEXT,
+        created_at TEXT NOT NULL, meeting_id TEXT, status TEXT NOT NULL, done_at TEXT
+    );
+    CREATE INDEX commitments_by_user ON commitments (user_id, created_at);
+    CREATE TABLE memory (user_id TEXT PRIMARY KEY, notes TEXT NOT NULL, updated_at TEXT NOT NULL)
+    """,
 ]
 
 
@@ -190,7 +199,8 @@ async def _user_version(db: aiosqlite.Connection) -> int:
 class SQLiteStore(UserRows, KeyRows, ProposalRows, TurnRows, MeetingRows, Rows):
     """Messages, goals and dedupe keys here; users and their identities in UserRows
     (sqlite_users.py), meetings and notices in MeetingRows (sqlite_meetings.py), turn leases
-    and replies in flight in TurnRows (sqlite_turns.py)."""
+    and replies in flight in TurnRows (sqlite_turns.py), commitments and memory notes in
+    NoteRows (sqlite_notes.py, under UserRows)."""
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteStore:

@@ -12,12 +12,22 @@ import sqlite3
 from datetime import datetime
 
 from core.models import Identity, Phase, User
-from core.store.sqlite_rows import Rows, _ts
+from core.store.sqlite_notes import NoteRows
+from core.store.sqlite_rows import _ts
 
 # Tables whose rows belong to a user and follow it into a merge. The turn lease and the
 # waiting tickets do not: they are the merged-away user's, deleted with it.
+# The memory notes are merged apart (sqlite_notes.py): two lists become one.
 _MERGED_TABLES = (
-    "messages", "goals", "meetings", "notices", "in_flight", "tokens", "passes", "proposals",
+    "messages",
+    "goals",
+    "commitments",
+    "meetings",
+    "notices",
+    "in_flight",
+    "tokens",
+    "passes",
+    "proposals",
 )
 
 _FIND = (
@@ -57,7 +67,9 @@ def _same(a: Identity, b: Identity) -> bool:
     return (a.platform, a.external_id) == (b.platform, b.external_id)
 
 
-class UserRows(Rows):
+class UserRows(NoteRows):
+    """Users and identities; a user's notes (NoteRows) come along because a merge joins them."""
+
     # Users
 
     async def get_or_create_user(self, identity: Identity, now: datetime) -> tuple[User, bool]:
@@ -135,6 +147,8 @@ class UserRows(Rows):
             ("turns", "user_id"),
             ("messages", "user_id"),
             ("goals", "user_id"),
+            ("commitments", "user_id"),
+            ("memory", "user_id"),
             ("meetings", "user_id"),
             ("notices", "user_id"),
             ("tokens", "user_id"),
@@ -227,5 +241,6 @@ class UserRows(Rows):
             await self._write(
                 f"UPDATE {table} SET user_id = ? WHERE user_id = ?", (into_id, from_id)
             )
+        await self._merge_notes(from_id, into_id, now)
         await self.delete_user(from_id)
         return True
