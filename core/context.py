@@ -12,6 +12,7 @@ logged). Each turn's estimate is logged; the real `usage.input_tokens` is kept w
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from core.config import Settings
 from core.models import CommitmentStatus, Goal, GoalStatus, Meeting, Message, User
 from core.notes import NotesStore
 from core.persona import CoachContext, Persona, conversation, system_blocks
+from core.proposals import TOOLS
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,12 @@ class Prompt:
     dropped: tuple[int, int, int] = (0, 0, 0)
 
 
+# The tool definitions go with every turn (core/proposals.py): part of the prompt's size.
+TOOLS_CHARS = len(json.dumps(TOOLS))
+
+
 def estimate_tokens(system: Sequence[dict[str, Any]], messages: Sequence[dict[str, str]]) -> int:
-    chars = sum(len(block["text"]) for block in system)
+    chars = TOOLS_CHARS + sum(len(block["text"]) for block in system)
     chars += sum(len(message["content"]) for message in messages)
     return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_PART * (len(system) + len(messages))
 

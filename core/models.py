@@ -86,6 +86,7 @@ class ProposalKind(StrEnum):
     LOG_PROGRESS = "propose_progress"
     COMPLETE_GOAL = "propose_goal_done"
     SCHEDULE_MEETING = "propose_meeting"
+    COMMITMENT_DONE = "propose_commitment_done"
 
 
 class ProposalStatus(StrEnum):
@@ -255,6 +256,7 @@ class MessageMeta(_Model):
     meeting_id: str | None = None
     error: str | None = None
     kind: Literal["chat", "safety", "recap"] = "chat"
+    prompt_tokens_estimate: int | None = None  # the prompt's size by core/context.py's count
 
 
 class Message(_Model):

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,7 +40,13 @@ if TYPE_CHECKING:  # core/session.py imports the pipeline, which imports this
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 MAX_TEXT = 300  # a proposal's text is a goal or a progress line: short
+
+
+class Identified(Protocol):
+    @property
+    def id(self) -> str: ...
 
 
 class _Input(BaseModel):
@@ -65,11 +71,16 @@ class MeetingInput(_Input):
     when: str = Field(min_length=1, max_length=200)
 
 
+class CommitmentDoneInput(_Input):
+    commitment_number: int = Field(ge=1, le=500)
+
+
 INPUTS: dict[ProposalKind, type[_Input]] = {
     ProposalKind.ADD_GOAL: GoalInput,
     ProposalKind.LOG_PROGRESS: ProgressInput,
     ProposalKind.COMPLETE_GOAL: GoalDoneInput,
     ProposalKind.SCHEDULE_MEETING: MeetingInput,
+    ProposalKind.COMMITMENT_DONE: CommitmentDoneInput,
 }
 
 DESCRIPTIONS: dict[ProposalKind, str] = {
@@ -90,6 +101,10 @@ DESCRIPTIONS: dict[ProposalKind, str] = {
         "Propose booking a coaching meeting at a time the user agreed to. `when` uses the "
         "/schedule grammar, in the user's local time, e.g. 'tomorrow 9am for 30m', "
         "'friday 17:00 for 45m weekly'. The user confirms first."
+    ),
+    ProposalKind.COMMITMENT_DONE: (
+        "Propose marking one of the user's open commitments (its number as listed in the "
+        "context) done, when they tell you they did it. The user confirms first."
     ),
 }
 
@@ -238,11 +253,13 @@ class Proposals:
                 return args, f"Add the goal “{args['text']}”"
             case ProposalKind.SCHEDULE_MEETING:
                 return args, f"Book a coaching meeting: {args['when']}"
+            case ProposalKind.COMMITMENT_DONE:
+                commitment = _numbered(await session.commitments(), args.pop("commitment_number"),
+                                       "commitment")  # fmt: skip
+                args |= {"commitment_id": commitment.id, "commitment_text": commitment.text}
+                return args, f"Mark your commitment to {commitment.text} done"
         goals = await session.goals()
-        number = args.pop("goal_number")
-        if number > len(goals):
-            raise CoachError(f"There is no goal {number}.")  # the model is told, not the user
-        goal = goals[number - 1]
+        goal = _numbered(goals, args.pop("goal_number"), "goal")
         args |= {"goal_id": goal.id, "goal_text": goal.text}
         if draft.kind is ProposalKind.LOG_PROGRESS:
             return args, f"Log progress on “{goal.text}”: {args['text']}"
@@ -260,7 +277,11 @@ class Proposals:
                 first = booked[0]
                 weekly = f" (weekly, {len(booked)} meetings)" if first.series_id else ""
                 return f"Booked: {session.local(first.start)}{weekly}."
-        ref = await _goal_number(session, args["goal_id"])
+            case ProposalKind.COMMITMENT_DONE:
+                ref = _number_of(await session.commitments(), args["commitment_id"], "commitment")
+                done = await session.close_commitment(ref)
+                return f"Done: {done.text}. That's a promise kept!"
+        ref = _number_of(await session.goals(), args["goal_id"], "goal")
         if proposal.kind is ProposalKind.COMPLETE_GOAL:
             goal = await session.close_goal(ref, GoalStatus.DONE)
             return f"Goal done: {goal.text}. Well earned!"
@@ -268,8 +289,16 @@ class Proposals:
         return logged.text
 
 
-async def _goal_number(session: Session, goal_id: str) -> str:
-    for number, goal in enumerate(await session.goals(), start=1):
-        if goal.id == goal_id:
+def _numbered(items: Sequence[T], number: int, noun: str) -> T:
+    """The item the model numbered (as the context lists them); refused if there is none."""
+    if number > len(items):
+        raise CoachError(f"There is no {noun} {number}.")  # the model is told, not the user
+    return items[number - 1]
+
+
+def _number_of(items: Sequence[Identified], item_id: str, noun: str) -> str:
+    """The number the item pinned by its id has now, as the command that acts on it reads it."""
+    for number, item in enumerate(items, start=1):
+        if item.id == item_id:
             return str(number)
-    raise CoachError("That goal isn't active any more, so nothing changed.")
+    raise CoachError(f"That {noun} isn't open any more, so nothing changed.")

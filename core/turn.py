@@ -276,6 +276,8 @@ class Replies:
         meeting_id = access.meeting.id if access.meeting else None
         meta = MessageMeta(platform=turn.platform, meeting_id=meeting_id)
         prompt = await self.contexts.build(user, text, access.meeting)
+        # The reply's record says how big its prompt was (the budget's own count).
+        said_meta = meta.model_copy(update={"prompt_tokens_estimate": prompt.estimated_tokens})
         async with self._kept_in_flight(turn, user):
             # Stamped now, when its turn has come: history reads message, reply, message, reply
             # even when this one arrived while the reply before it was being written.
@@ -301,10 +303,10 @@ class Replies:
                 error = failure
                 log.warning("LLM failed for user %s: %s", user.id, failure)
             except BaseException:  # the adapter stopped reading: it gave up, or we shut down
-                stopped = self._reply_message(turn, user, meta, "stopped")
+                stopped = self._reply_message(turn, user, said_meta, "stopped")
                 await self._keep(turn, stopped, quietly=True)
                 raise
-            message = self._reply_message(turn, user, meta, error.kind if error else None)
+            message = self._reply_message(turn, user, said_meta, error.kind if error else None)
             if message.text or error is None:  # keep what was said, even when cut short
                 await self._keep(turn, message)
         if error is not None:

@@ -280,6 +280,8 @@ async def test_a_long_history_and_many_notes_stay_within_the_token_budget(
     assert "message" not in str(body["messages"])  # all history went first, oldest first...
     assert "note 49:" in system and "note 0:" not in system  # ...then the oldest notes
     assert f"of {budget} (left out: 100 messages" in caplog.text
+    [reply] = [m for m in await store.recent_messages(user.id, 1)]
+    assert 0 < (reply.meta.prompt_tokens_estimate or 0) <= budget  # measured per turn
 
 
 async def test_the_budget_drops_the_oldest_history_first(

@@ -162,3 +162,20 @@ async def test_a_prompt_injection_is_refused_by_code(
     user = await coach.user(person())
     assert user.phase is Phase.GOAL_SETTING
     assert await coach.goals(person()) == [] and await coach.goals(person("U2")) == []
+
+
+async def test_a_commitment_is_closed_by_a_proposal_the_user_confirms(
+    coach: Coach, fake: FakeAnthropic, clock: FakeClock
+) -> None:
+    from core.models import Commitment
+
+    user = await coach.user(person())
+    await coach.store.add_commitments(
+        [Commitment(user_id=user.id, text=text, created_at=clock.now)
+         for text in ("run on Wednesday", "sleep by 11")]
+    )  # fmt: skip
+    shown = await propose(coach, fake, "propose_commitment_done", {"commitment_number": 2})
+    assert shown.proposal.summary == "Mark your commitment to sleep by 11 done"
+    decision = await coach.decide(person(), shown.proposal.id, confirm=True)
+    assert decision.acted and decision.text == "Done: sleep by 11. That's a promise kept!"
+    assert [c.text for c in await coach.commitments(person())] == ["run on Wednesday"]
