@@ -551,3 +551,28 @@ async def test_goals_and_meetings_from_the_page(tab: Tab, web: WebWorld) -> None
     await expect(meetings).to_have_count(0)
     await expect(page.get_by_text("No upcoming meetings.")).to_be_visible()
     await expect(page.locator("#access-headline")).to_have_text("Your coach is not reachable now.")
+
+
+async def test_a_proposal_shows_under_the_reply_and_confirm_adds_the_goal(
+    tab: Tab, web: WebWorld, fake: FakeAnthropic
+) -> None:
+    from tests.fakes.anthropic_api import Reply, ToolUse
+
+    summary = "Add the goal “Run a 5k <img src=x onerror=alert(1)>”"
+    fake.enqueue(
+        ToolUse((("propose_goal", {"text": "Run a 5k <img src=x onerror=alert(1)>"}),),
+                text="Love it!"),
+        Reply("Confirm it below."),
+    )  # fmt: skip
+    await tab.sign_in(await web.token("ada"))
+    await tab.send("I want to run a 5k")
+    card = tab.page.locator("#messages .message.proposal")
+    await expect(card).to_contain_text(f"{summary}. Nothing changes unless you confirm.")
+    await expect(tab.coach(-2).locator(".body")).to_have_text("Love it!\n\nConfirm it below.")
+    await tab.page.get_by_role("button", name=f"Confirm: {summary}").click()
+    await expect(card.get_by_role("status")).to_have_text(
+        "Goal added: Run a 5k <img src=x onerror=alert(1)>."
+    )
+    assert await card.get_by_role("button").count() == 0  # answered once
+    await expect(tab.page.locator("#goals li")).to_have_count(1)  # the panel follows
+    assert tab.dialogs == [] and await tab.page.locator("img").count() == 0
