@@ -17,6 +17,7 @@ from core.models import (
     Meeting,
     Message,
     Notice,
+    ProgressEntry,
     User,
 )
 from core.store import StoreUnavailable
@@ -43,7 +44,7 @@ def _unavailable_on_error(
     return wrapper
 
 
-def _doc(model: User | Goal | Meeting | Message | Notice) -> dict[str, Any]:
+def _doc(model: User | Goal | ProgressEntry | Meeting | Message | Notice) -> dict[str, Any]:
     data = model.model_dump(mode="python", exclude_none=True)
     data["_id"] = data.pop("id")
     data["seq"] = ObjectId()  # increases within a process: the tie-break for equal timestamps
@@ -75,6 +76,7 @@ class Collections:
         self._users = db["users"]
         self._messages = db["messages"]
         self._goals = db["goals"]
+        self._progress = db["progress"]
         self._meetings = db["meetings"]
         self._events = db["events"]
         self._turns = db["turns"]

@@ -16,7 +16,9 @@ from core.store.sqlite_rows import Rows, _ts
 
 # Tables whose rows belong to a user and follow it into a merge. The turn lease and the
 # waiting tickets do not: they are the merged-away user's, deleted with it.
-_MERGED_TABLES = ("messages", "goals", "meetings", "notices", "in_flight", "tokens", "passes")
+_MERGED_TABLES = (
+    "messages", "goals", "progress", "meetings", "notices", "in_flight", "tokens", "passes",
+)  # fmt: skip
 
 _FIND = (
     "SELECT users.*, 1 AS linked FROM identities JOIN users ON users.id = identities.user_id"
@@ -133,6 +135,7 @@ class UserRows(Rows):
             ("turns", "user_id"),
             ("messages", "user_id"),
             ("goals", "user_id"),
+            ("progress", "user_id"),
             ("meetings", "user_id"),
             ("notices", "user_id"),
             ("tokens", "user_id"),
