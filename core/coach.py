@@ -2,7 +2,7 @@
 
 - `reply(identity, text, ...)`: answer a message, streamed as events (core/turn.py).
 - `session(identity)`: one user's requests, the user looked up once (core/session.py):
-  access, history, goals, meetings, phase, timezone, their data.
+  access, history, goals and their progress, meetings, phase, timezone, their data.
 - `windows`: the scheduler's hooks, meetings and their window steps (core/window_hooks.py).
 - one person across platforms: `link_code`, `link`, `unlink`, `identities` (core/linking.py).
 - for platforms: dedupe claims of their own actions, replies a crash cut off, the time.
@@ -37,6 +37,7 @@ from core.models import (
     User,
 )
 from core.persona import Persona
+from core.progress import GoalProgress, ProgressLogged
 from core.reply import EventClaim, Prepare, Reply
 from core.session import (
     Cancelled,
@@ -252,6 +253,14 @@ class Coach:
 
     async def close_goal(self, identity: Identity, ref: str, status: GoalStatus) -> Goal:
         return await (await self.session(identity)).close_goal(ref, status)
+
+    async def log_progress(self, identity: Identity, ref: str, text: str) -> ProgressLogged:
+        """Note progress on the active goal numbered `ref` in `/goals`; CoachError if the
+        number or the text will not do."""
+        return await (await self.session(identity)).log_progress(ref, text)
+
+    async def goals_progress(self, identity: Identity) -> list[GoalProgress]:
+        return await (await self.session(identity)).goals_progress()
 
     async def meetings(self, identity: Identity) -> list[Meeting]:
         return await (await self.session(identity)).meetings()

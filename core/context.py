@@ -9,8 +9,9 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from core.config import Settings
-from core.models import Goal, GoalStatus, Meeting, Message, User
+from core.models import Goal, GoalStatus, Meeting, Message, ProgressEntry, User
 from core.persona import CoachContext, Persona, conversation, system_blocks
+from core.progress import goals_progress
 
 
 class ContextStore(Protocol):
@@ -20,6 +21,8 @@ class ContextStore(Protocol):
         """The last `limit` messages, oldest first."""
 
     async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]: ...
+    async def list_progress(self, user_id: str, goal_id: str | None = None) -> list[ProgressEntry]:
+        """The user's progress entries (of one goal, or all), oldest first."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,16 @@ class Contexts:
         """
         history = await self.store.recent_messages(user.id, self.settings.history_context_messages)
         goals = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
+        goals = goals[: self.settings.max_active_goals_in_context]
+        now, zone = self.clock(), self.zone(user)
+        progress = goals_progress(goals, await self.store.list_progress(user.id), now, zone)
         context = CoachContext(
             phase=user.phase,
-            goals=goals[: self.settings.max_active_goals_in_context],
+            goals=goals,
             meeting=meeting,
-            now=self.clock(),
-            timezone=self.zone(user),
+            now=now,
+            timezone=zone,
             history=history,
+            progress={p.goal.id: p for p in progress},
         )
         return Prompt(system_blocks(self.persona, context), conversation(history, text))

@@ -7,8 +7,8 @@ The prompt is pure: a function of the persona and a snapshot of the user's conte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -16,7 +16,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.models import Goal, Meeting, Message, Phase, Role
-from core.zones import format_local
+from core.progress import GoalProgress
+from core.texts import counted
+from core.zones import format_day, format_local
 
 PHASE_GUIDANCE = {
     Phase.GOAL_SETTING: (
@@ -80,6 +82,25 @@ class CoachContext:
     now: datetime
     timezone: ZoneInfo
     history: Sequence[Message]
+    progress: Mapping[str, GoalProgress] = field(default_factory=dict)  # by goal id
+
+
+def goal_line(goal: Goal, context: CoachContext) -> str:
+    """A goal, its latest progress (the user's own words, dated in their zone), its streak;
+    just the goal while nothing is logged for it."""
+    progress = context.progress.get(goal.id)
+    if progress is None or progress.latest is None:
+        return f"- {goal.text}"
+    latest = progress.latest
+    streak = (
+        f"streak: {counted(progress.streak, 'week')} in a row"
+        if progress.streak
+        else "no progress this week or last"
+    )
+    return (
+        f"- {goal.text} (last progress {format_day(latest.created_at, context.timezone)}: "
+        f"{latest.text}; {streak})"
+    )
 
 
 def system_blocks(persona: Persona, context: CoachContext) -> list[dict[str, Any]]:
@@ -87,7 +108,7 @@ def system_blocks(persona: Persona, context: CoachContext) -> list[dict[str, Any
     lines = [PHASE_GUIDANCE[context.phase]]
     if context.goals:
         lines.append("Active goals:")
-        lines.extend(f"- {goal.text}" for goal in context.goals)
+        lines.extend(goal_line(goal, context) for goal in context.goals)
     else:
         lines.append("Active goals: none yet.")
     if context.meeting is not None:
