@@ -12,9 +12,10 @@ import difflib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bots.web_links import calendar_feed_url, sign_in_url
 from core.access import Standing
@@ -22,10 +23,11 @@ from core.coach import Coach
 from core.errors import CoachError, StoreUnavailable
 from core.keys import LINK_MINUTES, SIGN_IN_MINUTES
 from core.models import Goal, GoalStatus, Identity, Meeting, Phase, Role
+from core.progress import GoalProgress, streak_text
 from core.session import HistoryPage, Session
 from core.text import plain_argument, without_controls
 from core.texts import STORE_DOWN_COMMAND_TEXT, counted
-from core.zones import UserTime
+from core.zones import UserTime, format_day
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,23 @@ class HistoryView:
 class GoalsView:
     goals: list[Goal]
     note: str = ""
+    # Each goal's latest entry and streak, in the order of `goals`, and the zone of its dates.
+    progress: list[GoalProgress] = field(default_factory=list)
+    zone: ZoneInfo | None = None
+
+    def progress_line(self, number: int, shown: Callable[[str], str] = str) -> str | None:
+        """Goal `number`'s `last Mon 23 Nov 2026: ran 3 km · 🔥 3 weeks in a row`, the
+        user's words passed through `shown` (a platform's escaping); None while none."""
+        found = self.progress[number - 1] if number <= len(self.progress) else None
+        if found is None or found.latest is None or self.zone is None:
+            return None
+        streak = (
+            f"🔥 {counted(found.streak, 'week')} in a row"
+            if found.streak
+            else "no streak: nothing this week or last"
+        )
+        day = format_day(found.latest.created_at, self.zone)
+        return f"last {day}: {shown(found.latest.text)} · {streak}"
 
 
 @dataclass(frozen=True)
@@ -154,8 +173,14 @@ async def _clear(ask: Ask, args: str) -> Result:
     return Reply(f"Done: {counted(count, 'message')} deleted. Fresh page!")
 
 
+async def goals_view(you: Session, note: str = "") -> GoalsView:
+    """The user's active goals with their progress (also the Slack Home tab's)."""
+    progress = await you.goals_progress()
+    return GoalsView([p.goal for p in progress], note, progress, you.zone)
+
+
 async def _goals(ask: Ask, args: str) -> Result:
-    return GoalsView(await (await ask.session()).goals())
+    return await goals_view(await ask.session())
 
 
 async def _goal(ask: Ask, args: str) -> Result:
@@ -175,7 +200,20 @@ async def _goal(ask: Ask, args: str) -> Result:
             return Reply(
                 "Use `/goal add <goal>`, `/goal done <number>` or `/goal drop <number>`.", True
             )
-    return GoalsView(await you.goals(), note=note)
+    return await goals_view(you, note)
+
+
+async def _log(ask: Ask, args: str) -> Result:
+    ref, text = _first_word(args)
+    if not ref:
+        return Reply("Log progress on a goal: `/log <number> <what you did>` (see /goals).", True)
+    you = await ask.session()
+    logged = await you.log_progress(plain_argument(ref), text)
+    note = (
+        f"Logged for goal {logged.number} ({logged.goal.text}): {logged.entry.text}. "
+        + streak_text(logged.streak)
+    )
+    return await goals_view(you, note)
 
 
 async def _commitments(ask: Ask, args: str) -> Result:
@@ -393,6 +431,7 @@ COMMANDS: dict[str, Command] = {
         Command("clear", "/clear", "delete our conversation history", _clear),
         Command("goals", "/goals", "your active goals", _goals),
         Command("goal", "/goal add|done|drop …", "add a goal, or finish or drop one", _goal),
+        Command("log", "/log <number> <what you did>", "note progress on a goal", _log),
         Command(
             "commitments",
             "/commitments [done <number>]",
@@ -502,7 +541,7 @@ def as_text(result: Result, when: Callable[[datetime], str] | None = None) -> st
             return "\n".join(lines)
         case GoalsView(goals=goals, note=note):
             body = (
-                "\n".join(f"{i}. {goal.text}" for i, goal in enumerate(goals, 1))
+                "\n".join(_goal_entry(result, i, goal) for i, goal in enumerate(goals, 1))
                 if goals
                 else "No active goals yet. Add one: /goal add <goal>"
             )
@@ -525,6 +564,11 @@ def as_text(result: Result, when: Callable[[datetime], str] | None = None) -> st
         case Export():
             return result.json
     raise TypeError(f"unknown result {result!r}")
+
+
+def _goal_entry(view: GoalsView, number: int, goal: Goal) -> str:
+    progress = view.progress_line(number)
+    return f"{number}. {goal.text}" + (f"\n   {progress}" if progress else "")
 
 
 def booked_text(booked: Booked, when: Callable[[datetime], str]) -> str:

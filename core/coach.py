@@ -2,7 +2,8 @@
 
 - `reply(identity, text, ...)`: answer a message, streamed as events (core/turn.py).
 - `session(identity)`: one user's requests, the user looked up once (core/session.py):
-  access, history, goals, commitments, the coach's notes, meetings, phase, timezone, data.
+  access, history, goals and their progress, commitments, the coach's notes, meetings,
+  phase, timezone, their data.
 - `windows`: the scheduler's hooks, meetings and their window steps (core/window_hooks.py).
 - one person across platforms: `link_code`, `link`, `unlink`, `identities` (core/linking.py).
 - for platforms: dedupe claims of their own actions, replies a crash cut off, the time.
@@ -39,6 +40,7 @@ from core.models import (
 )
 from core.notes import MemoryBounds
 from core.persona import Persona
+from core.progress import GoalProgress, ProgressLogged
 from core.proposals import Decision, Proposals, ProposalStore
 from core.reply import EventClaim, Prepare, Reply
 from core.session import (
@@ -268,6 +270,14 @@ class Coach:
 
     async def close_goal(self, identity: Identity, ref: str, status: GoalStatus) -> Goal:
         return await (await self.session(identity)).close_goal(ref, status)
+
+    async def log_progress(self, identity: Identity, ref: str, text: str) -> ProgressLogged:
+        """Note progress on the active goal numbered `ref` in `/goals`; CoachError if the
+        number or the text will not do."""
+        return await (await self.session(identity)).log_progress(ref, text)
+
+    async def goals_progress(self, identity: Identity) -> list[GoalProgress]:
+        return await (await self.session(identity)).goals_progress()
 
     async def commitments(self, identity: Identity) -> list[Commitment]:
         return await (await self.session(identity)).commitments()

@@ -22,9 +22,10 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from core.config import Settings
-from core.models import CommitmentStatus, Goal, GoalStatus, Meeting, Message, User
+from core.models import CommitmentStatus, Goal, GoalStatus, Meeting, Message, ProgressEntry, User
 from core.notes import NotesStore
 from core.persona import CoachContext, Persona, conversation, system_blocks
+from core.progress import goals_progress
 from core.proposals import TOOLS
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class ContextStore(NotesStore, Protocol):
         """The last `limit` messages, oldest first."""
 
     async def list_goals(self, user_id: str, status: GoalStatus | None = None) -> list[Goal]: ...
+    async def list_progress(self, user_id: str, goal_id: str | None = None) -> list[ProgressEntry]:
+        """The user's progress entries (of one goal, or all), oldest first."""
 
 
 @dataclass(frozen=True)
@@ -104,17 +107,22 @@ class Contexts:
         settings = self.settings
         history = await self.store.recent_messages(user.id, settings.history_context_messages)
         goals = await self.store.list_goals(user.id, GoalStatus.ACTIVE)
+        goals = goals[: settings.max_active_goals_in_context]
+        now, zone = self.clock(), self.zone(user)
+        progress = goals_progress(goals, await self.store.list_progress(user.id), now, zone)
         commitments = await self.store.list_commitments(user.id, CommitmentStatus.OPEN)
         notes = await self.store.memory_notes(user.id)
         context = CoachContext(
             phase=user.phase,
-            goals=goals[: settings.max_active_goals_in_context],
+            goals=goals,
             meeting=meeting,
-            now=self.clock(),
-            timezone=self.zone(user),
+            now=now,
+            timezone=zone,
             history=history,
             commitments=commitments[-MAX_COMMITMENTS_IN_CONTEXT:],
+            commitment_numbers={c.id: n for n, c in enumerate(commitments, 1)},
             memory=notes[: settings.memory_max_notes],
+            progress={p.goal.id: p for p in progress},
         )
         prompt = fit_to_budget(self.persona, context, text, settings.context_token_budget)
         budget = settings.context_token_budget

@@ -136,6 +136,18 @@ class Commitment(_Model):
     _aware = field_validator("created_at", "done_at")(_aware_if_set)
 
 
+class ProgressEntry(_Model):
+    """One dated note of what the user did towards a goal (`/log 1 ran 3 km`)."""
+
+    id: str = Field(default_factory=new_id)
+    user_id: str
+    goal_id: str
+    text: str
+    created_at: datetime
+
+    _aware = field_validator("created_at")(_require_aware)
+
+
 # A meeting's once-only flags set by a claim (`recap_sent` is no plain flag: the store's
 # `finish_recap` sets it together with the recap's text).
 MeetingFlag = Literal["reminder_sent"]

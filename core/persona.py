@@ -7,8 +7,8 @@ The prompt is pure: a function of the persona and a snapshot of the user's conte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -16,7 +16,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.models import Commitment, Goal, Meeting, Message, Phase, Role
-from core.zones import format_local
+from core.progress import GoalProgress
+from core.texts import counted
+from core.zones import format_day, format_local
 
 PHASE_GUIDANCE = {
     Phase.GOAL_SETTING: (
@@ -82,6 +84,29 @@ class CoachContext:
     history: Sequence[Message]
     commitments: Sequence[Commitment] = ()  # open ones, oldest first
     memory: Sequence[str] = ()  # the coach's notes on the user (core/notes.py)
+    progress: Mapping[str, GoalProgress] = field(default_factory=dict)  # by goal id
+    # Each open commitment's number as /commitments shows it (the proposal tools name them
+    # by number; the budget may leave the oldest out of the list).
+    commitment_numbers: Mapping[str, int] = field(default_factory=dict)
+
+
+def goal_line(number: int, goal: Goal, context: CoachContext) -> str:
+    """A goal numbered as /goals numbers it (the tools name goals so), its latest progress
+    (the user's own words, dated in their zone), its streak; just the goal while nothing is
+    logged for it."""
+    progress = context.progress.get(goal.id)
+    if progress is None or progress.latest is None:
+        return f"{number}. {goal.text}"
+    latest = progress.latest
+    streak = (
+        f"streak: {counted(progress.streak, 'week')} in a row"
+        if progress.streak
+        else "no progress this week or last"
+    )
+    return (
+        f"{number}. {goal.text} (last progress {format_day(latest.created_at, context.timezone)}: "
+        f"{latest.text}; {streak})"
+    )
 
 
 def system_blocks(persona: Persona, context: CoachContext) -> list[dict[str, Any]]:
@@ -89,7 +114,7 @@ def system_blocks(persona: Persona, context: CoachContext) -> list[dict[str, Any
     lines = [PHASE_GUIDANCE[context.phase]]
     if context.goals:
         lines.append("Active goals:")
-        lines.extend(f"- {goal.text}" for goal in context.goals)
+        lines.extend(goal_line(n, goal, context) for n, goal in enumerate(context.goals, 1))
     else:
         lines.append("Active goals: none yet.")
     if context.meeting is not None:
@@ -100,7 +125,9 @@ def system_blocks(persona: Persona, context: CoachContext) -> list[dict[str, Any
     if context.commitments:
         lines.append("Open commitments (what the user said they would do; ask how it went):")
         lines.extend(
-            f"- {c.text}" + (f" (due {c.due})" if c.due else "") for c in context.commitments
+            f"{context.commitment_numbers.get(c.id, n)}. {c.text}"
+            + (f" (due {c.due})" if c.due else "")
+            for n, c in enumerate(context.commitments, 1)
         )
     if context.memory:
         lines.append("What you remember about the user from earlier sessions:")

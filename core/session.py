@@ -27,8 +27,16 @@ from core.models import (
     MeetingStatus,
     Message,
     Phase,
+    ProgressEntry,
     User,
     new_id,
+)
+from core.progress import (
+    MAX_PROGRESS_CHARS,
+    GoalProgress,
+    ProgressLogged,
+    goals_progress,
+    streak_weeks,
 )
 from core.text import clean_text
 from core.texts import counted
@@ -97,6 +105,7 @@ class SessionStore(ReplyStore, Protocol):
     ) -> Goal | None:
         """Mark an active goal done or dropped; None if there is no such active goal."""
 
+    async def add_progress(self, entry: ProgressEntry) -> None: ...
     async def add_meetings(self, meetings: Sequence[Meeting]) -> None: ...
     async def cancel_meetings(self, user_id: str, meeting_ids: Sequence[str]) -> int:
         """Cancel those of the user's meetings that have not closed; returns how many."""
@@ -225,6 +234,33 @@ class Session:
             raise CoachError("My notes on you changed just now. See `/memory` and try again.")
         return note
 
+    # Progress (core/progress.py)
+
+    async def log_progress(self, ref: str, text: str) -> ProgressLogged:
+        """Note what the user did towards the active goal numbered `ref` (as `goals` lists
+        them), dated now; what was saved and the goal's streak after it."""
+        goals = await self.goals()
+        goal = _pick(goals, ref, "goal", "/goals")
+        text = " ".join(clean_text(text).split())
+        if not text:
+            raise CoachError("What did you do? Try `/log 1 ran 3 km`.")
+        if len(text) > MAX_PROGRESS_CHARS:
+            raise CoachError(
+                f"Keep a progress note under {MAX_PROGRESS_CHARS} characters: the gist is enough."
+            )
+        entry = ProgressEntry(
+            user_id=self.user.id, goal_id=goal.id, text=text, created_at=self.now()
+        )
+        await self._store.add_progress(entry)
+        logged = await self._store.list_progress(self.user.id, goal.id)
+        streak = streak_weeks((e.created_at for e in logged), self.now(), self.zone)
+        return ProgressLogged(goal, goals.index(goal) + 1, entry, streak)
+
+    async def goals_progress(self) -> list[GoalProgress]:
+        """Each active goal, numbered as `goals` lists them, with its latest entry and streak."""
+        entries = await self._store.list_progress(self.user.id)
+        return goals_progress(await self.goals(), entries, self.now(), self.zone)
+
     # Meetings
 
     async def meetings(self) -> list[Meeting]:
@@ -346,6 +382,7 @@ class Session:
                 c.model_dump(mode="json") for c in await store.list_commitments(user_id)
             ],
             "memory": await store.memory_notes(user_id),
+            "progress": [p.model_dump(mode="json") for p in await store.list_progress(user_id)],
             "meetings": [m.model_dump(mode="json") for m in await store.list_meetings(user_id)],
             "messages": [m.model_dump(mode="json") for m in await store.messages_between(user_id)],
         }

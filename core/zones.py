@@ -72,6 +72,12 @@ def weekly_starts(first: datetime, zone: ZoneInfo, count: int) -> list[datetime]
     ]
 
 
+def format_day(dt: datetime, tz: ZoneInfo) -> str:
+    """The calendar day of an instant in `tz`, e.g. `Fri 4 Dec 2026` (a progress entry's date)."""
+    require_aware(dt, "dt")
+    return format_wall(dt.astimezone(tz)).split(",")[0]
+
+
 def format_wall(wall: datetime) -> str:
     """`Fri 4 Dec 2026, 09:00`: the clock-and-calendar part of `format_local`."""
     day = f"{DAY_ABBREVIATIONS[wall.weekday()]} {wall.day} {MONTH_ABBREVIATIONS[wall.month - 1]}"

@@ -99,8 +99,8 @@ async def test_context_has_persona_phase_goals_local_time_and_last_ten_messages(
     assert static["cache_control"] == {"type": "ephemeral"} and "Rally" in static["text"]
     assert "cache_control" not in dynamic
     assert "goal setting" in dynamic["text"]
-    assert [line for line in dynamic["text"].splitlines() if line.startswith("- ")] == [
-        f"- goal number {n}" for n in range(5)
+    assert [line for line in dynamic["text"].splitlines() if line[:1].isdigit()] == [
+        f"{n + 1}. goal number {n}" for n in range(5)
     ]
     assert "(Asia/Kolkata)" in dynamic["text"] and "14:36" in dynamic["text"]  # 09:06 UTC
     turns = [(m["role"], m["content"]) for m in body["messages"]]

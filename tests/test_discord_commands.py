@@ -83,6 +83,26 @@ async def test_goal_add_done_drop_with_autocomplete(tmp_path: Path) -> None:
         assert {g.status for g in goals} == {GoalStatus.DONE, GoalStatus.DROPPED}
 
 
+async def test_log_progress_with_goal_autocomplete_shows_it_under_the_goal(
+    tmp_path: Path,
+) -> None:
+    async with discord_world(tmp_path) as w:
+        await ask(w, "add", {"goal": "Run 5k"}, group="goal")
+        await ask(w, "add", {"goal": "Read 12 books"}, group="goal")
+        offered = await choices(w, "goal", {"goal": "run", "text": ""}, subcommand="log")
+        assert offered == [("1. Run 5k", 1)]
+
+        logged = text_of(await ask(w, "log", {"goal": 1, "text": "ran *3* km"}))
+        assert "Logged for goal 1 (Run 5k): ran \\*3\\* km." in logged  # as typed, escaped
+        assert "On the board this week" in logged
+        listed = text_of(await ask(w, "goals"))
+        assert "1. Run 5k\n  ↳ last Mon 23 Nov 2026: ran \\*3\\* km · 🔥 1 week in a row" in listed
+        assert "2. Read 12 books\n" in listed  # nothing logged: no line under it
+
+        wrong = await ask(w, "log", {"goal": 3, "text": "read"})
+        assert wrong.content.startswith("⚠️") and "(1 to 2)" in wrong.content
+
+
 async def test_schedule_meetings_cancel_in_discord_time(tmp_path: Path) -> None:
     async with discord_world(tmp_path) as w:
         booked = await ask(w, "schedule", {"when": "tomorrow 9am", "minutes": 30, "weekly": True})
@@ -383,14 +403,19 @@ async def test_discord_sync_registers_the_group_and_start_never_does(tmp_path: P
     (global_command,) = w.discord.commands[None]
     subcommands = {option["name"] for option in global_command["options"]}
     assert subcommands == {
-        "help", "access", "history", "clear", "goals", "goal", "commitments", "schedule",
-        "meetings", "cancel", "track", "goalsetting", "timezone", "memory", "link", "unlink",
-        "web", "calendar", "export", "forget",
+        "help", "access", "history", "clear", "goals", "goal", "log", "commitments",
+        "schedule", "meetings", "cancel", "track", "goalsetting", "timezone", "memory", "link",
+        "unlink", "web", "calendar", "export", "forget",
     }
     assert guild_command["options"] == global_command["options"]
     goal = next(o for o in global_command["options"] if o["name"] == "goal")
     done = next(o for o in goal["options"] if o["name"] == "done")
     assert done["options"][0]["autocomplete"] is True and done["options"][0]["type"] == 4
+    log = next(o for o in global_command["options"] if o["name"] == "log")
+    assert [(o["name"], o["type"], o.get("autocomplete", False)) for o in log["options"]] == [
+        ("goal", 4, True),
+        ("text", 3, False),
+    ]
 
 
 async def test_a_link_code_from_another_platform_joins_the_two_users(tmp_path: Path) -> None:

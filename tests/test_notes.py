@@ -104,7 +104,7 @@ async def test_commitments_from_a_window_are_listed_recalled_at_the_next_opening
     system = fake.last_request.system_text
     assert (
         "Open commitments (what the user said they would do; ask how it went):\n"
-        "- stretch every morning (due daily, 7am)\n- call Sam about the 10k\n"
+        "1. stretch every morning (due daily, 7am)\n2. call Sam about the 10k\n"
     ) in system
     assert (
         "What you remember about the user from earlier sessions:\n"

@@ -179,3 +179,18 @@ async def test_a_commitment_is_closed_by_a_proposal_the_user_confirms(
     decision = await coach.decide(person(), shown.proposal.id, confirm=True)
     assert decision.acted and decision.text == "Done: sleep by 11. That's a promise kept!"
     assert [c.text for c in await coach.commitments(person())] == ["run on Wednesday"]
+
+
+async def test_progress_is_logged_on_confirm_for_the_goal_the_context_numbered(
+    coach: Coach, fake: FakeAnthropic
+) -> None:
+    await coach.add_goal(person(), "Sleep by 11")
+    await coach.add_goal(person(), "Run a 5k")
+    await collect(coach, person(), "hello")
+    assert "2. Run a 5k" in fake.last_request.system_text  # how the model names goal 2
+    shown = await propose(coach, fake, "propose_progress", {"goal_number": 2, "text": "ran 3 km"})
+    assert shown.proposal.summary == "Log progress on “Run a 5k”: ran 3 km"
+    decision = await coach.decide(person(), shown.proposal.id, confirm=True)
+    assert decision.acted and decision.text.startswith("Logged for goal 2 (Run a 5k): ran 3 km.")
+    [_, run] = await coach.goals_progress(person())
+    assert run.latest is not None and run.latest.text == "ran 3 km"

@@ -17,7 +17,7 @@ from bots.stream import STREAMING_INDICATOR
 from core.llm import USER_TEXT
 from core.models import Message, MessageMeta, Platform, Role
 from core.safety import SAFETY_REPLY
-from core.zones import format_local
+from core.zones import format_day, format_local
 from tests.fakes.anthropic_api import FakeAnthropic, StreamError
 from tests.fakes.slack_api import (
     BOT_USER_ID,
@@ -509,6 +509,21 @@ async def test_app_home_shows_phase_goals_next_meeting_and_reach(tmp_path: Path)
         assert "tracking" in text and "Not reachable right now" in text and "Run 5k" in text
         [meeting] = await d.coach.meetings(identity())
         assert format_local(meeting.start, ZoneInfo("Europe/Berlin")) in text
+
+
+async def test_app_home_shows_each_goals_last_progress_and_streak(tmp_path: Path) -> None:
+    async with deployment(tmp_path) as d:
+        d.fake.add_user(USER_ID, tz="Europe/Berlin")
+        await d.coach.add_goal(identity(), "Run 5k")
+        await d.coach.add_goal(identity(), "Read 12 books")
+        await d.coach.log_progress(identity(), "1", "ran 3 km <!channel>")
+        await d.deliver(app_home_opened_event())
+
+        text = block_texts(d.fake.home_views[USER_ID]["blocks"])
+        day = format_day(d.coach.now(), ZoneInfo("Europe/Berlin"))
+        shown = f"1. Run 5k\\n    ↳ last {day}: ran 3 km &lt;!channel&gt; · 🔥 1 week in a row"
+        assert shown in text
+        assert "2. Read 12 books\\n" in text and "/coach log &lt;number&gt;" in text
 
 
 async def test_opening_the_messages_tab_publishes_nothing(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from core.models import (
     NoticeState,
     Phase,
     Platform,
+    ProgressEntry,
     Proposal,
     ProposalKind,
     ProposalStatus,
@@ -394,6 +395,39 @@ async def test_close_goal_only_from_active_and_only_by_its_user(store: Store) ->
     assert closed == goal.model_copy(update={"status": GoalStatus.DONE, "closed_at": at(1)})
     assert await store.close_goal(user_id, goal.id, GoalStatus.DROPPED, at(2)) is None
     assert await store.list_goals(user_id) == [closed]
+
+
+# Progress
+
+
+def entry(user_id: str, goal_id: str, minutes: float, text: str = "ran") -> ProgressEntry:
+    return ProgressEntry(user_id=user_id, goal_id=goal_id, text=text, created_at=at(minutes))
+
+
+async def test_progress_lists_oldest_first_per_user_and_goal(store: Store) -> None:
+    user_id, other = await new_user(store, "U1"), await new_user(store, "U2")
+    later = entry(user_id, "g1", 60, "ran 5 km")
+    first = entry(user_id, "g1", 1, "ran 3 km")
+    same_instant = entry(user_id, "g1", 60, "stretched")  # after `later`: insertion order
+    elsewhere = entry(user_id, "g2", 30, "read 10 pages")
+    for each in (later, first, same_instant, elsewhere, entry(other, "g1", 5, "theirs")):
+        await store.add_progress(each)
+
+    assert await store.list_progress(user_id, "g1") == [first, later, same_instant]
+    assert await store.list_progress(user_id) == [first, elsewhere, later, same_instant]
+    assert await store.list_progress(user_id, "no-such-goal") == []
+    assert [e.text for e in await store.list_progress(other)] == ["theirs"]
+
+
+async def test_delete_user_removes_their_progress(store: Store) -> None:
+    gone, kept = await new_user(store, "U1"), await new_user(store, "U2")
+    await store.add_progress(entry(gone, "g1", 1))
+    await store.add_progress(entry(kept, "g2", 1))
+
+    await store.delete_user(gone)
+
+    assert await store.list_progress(gone) == []
+    assert len(await store.list_progress(kept)) == 1
 
 
 # Meetings
@@ -1281,7 +1315,11 @@ async def test_delete_user_removes_their_proposals(store: Store) -> None:
 async def seed_everything(store: Store, user_id: str, minutes: float, tag: str) -> None:
     """One of each kind of data a user has, `tag` naming it, at `minutes`."""
     await store.add_message(message(user_id, minutes, f"{tag} says hi"))
-    await store.add_goal(Goal(user_id=user_id, text=f"{tag} goal", created_at=at(minutes)))
+    goal = Goal(user_id=user_id, text=f"{tag} goal", created_at=at(minutes))
+    await store.add_goal(goal)
+    await store.add_progress(
+        ProgressEntry(user_id=user_id, goal_id=goal.id, text=f"{tag} ran", created_at=at(minutes))
+    )
     await store.add_meetings([meeting(user_id, 600 + minutes)])
     await store.add_notice(notice(user_id, f"{tag}:open"))
     await store.add_in_flight(in_flight(user_id, f"{tag}-reply", minutes))
@@ -1298,7 +1336,13 @@ async def assert_merged(store: Store, into: str, gone: str) -> None:
     assert [u.id for u in await store.list_users()] == [into]
     texts = [m.text for m in await store.messages_between(into)]
     assert texts == ["kept says hi", "gone says hi", "kept says later"]  # merged by time
-    assert [g.text for g in await store.list_goals(into)] == ["kept goal", "gone goal"]
+    goals = await store.list_goals(into)
+    assert [g.text for g in goals] == ["kept goal", "gone goal"]
+    # Progress moves with its goal: still that goal's, now the user's it joined.
+    assert [(e.text, e.goal_id) for e in await store.list_progress(into)] == [
+        ("kept ran", goals[0].id),
+        ("gone ran", goals[1].id),
+    ]
     assert len(await store.list_meetings(into)) == 2
     moved_notice = await store.get_notice("gone:open")
     assert moved_notice is not None and moved_notice.user_id == into
@@ -1312,6 +1356,7 @@ async def assert_merged(store: Store, into: str, gone: str) -> None:
     assert moved_proposal is not None and moved_proposal.user_id == into
     assert await store.recent_messages(gone, 10) == []
     assert await store.list_goals(gone) == []
+    assert await store.list_progress(gone) == []
     assert await store.list_meetings(gone) == []
     assert [c.text for c in await store.list_commitments(into)] == ["kept promise", "gone promise"]
     assert await store.list_commitments(gone) == []

@@ -217,6 +217,47 @@ async def test_goals_and_meetings_through_the_api(web: WebWorld) -> None:
     assert (await web.get("/api/v1/meetings", headers))[1]["meetings"] == []
 
 
+async def test_progress_is_logged_and_shown_on_each_goal(web: WebWorld) -> None:
+    headers = await web.signed_in()
+    status, goal = await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
+    assert status == 201 and (goal["last_progress"], goal["streak_weeks"]) == (None, 0)
+    await web.post("/api/v1/goals", headers, {"text": "Read"})
+    async with web.http.put(
+        "/api/v1/timezone", headers=headers, json={"timezone": "Asia/Tokyo"}
+    ) as response:
+        assert response.status == 200
+
+    status, logged = await web.post("/api/v1/goals/1/progress", headers, {"text": "ran 3 km"})
+    assert status == 201 and logged["number"] == 1 and logged["text"] == "Run 5k"
+    entry = {
+        "text": "ran 3 km",
+        "at": {"utc": "2026-11-23T09:00:00Z", "local": "Mon 23 Nov 2026, 18:00 (Asia/Tokyo)"},
+    }
+    assert (logged["last_progress"], logged["streak_weeks"]) == (entry, 1)
+
+    _, listed = await web.get("/api/v1/goals", headers)
+    shown = [(g["text"], g["last_progress"], g["streak_weeks"]) for g in listed["goals"]]
+    assert shown == [("Run 5k", entry, 1), ("Read", None, 0)]
+
+
+async def test_bad_progress_is_a_400_that_says_why_and_saves_nothing(web: WebWorld) -> None:
+    headers = await web.signed_in()
+    status, body = await web.post("/api/v1/goals/1/progress", headers, {"text": "ran"})
+    assert status == 400 and body["detail"] == "You have no goals right now."
+    await web.post("/api/v1/goals", headers, {"text": "Run 5k"})
+    for ref, text, says in [
+        ("2", "ran", "(1 to 1)"),
+        ("1", "   ", "What did you do?"),
+        ("1", "x" * 501, "under 500 characters"),
+    ]:
+        status, body = await web.post(f"/api/v1/goals/{ref}/progress", headers, {"text": text})
+        assert status == 400 and says in body["detail"], body
+    status, _ = await web.post("/api/v1/goals/1/progress", headers, {})
+    assert status == 422
+    _, listed = await web.get("/api/v1/goals", headers)
+    assert listed["goals"][0]["last_progress"] is None
+
+
 async def test_a_wrong_date_or_zone_is_a_400_that_says_why(web: WebWorld) -> None:
     headers = await web.signed_in()
     status, body = await web.post("/api/v1/meetings", headers, {"when": "someday maybe"})

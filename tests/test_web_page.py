@@ -533,6 +533,15 @@ async def test_goals_and_meetings_from_the_page(tab: Tab, web: WebWorld) -> None
     await expect(goals).to_have_count(1)
     await expect(goals.first).to_contain_text("Read daily")
 
+    # Progress: the goal picked, the words typed, Enter; they show as text under the goal.
+    await page.get_by_label("Goal to log progress on").select_option(label="1. Read daily")
+    await page.get_by_role("textbox", name="Log progress").fill("read <b>20</b> pages")
+    await page.get_by_role("textbox", name="Log progress").press("Enter")
+    progress = goals.first.locator(".progress")
+    await expect(progress).to_contain_text("read <b>20</b> pages · 1 week in a row")
+    assert await goals.first.locator("b").count() == 0
+    await expect(page.get_by_role("textbox", name="Log progress")).to_have_value("")
+
     when = page.get_by_label("When")
     await when.fill("someday soonish")
     await when.press("Enter")

@@ -26,6 +26,7 @@ from bots.discord.proposals import ProposalButton
 from bots.discord.render import Answer, answer_for
 from core.coach import Coach
 from core.models import Identity
+from core.progress import MAX_PROGRESS_CHARS
 from core.session import MAX_GOAL_CHARS
 from core.text import clip
 
@@ -153,8 +154,19 @@ class CoachCommands(app_commands.Group):
     async def goal_drop(self, interaction: discord.Interaction, number: int) -> None:
         await self.answer(interaction, f"goal drop {number}")
 
+    @app_commands.command(description="Note progress on a goal")
+    @app_commands.describe(goal="The goal's number in /coach goals", text="What you did")
+    async def log(
+        self,
+        interaction: discord.Interaction,
+        goal: int,
+        text: app_commands.Range[str, 1, MAX_PROGRESS_CHARS],
+    ) -> None:
+        await self.answer(interaction, f"log {goal} {text}")
+
     @goal_done.autocomplete("number")
     @goal_drop.autocomplete("number")
+    @log.autocomplete("goal")
     async def goal_numbers(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[int]]:

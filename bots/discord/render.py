@@ -111,8 +111,8 @@ def answer_for(result: Result) -> Answer:
             return Answer(content=f"{icon} {access_text(result)}")
         case HistoryView():
             return history_answer(result, when)
-        case GoalsView(goals=goals, note=note):
-            return goals_answer([shown_as_typed(goal.text) for goal in goals], note)
+        case GoalsView():
+            return goals_answer(result)
         case MeetingsView(meetings=meetings, note=note):
             return meetings_answer(meetings, note, when)
         case Booked():
@@ -171,15 +171,21 @@ def history_answer(view: HistoryView, when: When) -> Answer:
     return Answer(embed=embed)
 
 
-def goals_answer(goals: list[str], note: str) -> Answer:
-    """`goals` already escaped; `note` (Saved/Done/Dropped: <goal>) quotes one as typed."""
-    note = discord_commands(shown_as_typed(note))
-    if not goals:
+def goals_answer(view: GoalsView) -> Answer:
+    """Goals and their progress escaped as typed; the note (Saved/Done/Dropped/Logged) quotes
+    the user's words as typed too."""
+    note = discord_commands(shown_as_typed(view.note))
+    if not view.goals:
         empty = discord_commands("No active goals yet. Add one: /goal add <goal>")
         return Answer(content=f"{note}\n{empty}".strip())
-    embed = _embed("Your goals", [f"{n}. {text}" for n, text in enumerate(goals, 1)])
-    embed.set_footer(text=f"Finished one? {SLASH_COMMAND} goal done. New one? {SLASH_COMMAND} "
-                     "goal add.")
+    lines = []
+    for n, goal in enumerate(view.goals, 1):
+        lines.append(f"{n}. {shown_as_typed(goal.text)}")
+        if progress := view.progress_line(n, shown_as_typed):
+            lines[-1] += f"\n  ↳ {progress}"
+    embed = _embed("Your goals", lines)
+    embed.set_footer(text=f"Did something? {SLASH_COMMAND} log. Finished one? {SLASH_COMMAND} "
+                     f"goal done. New one? {SLASH_COMMAND} goal add.")
     return Answer(content=note or None, embed=embed)
 
 

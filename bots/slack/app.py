@@ -28,7 +28,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.commands import Export, run_command, when_for_result
+from bots.commands import Export, goals_view, run_command, when_for_result
 from bots.slack.edits import Destination
 from bots.slack.errors import refusal
 from bots.slack.events import is_retry, is_user_speaking, sent_at, text_of, without_mention
@@ -320,7 +320,7 @@ class SlackBot:
         facts = HomeFacts(
             phase=you.user.phase,
             standing=await you.access(),
-            goals=await you.goals(),
+            goals=await goals_view(you),
             next_meeting=meetings[0] if meetings else None,
         )
         view = home_view(facts, you.time)

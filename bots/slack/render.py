@@ -42,7 +42,7 @@ from bots.voice import (
     under_command,
 )
 from core.access import Standing
-from core.models import Goal, Meeting, Phase, Proposal, Role
+from core.models import Meeting, Phase, Proposal, Role
 from core.proposals import Decision
 from core.text import clip
 from core.texts import counted
@@ -146,8 +146,8 @@ def result_message(result: Result, when: When) -> SlackMessage:
             return _simple(f"{icon} {our_text(result.describe())}")
         case HistoryView():
             return _history(result, when)
-        case GoalsView(goals=goals, note=note):
-            return _goals(goals, note)
+        case GoalsView():
+            return _goals(result)
         case MeetingsView(meetings=meetings, note=note):
             return _meetings(meetings, note, when)
         case Booked():
@@ -195,17 +195,27 @@ def _history(view: HistoryView, when: When) -> SlackMessage:
     return SlackMessage(title, blocks)
 
 
-def goal_lines(goals: list[Goal]) -> str:
-    return "\n".join(f"{number}. {escape(goal.text)}" for number, goal in enumerate(goals, 1))
+def goal_lines(view: GoalsView) -> str:
+    """Numbered goals, each with its latest progress and streak beneath it (when logged)."""
+    lines = []
+    for number, goal in enumerate(view.goals, 1):
+        lines.append(f"{number}. {escape(goal.text)}")
+        if progress := view.progress_line(number, escape):
+            lines.append(f"    ↳ {progress}")  # no italics: the user's `_` would end them
+    return "\n".join(lines)
 
 
-def _goals(goals: list[Goal], note: str) -> SlackMessage:
+def _goals(view: GoalsView) -> SlackMessage:
+    goals, note = view.goals, view.note
     blocks: Blocks = []
     if note:
         blocks.append(section(our_text(note)))
     if goals:
-        blocks.append(section("*Your goals*\n" + goal_lines(goals)))
-        blocks.append(context(our_text("Finished one? /goal done <number>. New one? /goal add …")))
+        blocks.append(section("*Your goals*\n" + goal_lines(view)))
+        blocks.append(context(our_text(
+            "Did something? /log <number> <what you did>. Finished one? /goal done <number>. "
+            "New one? /goal add …"
+        )))  # fmt: skip
     else:
         blocks.append(section(our_text("No active goals yet. Add one: /goal add <goal>")))
     fallback = our_text(note) if note else f"You have {counted(len(goals), 'active goal')}."
@@ -280,7 +290,7 @@ def failure_note(user_text: str) -> str:
 class HomeFacts:
     phase: Phase
     standing: Standing
-    goals: list[Goal]
+    goals: GoalsView  # active goals with their progress
     next_meeting: Meeting | None
 
 
@@ -289,6 +299,8 @@ def home_view(facts: HomeFacts, when: When) -> dict[str, Any]:
     reachable = facts.standing.access.allowed
     reach = "🟢 *Reachable now.*" if reachable else "⏸️ *Not reachable right now.*"
     goals = goal_lines(facts.goals) or our_text("None yet. Add one: /goal add <goal>")
+    if facts.goals.goals:
+        goals += "\n" + our_text("Log progress: /log <number> <what you did>")
     meeting = (
         meeting_line(facts.next_meeting, when)
         if facts.next_meeting

@@ -27,6 +27,7 @@ from bots.web.views import (
 from bots.web_links import calendar_feed_url
 from core.keys import LINK_MINUTES, digest
 from core.models import GoalStatus, Phase, User
+from core.progress import GoalProgress
 from core.session import Session
 
 api = APIRouter(prefix="/api/v1")
@@ -41,6 +42,10 @@ class SendBody(BaseModel):
 
 class GoalBody(BaseModel):
     text: str = Field(max_length=2_000)
+
+
+class ProgressBody(BaseModel):
+    text: str = Field(max_length=2_000)  # the coach's own limit is smaller, and says so
 
 
 class ScheduleBody(BaseModel):
@@ -202,15 +207,27 @@ async def _decide(
 
 @api.get("/goals")
 async def goals(request: Request, who: Signed) -> JSON:
-    found = await (await session_of(request, who)).goals()
-    return {"goals": [goal_view(goal, n) for n, goal in enumerate(found, 1)]}
+    """Active goals, each with its last progress entry and streak."""
+    session = await session_of(request, who)
+    found = await session.goals_progress()
+    return {"goals": [goal_view(p.goal, p.number, p, session.time) for p in found]}
 
 
 @api.post("/goals", status_code=201)
 async def add_goal(request: Request, who: Signed, body: GoalBody) -> JSON:
     session = await session_of(request, who)
     goal = await session.add_goal(body.text)
-    return goal_view(goal, len(await session.goals()))
+    number = len(await session.goals())
+    return goal_view(goal, number, GoalProgress(goal, number, None, 0), session.time)
+
+
+@api.post("/goals/{ref}/progress", status_code=201)
+async def log_progress(request: Request, who: Signed, ref: str, body: ProgressBody) -> JSON:
+    """Note progress on active goal `ref` (its number in GET /goals): the goal as it is now."""
+    session = await session_of(request, who)
+    logged = await session.log_progress(ref, body.text)
+    progress = GoalProgress(logged.goal, logged.number, logged.entry, logged.streak)
+    return goal_view(logged.goal, logged.number, progress, session.time)
 
 
 @api.post("/goals/{ref}/done")

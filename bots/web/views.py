@@ -9,6 +9,7 @@ from typing import Any
 from bots.voice import meeting_line, proposal_text
 from core.access import Standing
 from core.models import Goal, Meeting, Message, Proposal, Role, User
+from core.progress import GoalProgress
 from core.proposals import Decision
 from core.session import HistoryPage
 from core.zones import UserTime
@@ -67,8 +68,19 @@ def history_view(page: HistoryPage, page_size: int) -> JSON:
     }
 
 
-def goal_view(goal: Goal, number: int) -> JSON:
-    return {"number": number, "id": goal.id, "text": goal.text, "status": goal.status.value}
+def goal_view(
+    goal: Goal, number: int, progress: GoalProgress | None = None, time: UserTime | None = None
+) -> JSON:
+    """A goal; an active one's view (with `progress` and the user's `time`) also has its last
+    progress entry (or null) and its streak of weeks."""
+    view: JSON = {"number": number, "id": goal.id, "text": goal.text, "status": goal.status.value}
+    if progress is not None and time is not None:
+        latest = progress.latest
+        view["last_progress"] = (
+            {"text": latest.text, "at": moment(latest.created_at, time)} if latest else None
+        )
+        view["streak_weeks"] = progress.streak
+    return view
 
 
 def user_view(user: User, time: UserTime) -> JSON:

@@ -24,6 +24,7 @@ from core.store import StoreUnavailable
 from core.store.mongo_base import Collections, _by, _doc, _load, _reason, _unavailable_on_error
 from core.store.mongo_keys import KeyDocs
 from core.store.mongo_meetings import MeetingDocs
+from core.store.mongo_progress import ProgressDocs
 from core.store.mongo_proposals import ProposalDocs
 from core.store.mongo_turns import TurnDocs
 from core.store.mongo_users import UserDocs
@@ -44,10 +45,12 @@ SERVER_TIMEOUT_SECONDS = 5.0  # how long a call waits for a reachable server
 
 
 
-class MongoStore(UserDocs, KeyDocs, ProposalDocs, TurnDocs, MeetingDocs, Collections):
+class MongoStore(
+    UserDocs, KeyDocs, ProposalDocs, TurnDocs, MeetingDocs, ProgressDocs, Collections
+):
     """Messages, goals and dedupe keys here; users and their identities in UserDocs
     (mongo_users.py), meetings and notices in MeetingDocs (mongo_meetings.py), turn leases
-    and replies in flight in TurnDocs (mongo_turns.py)."""
+    and replies in flight in TurnDocs (mongo_turns.py), progress in ProgressDocs."""
 
     @classmethod
     async def open(
@@ -82,6 +85,9 @@ class MongoStore(UserDocs, KeyDocs, ProposalDocs, TurnDocs, MeetingDocs, Collect
         )
         await self._messages.create_index([("user_id", ASCENDING), *_by("created_at")])
         await self._goals.create_index([("user_id", ASCENDING), *_by("created_at")])
+        await self._progress.create_index(
+            [("user_id", ASCENDING), ("goal_id", ASCENDING), *_by("created_at")]
+        )
         await self._meetings.create_index([("status", ASCENDING), ("closes_at", ASCENDING)])
         await self._meetings.create_index([("user_id", ASCENDING), *_by("start")])
         # Not a TTL index: expiry follows the caller's clock (claim_event's `now`), not the

@@ -18,6 +18,7 @@ from core.models import (
     Meeting,
     Message,
     Notice,
+    ProgressEntry,
     Proposal,
     User,
 )
@@ -46,7 +47,7 @@ def _unavailable_on_error(
 
 
 def _doc(
-    model: User | Goal | Commitment | Meeting | Message | Notice | Proposal,
+    model: User | Goal | Commitment | ProgressEntry | Meeting | Message | Notice | Proposal,
 ) -> dict[str, Any]:
     data = model.model_dump(mode="python", exclude_none=True)
     data["_id"] = data.pop("id")
@@ -79,6 +80,7 @@ class Collections:
         self._users = db["users"]
         self._messages = db["messages"]
         self._goals = db["goals"]
+        self._progress = db["progress"]
         self._meetings = db["meetings"]
         self._events = db["events"]
         self._turns = db["turns"]

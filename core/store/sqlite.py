@@ -24,6 +24,7 @@ from core.models import (
 from core.store.sqlite_file import SQLiteFile
 from core.store.sqlite_keys import KeyRows
 from core.store.sqlite_meetings import MeetingRows
+from core.store.sqlite_progress import ProgressRows
 from core.store.sqlite_proposals import ProposalRows
 from core.store.sqlite_rows import Rows, _ts
 from core.store.sqlite_turns import TurnRows
@@ -135,6 +136,14 @@ MIGRATIONS = [
     CREATE INDEX commitments_by_user ON commitments (user_id, created_at);
     CREATE TABLE memory (user_id TEXT PRIMARY KEY, notes TEXT NOT NULL, updated_at TEXT NOT NULL)
     """,
+    # Dated progress entries per goal (core/progress.py, sqlite_progress.py).
+    """
+    CREATE TABLE progress (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, goal_id TEXT NOT NULL, text TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX progress_by_user_goal_time ON progress (user_id, goal_id, created_at)
+    """,
 ]
 
 
@@ -196,11 +205,11 @@ async def _user_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-class SQLiteStore(UserRows, KeyRows, ProposalRows, TurnRows, MeetingRows, Rows):
+class SQLiteStore(UserRows, KeyRows, ProposalRows, TurnRows, MeetingRows, ProgressRows, Rows):
     """Messages, goals and dedupe keys here; users and their identities in UserRows
     (sqlite_users.py), meetings and notices in MeetingRows (sqlite_meetings.py), turn leases
     and replies in flight in TurnRows (sqlite_turns.py), commitments and memory notes in
-    NoteRows (sqlite_notes.py, under UserRows)."""
+    NoteRows (sqlite_notes.py, under UserRows), progress in ProgressRows."""
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteStore:

@@ -21,6 +21,7 @@ from core.store.sqlite_rows import _ts
 _MERGED_TABLES = (
     "messages",
     "goals",
+    "progress",
     "commitments",
     "meetings",
     "notices",
@@ -149,6 +150,7 @@ class UserRows(NoteRows):
             ("goals", "user_id"),
             ("commitments", "user_id"),
             ("memory", "user_id"),
+            ("progress", "user_id"),
             ("meetings", "user_id"),
             ("notices", "user_id"),
             ("tokens", "user_id"),

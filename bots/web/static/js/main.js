@@ -114,8 +114,11 @@ function signOut(detail = "") {
   // Nothing of this user stays on the page for the next one.
   conversation.reset();
   access.reset();
-  for (const id of ["goals", "meetings"]) $(id).replaceChildren();
-  for (const id of ["message", "goal-text", "meeting-when", "link-input"]) $(id).value = "";
+  for (const id of ["goals", "meetings", "progress-goal"]) $(id).replaceChildren();
+  $("progress-form").hidden = true;
+  for (const id of ["message", "goal-text", "progress-text", "meeting-when", "link-input"]) {
+    $(id).value = "";
+  }
   for (const id of ["chat-error", "goals-error", "meetings-error", "link-error"]) {
     $(id).textContent = "";
   }

@@ -102,12 +102,30 @@ export class Access {
   }
 }
 
+/** `Last: Mon 23 Nov 2026, 18:00 (Asia/Tokyo): ran 3 km · 3 weeks in a row`, or "". */
+export function progressText(goal) {
+  const last = goal.last_progress;
+  if (!last) return "";
+  const weeks = goal.streak_weeks;
+  const streak = weeks
+    ? `${weeks} ${weeks === 1 ? "week" : "weeks"} in a row`
+    : "no streak: nothing this week or last";
+  return `Last: ${last.at.local}: ${last.text} · ${streak}`;
+}
+
 export class Goals {
   constructor(api) {
     this.api = api;
     onSubmit("goal-form", "goal-text", "goals-error", async (text) => {
       await this.api.post("api/v1/goals", { text });
       await this.load();
+      return true;
+    });
+    onSubmit("progress-form", "progress-text", "goals-error", async (text) => {
+      const number = $("progress-goal").value;
+      await this.api.post(`api/v1/goals/${number}/progress`, { text });
+      await this.load();
+      $("progress-goal").value = number; // the same goal stays picked for the next entry
       return true;
     });
   }
@@ -117,7 +135,22 @@ export class Goals {
       const { goals } = await this.api.get("api/v1/goals");
       $("goals").replaceChildren(...goals.map((goal) => this.item(goal)));
       $("goals-empty").hidden = goals.length > 0;
+      this.showPicker(goals);
     });
+  }
+
+  /** The progress form's goal picker: one option per active goal, the form hidden without. */
+  showPicker(goals) {
+    const picker = $("progress-goal");
+    const picked = picker.value;
+    picker.replaceChildren(...goals.map((goal) => {
+      const option = document.createElement("option");
+      option.value = String(goal.number);
+      option.textContent = `${goal.number}. ${goal.text}`;
+      return option;
+    }));
+    if (goals.some((goal) => String(goal.number) === picked)) picker.value = picked;
+    $("progress-form").hidden = goals.length === 0;
   }
 
   item(goal) {
@@ -126,11 +159,19 @@ export class Goals {
       await this.load();
       return true;
     });
-    return itemWithActions(goal.text, [
+    const li = itemWithActions(goal.text, [
       // Each name starts with the button's visible word, then says which goal.
       button("Done", `Done: goal ${goal.number}, ${goal.text}`, () => close("done")),
       button("Drop", `Drop: goal ${goal.number}, ${goal.text}`, () => close("drop")),
     ]);
+    const progress = progressText(goal);
+    if (progress) {
+      const line = document.createElement("span");
+      line.className = "progress";
+      line.textContent = progress; // the user's words as text, never as HTML
+      li.append(line);
+    }
+    return li;
   }
 }
 
