@@ -285,8 +285,10 @@ async def test_a_long_history_and_many_notes_stay_within_the_token_budget(
 async def test_the_budget_drops_the_oldest_history_first(
     store: Store, fake: FakeAnthropic
 ) -> None:
-    settings = make_settings(context_token_budget=1500, history_context_messages=100)
-    coach = Coach(store, None, Persona.load(), settings, clock=Clock(MONDAY))
+    persona = Persona.load()
+    budget = len(persona.prompt) // 4 + 1000  # room for the persona and about 20 messages
+    settings = make_settings(context_token_budget=budget, history_context_messages=100)
+    coach = Coach(store, None, persona, settings, clock=Clock(MONDAY))
     user = await coach.user(ALICE)
     await store.add_messages(
         [
@@ -302,7 +304,7 @@ async def test_the_budget_drops_the_oldest_history_first(
     )
     await store.replace_memory_notes(user.id, ["Runs for the kids"], MONDAY)
     prompt = await coach.build_context(user, "Hi", None)
-    assert prompt.estimated_tokens <= 1500
+    assert prompt.estimated_tokens <= budget
     assert estimate_tokens(prompt.system, prompt.messages) == prompt.estimated_tokens
     kept = " ".join(m["content"] for m in prompt.messages)
     assert "message 99 " in kept and "message 0 " not in kept  # the newest stay
