@@ -4,6 +4,7 @@ store at 100k messages; writes results.json, results.md and latency.png.
     python -m bench                  # the full run (several minutes), into bench/results/
     python -m bench --smoke          # small loads and store, under a minute (CI runs this)
     python -m bench --platforms discord --loads 1,500 --profile   # pyinstrument the bot
+    python -m bench --sections caching --out /tmp/caching   # prompt caching's tokens and cost
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.caching import run_caching
 from bench.load import RAISED_GLOBAL_LIMIT, LoadConfig, run_discord, run_slack
 from bench.web_load import run_web
 
@@ -31,6 +33,8 @@ SMOKE_LOADS = (1, 10)
 # every document per query (bench/STORE_PROFILE.md): fewer samples keep it to minutes.
 FULL_STORE = {"sqlite": (100_000, 200), "mongo": (100_000, 20)}
 SMOKE_STORE = {"sqlite": (2_000, 20), "mongo": (1_000, 10)}
+FULL_CACHING_TURNS, SMOKE_CACHING_TURNS = 20, 6  # one user's turns; a second user adds 3
+SECTIONS = ("platforms", "store", "caching")
 SMOKE_CONFIG = LoadConfig(
     ttft=0.2, delta_interval=0.02, reply_words=20, ramp=0.3, timeout=30, min_conversations=5
 )
@@ -57,6 +61,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="run the bot under pyinstrument; profiles land next to the results")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results[/smoke])")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"which parts to run, of {','.join(SECTIONS)}")
+    parser.add_argument("--caching-turns", type=int, help="one user's turns in the caching run")
     return parser.parse_args(argv)
 
 
@@ -74,6 +81,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     platforms = args.platforms or (SMOKE_PLATFORMS if args.smoke else FULL_PLATFORMS)
     out: Path = args.out or (RESULTS / "smoke" if args.smoke else RESULTS)
     profiles = out / "profiles" if args.profile else None
+    sections = set(filter(None, args.sections.split(",")))
+    if unknown := sections - set(SECTIONS):
+        raise SystemExit(f"unknown section(s) {', '.join(sorted(unknown))}: use {SECTIONS}")
+    if "platforms" not in sections:
+        platforms = ""
+    if "store" not in sections:
+        args.store = ""
     results: dict[str, Any] = {
         "taken_at": report.stamp(),
         "mode": "smoke" if args.smoke else "full",
@@ -96,6 +110,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["store"][backend] = await store_figures(
             backend, args.store_messages or messages, samples
         )
+    if "caching" in sections:
+        turns = args.caching_turns or (SMOKE_CACHING_TURNS if args.smoke else FULL_CACHING_TURNS)
+        print(f"caching: {turns} turns ...", file=sys.stderr, flush=True)
+        results["caching"] = await run_caching(turns)
     results["targets"] = report.targets(results)
     for path in report.write(results, out):
         print(f"wrote {path}", file=sys.stderr)

@@ -100,7 +100,45 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"p50 {p50} ms",
             p50 <= CONTEXT_BUILD_P50_MS,
         )
+    if caching := results.get("caching"):
+        later = len(caching["turns"]) - 1
+        reading = caching["turns_reading_cache_from_2"]
+        check(
+            "prompt cache read from turn 2",
+            "every turn after the first reads the tools + persona from the cache",
+            f"{reading}/{later} turns, {caching['read_share_from_turn_2']:.0%} of input",
+            reading == later > 0,
+        )
     return checks
+
+
+def caching_markdown(caching: dict[str, Any]) -> list[str]:
+    """Per turn tokens, then the cost per 100 turns with and without the cache."""
+    p, cost = caching["prices_per_mtok"], caching["cost_per_100_turns_usd"]
+    lines = [
+        "",
+        f"Prompt caching, {caching['model']}: the tools + persona prefix estimates "
+        f"{caching['prefix_tokens']:,} tokens (the model caches from "
+        f"{caching['cache_min_tokens']:,}). List prices per million tokens: input "
+        f"${p['input']:g}, output ${p['output']:g}, cache write ${p['cache_write']:g}, "
+        f"cache read ${p['cache_read']:g}.",
+        "",
+        "| turn | user | input | cache write | cache read | output | read share | cost $ |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in caching["turns"]:
+        lines.append(
+            f"| {r['turn']} | {r['user']} | {r['input']:,} | {r['cache_write']:,} "
+            f"| {r['cache_read']:,} | {r['output']:,} | {r['read_share']:.0%} "
+            f"| {r['cost_usd']:.5f} |"
+        )
+    lines += [
+        "",
+        f"From turn 2, {caching['read_share_from_turn_2']:.0%} of the input was read from the "
+        f"cache. Cost per 100 turns: ${cost['cached']:.2f} with caching, "
+        f"${cost['uncached']:.2f} without ({cost['saving']:.0%} less).",
+    ]
+    return lines
 
 
 def _cell(value: Any) -> str:
@@ -115,11 +153,14 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Taken {results['taken_at']} ({results['mode']} run) on {m['cpu']}, {m['cores']} cores, "
         f"Python {m['python']}, {m['os']}.",
-        "",
-        "| platform | concurrent | complete | overhead p50/p95/p99 ms | first text p50/p99 ms "
-        "| lag p50/p95 ms | edits/reply | 429s | replies/s | CPU s/reply | peak RSS MB |",
-        "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|",
     ]
+    if results.get("platforms"):
+        lines += [
+            "",
+            "| platform | concurrent | complete | overhead p50/p95/p99 ms | first text p50/p99 ms "
+            "| lag p50/p95 ms | edits/reply | 429s | replies/s | CPU s/reply | peak RSS MB |",
+            "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|",
+        ]
     for name, runs in results.get("platforms", {}).items():
         for r in runs:
             o, f, lag = r["overhead_ms"], r["first_text_overhead_ms"], r["token_lag_ms"]
@@ -148,6 +189,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {c['p50']} / {c['p95']} / {c['p99']} | {h['p50']} / {h['p95']} / {h['p99']} "
                 f"| page {s['deep_page']}: {d['p50']} / {d['p95']} / {d['p99']} |"
             )
+    if results.get("caching"):
+        lines += caching_markdown(results["caching"])
     lines += ["", "| target | limit | measured | met |", "|---|---|---|---|"]
     for t in results.get("targets", []):
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]

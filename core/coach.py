@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from core import zones
 from core.access import Standing, WindowPolicy
+from core.caching import prefix_tokens, warn_if_uncached
 from core.config import Settings
 from core.context import Prompt
 from core.keys import Keys
@@ -41,7 +42,7 @@ from core.models import (
 from core.notes import MemoryBounds
 from core.persona import Persona
 from core.progress import GoalProgress, ProgressLogged
-from core.proposals import Decision, Proposals, ProposalStore
+from core.proposals import TOOLS, Decision, Proposals, ProposalStore
 from core.reply import EventClaim, Prepare, Reply
 from core.session import (
     Cancelled,
@@ -88,6 +89,12 @@ class Coach:
         self.clock = clock
         # What the model proposes, carried out when the user confirms (core/proposals.py).
         self.proposals = Proposals(store, self.session, settings.proposal_minutes)
+        if llm is not None:  # the persona and tools are the prompt's cached prefix
+            warn_if_uncached(
+                prefix_tokens(TOOLS, [{"type": "text", "text": persona.prompt}]),
+                settings.cache_min_tokens,
+                settings.anthropic_model,
+            )
         self.replies = Replies(
             store, self.llm, persona, settings, self.policy, clock, self.proposals
         )

@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.caching import Prices, cache_min_tokens
 from core.zones import WhenError, resolve_timezone
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,16 @@ class Settings(BaseSettings):
     # Not sent: the API rejects it since 2026-10-21. Read only to warn that it is ignored,
     # so any value is accepted (an old deployment must not fail to start over it).
     anthropic_temperature: str | None = None
+    # The model's list prices, US dollars per million tokens, for cost figures (bench/caching.py).
+    # Defaults: Anthropic's published Sonnet-class prices (input 3, output 15; a 5-minute cache
+    # write 1.25x input, a cache read 0.1x input). Set them to your model's and contract's.
+    anthropic_price_input_per_mtok: float = Field(3.0, ge=0)
+    anthropic_price_output_per_mtok: float = Field(15.0, ge=0)
+    anthropic_price_cache_write_per_mtok: float = Field(3.75, ge=0)
+    anthropic_price_cache_read_per_mtok: float = Field(0.30, ge=0)
+    # The shortest prompt prefix (tools + persona) the model caches; unset: by the model's
+    # family (core/caching.py: Haiku 2,048 tokens, others 1,024).
+    anthropic_cache_min_tokens: int | None = Field(None, ge=1)
 
     # The coach
     persona_path: Path | None = None
@@ -232,6 +243,21 @@ class Settings(BaseSettings):
     @property
     def llm_configured(self) -> bool:
         return self.anthropic_api_key is not None
+
+    @property
+    def prices(self) -> Prices:
+        return Prices(
+            input=self.anthropic_price_input_per_mtok,
+            output=self.anthropic_price_output_per_mtok,
+            cache_write=self.anthropic_price_cache_write_per_mtok,
+            cache_read=self.anthropic_price_cache_read_per_mtok,
+        )
+
+    @property
+    def cache_min_tokens(self) -> int:
+        if self.anthropic_cache_min_tokens is not None:
+            return self.anthropic_cache_min_tokens
+        return cache_min_tokens(self.anthropic_model)
 
     def warn_about_ignored(self) -> None:
         """Old deployments may still set a temperature: say it is ignored instead of failing."""

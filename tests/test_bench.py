@@ -1,6 +1,6 @@
 """The bench: its arithmetic on hand-made timelines, and its smoke run (what CI runs of it)
 end to end: real `momentum run` processes, Slack, Discord and the web (real WebSocket clients),
-and the store at smoke size."""
+the store at smoke size, and prompt caching's tokens and cost per turn."""
 
 from __future__ import annotations
 
@@ -115,6 +115,20 @@ def test_smoke_run_reports_every_platform_and_store(tmp_path: Path) -> None:
     # The web paces nothing: every model delta reached the client as a frame of its own.
     words = results["config"]["reply_words"]
     assert all(r["edits_per_reply"] >= words for r in results["platforms"]["web"])
+    # Prompt caching: the first turn writes the tools + persona, every later one (the second
+    # user's first too) reads them, and the cache makes 100 turns cheaper.
+    caching = results["caching"]
+    turns = caching["turns"]
+    assert [t["user"] for t in turns] == ["A"] * 6 + ["B"] * 3
+    assert turns[0]["cache_write"] >= caching["cache_min_tokens"] and turns[0]["cache_read"] == 0
+    assert all(t["cache_read"] >= caching["prefix_tokens"] for t in turns[1:])
+    assert all(t["cache_write"] == 0 for t in turns[1:])
+    assert caching["turns_reading_cache_from_2"] == len(turns) - 1
+    assert 0.5 < caching["read_share_from_turn_2"] < 1
+    cost = caching["cost_per_100_turns_usd"]
+    assert 0 < cost["cached"] < cost["uncached"]
+    assert "prompt cache read from turn 2" in {t["target"] for t in results["targets"] if t["met"]}
+    assert "| 2 | A |" in (out / "results.md").read_text()
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "results.md").read_text() == markdown(results)
 

@@ -17,7 +17,7 @@ import pytest
 from bots.commands import Reply as CommandReply
 from bots.commands import as_text, run_command
 from core.coach import Coach
-from core.context import estimate_tokens
+from core.context import TOOLS_CHARS, estimate_tokens
 from core.events import Done
 from core.models import CommitmentStatus, Message, MessageMeta, Platform, Role
 from core.notes import MemoryBounds, NotesError, parse_notes
@@ -243,7 +243,7 @@ async def test_export_has_them_and_forget_removes_them(world: World, fake: FakeA
 async def test_a_long_history_and_many_notes_stay_within_the_token_budget(
     store: Store, fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
 ) -> None:
-    budget = 2000
+    budget = (TOOLS_CHARS + len(Persona.load().prompt)) // 4 + 1500  # ~30 of the 50 notes fit
     settings = make_settings(
         context_token_budget=budget, history_context_messages=100, memory_max_notes=50
     )
@@ -287,8 +287,10 @@ async def test_a_long_history_and_many_notes_stay_within_the_token_budget(
 async def test_the_budget_drops_the_oldest_history_first(
     store: Store, fake: FakeAnthropic
 ) -> None:
-    settings = make_settings(context_token_budget=1500, history_context_messages=100)
-    coach = Coach(store, None, Persona.load(), settings, clock=Clock(MONDAY))
+    persona = Persona.load()
+    budget = (TOOLS_CHARS + len(persona.prompt)) // 4 + 1000  # the prefix and ~20 messages
+    settings = make_settings(context_token_budget=budget, history_context_messages=100)
+    coach = Coach(store, None, persona, settings, clock=Clock(MONDAY))
     user = await coach.user(ALICE)
     await store.add_messages(
         [
@@ -304,7 +306,7 @@ async def test_the_budget_drops_the_oldest_history_first(
     )
     await store.replace_memory_notes(user.id, ["Runs for the kids"], MONDAY)
     prompt = await coach.build_context(user, "Hi", None)
-    assert prompt.estimated_tokens <= 1500
+    assert prompt.estimated_tokens <= budget
     assert estimate_tokens(prompt.system, prompt.messages) == prompt.estimated_tokens
     kept = " ".join(m["content"] for m in prompt.messages)
     assert "message 99 " in kept and "message 0 " not in kept  # the newest stay
