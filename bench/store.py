@@ -32,6 +32,7 @@ import asyncio
 import json
 import platform
 import random
+import re
 import sqlite3
 import statistics
 import tempfile
@@ -387,7 +388,7 @@ async def _measure(seeded: Seeded, population: Population, samples: int) -> dict
     user, identity = seeded.heavy, seeded.heavy.identity
     # A broken seed must not produce figures: check it through the code paths measured.
     prompt = await coach.build_context(user, "How did my week go?", None)
-    goal_lines = prompt.system[1]["text"].count("\n- ")
+    goal_lines = len(re.findall(r"^\d+\. ", prompt.system[1]["text"], re.M))  # "1. Run 5k"
     stored = await coach.history(identity, 1, PAGE_SIZE)
     if stored.total != population.heavy or goal_lines != ACTIVE_GOALS or len(prompt.messages) < 10:
         raise RuntimeError(

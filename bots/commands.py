@@ -23,7 +23,7 @@ from core.coach import Coach
 from core.errors import CoachError, StoreUnavailable
 from core.keys import LINK_MINUTES, SIGN_IN_MINUTES
 from core.models import Goal, GoalStatus, Identity, Meeting, Phase, Role
-from core.progress import GoalProgress, streak_text
+from core.progress import GoalProgress, logged_text
 from core.session import HistoryPage, Session
 from core.text import plain_argument, without_controls
 from core.texts import STORE_DOWN_COMMAND_TEXT, counted
@@ -208,69 +208,85 @@ async def _log(ask: Ask, args: str) -> Result:
     if not ref:
         return Reply("Log progress on a goal: `/log <number> <what you did>` (see /goals).", True)
     you = await ask.session()
-    logged = await you.log_progress(plain_argument(ref), text)
-    note = (
-        f"Logged for goal {logged.number} ({logged.goal.text}): {logged.entry.text}. "
-        + streak_text(logged.streak)
-    )
-    return await goals_view(you, note)
+    return await goals_view(you, logged_text(await you.log_progress(plain_argument(ref), text)))
+
+
+@dataclass(frozen=True)
+class NumberedList:
+    """`/commitments` and `/memory`: a numbered list, and one action on an item of it."""
+
+    command: str  # "commitments"
+    action: str  # "done": `/commitments done <n>`
+    title: str
+    empty: str
+    hint: str
+
+
+COMMITMENTS = NumberedList(
+    "commitments", "done", "What you said you would do:",
+    "No open commitments. When you tell me in a meeting what you will do, I'll keep it here "
+    "and ask about it next time.",
+    "Done one? `/commitments done <number>`",
+)  # fmt: skip
+MEMORY = NumberedList(
+    "memory", "forget", "What I remember about you:",
+    "I have no notes on you yet. After each meeting I note what matters to you (why your "
+    "goals matter, what gets in the way, what works for you).",
+    "Wrong or private? `/memory forget <number>`",
+)  # fmt: skip
+
+
+async def _numbered(
+    shape: NumberedList,
+    args: str,
+    act: Callable[[str], Awaitable[str]],
+    lines: Callable[[], Awaitable[list[str]]],
+) -> Result:
+    action, rest = _first_word(args)
+    note = ""
+    match plain_argument(action).lower():
+        case "":
+            pass
+        case shape.action:
+            if not plain_argument(rest):
+                return Reply(
+                    f"Which one? `/{shape.command} {shape.action} <number>` "
+                    f"(see /{shape.command}).",
+                    True,
+                )
+            note = await act(plain_argument(rest)) + "\n"
+        case _:
+            return Reply(
+                f"Use `/{shape.command}` or `/{shape.command} {shape.action} <number>`.", True
+            )
+    numbered = [f"{i}. {line}" for i, line in enumerate(await lines(), 1)]
+    if not numbered:
+        return Reply(note + shape.empty)
+    return Reply(note + shape.title + "\n" + "\n".join(numbered) + "\n" + shape.hint)
 
 
 async def _commitments(ask: Ask, args: str) -> Result:
-    action, rest = _first_word(args)
     you = await ask.session()
-    note = ""
-    match plain_argument(action).lower():
-        case "":
-            pass
-        case "done":
-            if not plain_argument(rest):
-                return Reply("Which one? `/commitments done <number>` (see /commitments).", True)
-            done = await you.close_commitment(plain_argument(rest))
-            note = f"✅ Done: {done.text}. That's a promise kept!\n"
-        case _:
-            return Reply("Use `/commitments` or `/commitments done <number>`.", True)
-    commitments = await you.commitments()
-    if not commitments:
-        return Reply(
-            note + "No open commitments. When you tell me in a meeting what you will do, "
-            "I'll keep it here and ask about it next time."
-        )
-    lines = [
-        f"{i}. {c.text}{f' (due {c.due})' if c.due else ''}, said {you.local(c.created_at)}"
-        for i, c in enumerate(commitments, 1)
-    ]
-    return Reply(
-        note + "What you said you would do:\n" + "\n".join(lines)
-        + "\nDone one? `/commitments done <number>`"
-    )  # fmt: skip
+
+    async def done(ref: str) -> str:
+        return f"✅ Done: {(await you.close_commitment(ref)).text}. That's a promise kept!"
+
+    async def lines() -> list[str]:
+        return [
+            f"{c.text}{f' (due {c.due})' if c.due else ''}, said {you.local(c.created_at)}"
+            for c in await you.commitments()
+        ]
+
+    return await _numbered(COMMITMENTS, args, done, lines)
 
 
 async def _memory(ask: Ask, args: str) -> Result:
-    action, rest = _first_word(args)
     you = await ask.session()
-    note = ""
-    match plain_argument(action).lower():
-        case "":
-            pass
-        case "forget":
-            if not plain_argument(rest):
-                return Reply("Which one? `/memory forget <number>` (see /memory).", True)
-            forgotten = await you.forget_memory(plain_argument(rest))
-            note = f"Forgotten: {forgotten}\n"
-        case _:
-            return Reply("Use `/memory` or `/memory forget <number>`.", True)
-    notes = await you.memory()
-    if not notes:
-        return Reply(
-            note + "I have no notes on you yet. After each meeting I note what matters to you "
-            "(why your goals matter, what gets in the way, what works for you)."
-        )
-    lines = [f"{i}. {text}" for i, text in enumerate(notes, 1)]
-    return Reply(
-        note + "What I remember about you:\n" + "\n".join(lines)
-        + "\nWrong or private? `/memory forget <number>`"
-    )  # fmt: skip
+
+    async def forget(ref: str) -> str:
+        return f"Forgotten: {await you.forget_memory(ref)}"
+
+    return await _numbered(MEMORY, args, forget, you.memory)
 
 
 async def _schedule(ask: Ask, args: str) -> Result:

@@ -77,6 +77,14 @@ def goals_progress(
     return result
 
 
+def logged_text(logged: ProgressLogged) -> str:
+    """What the user is told when progress is logged, by `/log` or a confirmed proposal."""
+    return (
+        f"Logged for goal {logged.number} ({logged.goal.text}): {logged.entry.text}. "
+        + streak_text(logged.streak)
+    )
+
+
 def streak_text(streak: int) -> str:
     """How a streak reads after an entry: `3 weeks in a row — keep it going!`."""
     if streak <= 1:

@@ -33,7 +33,7 @@ from core.models import (
     ProposalKind,
     ProposalStatus,
 )
-from core.progress import streak_text
+from core.progress import logged_text
 from core.text import clean_text
 
 if TYPE_CHECKING:  # core/session.py imports the pipeline, which imports this
@@ -286,11 +286,7 @@ class Proposals:
         if proposal.kind is ProposalKind.COMPLETE_GOAL:
             goal = await session.close_goal(ref, GoalStatus.DONE)
             return f"Goal done: {goal.text}. Well earned!"
-        logged = await session.log_progress(ref, args["text"])
-        return (
-            f"Logged for goal {logged.number} ({logged.goal.text}): {logged.entry.text}. "
-            f"{streak_text(logged.streak)}"
-        )
+        return logged_text(await session.log_progress(ref, args["text"]))
 
 
 def _numbered(items: Sequence[T], number: int, noun: str) -> T:
