@@ -6,6 +6,8 @@
   phase, timezone, their data.
 - `windows`: the scheduler's hooks, meetings and their window steps (core/window_hooks.py).
 - one person across platforms: `link_code`, `link`, `unlink`, `identities` (core/linking.py).
+- `installs`: the app's encrypted installations per workspace, for "Add to Slack"
+  (core/installs.py).
 - for platforms: dedupe claims of their own actions, replies a crash cut off, the time.
 - for the operator (`momentum admin`): every user, a phase set by hand.
 
@@ -25,6 +27,7 @@ from core.access import Standing, WindowPolicy
 from core.caching import prefix_tokens, warn_if_uncached
 from core.config import Settings
 from core.context import Prompt
+from core.installs import Installs, InstallStore
 from core.keys import Keys
 from core.linking import Linked, Linking, LinkStore, Unlinked
 from core.llm import LLM, UnconfiguredLLM
@@ -63,9 +66,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CoachStore(LinkStore, WindowStore, ProposalStore, Protocol):
+class CoachStore(LinkStore, WindowStore, ProposalStore, InstallStore, Protocol):
     """What the Coach needs of the store: its sessions', the pipeline's, the windows', the
-    web keys' and linking's needs, and the operator's list of users."""
+    web keys' and linking's needs, the platforms' installations, and the operator's list of
+    users."""
 
     async def list_users(self) -> list[User]: ...
 
@@ -109,6 +113,9 @@ class Coach:
         self.desk = Desk(store, self.replies, settings, self.policy, clock, self.meetings_changed)
         self.keys = Keys(store, clock)  # the web's tokens and sign-in codes, link codes
         self.linking = Linking(store, self.desk, self.keys)
+        # The app's installations in many workspaces ("Add to Slack"), encrypted.
+        key = settings.slack_install_encryption_key
+        self.installs = Installs(store, clock, key.get_secret_value() if key else None)
 
     @property
     def chat_configured(self) -> bool:

@@ -17,6 +17,10 @@ from core.zones import WhenError, resolve_timezone
 log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The bot scopes of slack/manifest.json (a test keeps them equal): what "Add to Slack" asks.
+SLACK_BOT_SCOPES = (
+    "app_mentions:read,assistant:write,chat:write,commands,im:history,im:write,users:read"
+)
 
 
 class Settings(BaseSettings):
@@ -96,6 +100,17 @@ class Settings(BaseSettings):
     slack_api_url: str | None = None
     slack_port: int = 3000
     slack_native_streaming: bool = True
+    # "Add to Slack" for any workspace (bots/slack/oauth.py): on with both of these, in HTTP
+    # mode. Each workspace's tokens are then kept in the database, encrypted with
+    # SLACK_INSTALL_ENCRYPTION_KEY (a Fernet key; several, comma-separated, to rotate).
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_scopes: str = SLACK_BOT_SCOPES
+    slack_install_encryption_key: SecretStr | None = None
+    # Where Slack reaches this app (https://…): the redirect URL is this + /slack/oauth_redirect.
+    slack_public_url: str = ""
+    # Tokens with rotation on are refreshed when they expire within this many minutes.
+    slack_token_rotation_minutes: int = Field(120, ge=1, le=720)
 
     # Discord
     discord_bot_token: SecretStr | None = None
@@ -233,8 +248,18 @@ class Settings(BaseSettings):
         return timedelta(minutes=self.window_closes_after_minutes)
 
     @property
+    def slack_oauth(self) -> bool:
+        """"Add to Slack" is on: an OAuth client, served over HTTP (Socket Mode has no
+        redirect for Slack to send the installer back to)."""
+        return (
+            self.slack_client_id is not None
+            and self.slack_client_secret is not None
+            and self.slack_app_token is None
+        )
+
+    @property
     def slack_configured(self) -> bool:
-        return self.slack_bot_token is not None
+        return self.slack_bot_token is not None or self.slack_oauth
 
     @property
     def discord_configured(self) -> bool:

@@ -38,6 +38,7 @@ LINK_CODE_LENGTH = 8
 class Purpose(StrEnum):
     SIGN_IN = "sign_in"
     LINK = "link"
+    INSTALL_STATE = "install_state"  # an app install in progress (core/installs.py)
 
 
 class KeyKind(StrEnum):

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from cryptography.fernet import Fernet
 
+from core.errors import SetupError
+from core.installs import InstallKey, Installs
 from core.keys import KeyKind, Purpose
 from core.models import (
     Commitment,
@@ -1456,3 +1459,50 @@ async def test_delete_user_removes_their_identities(store: Store) -> None:
     fresh, created = await store.get_or_create_user(discord("D1"), at(1))
     assert created and fresh.id != gone
     assert (await store.get_or_create_user(discord("D2"), at(1)))[0].id == kept
+
+
+# --- App installations (core/installs.py) ---------------------------------------------
+
+
+async def test_installs_are_saved_replaced_found_and_deleted_by_workspace(store: Store) -> None:
+    bot_a, bot_b = InstallKey("bot", "", "TA"), InstallKey("bot", "", "TB")
+    latest_a, ann = InstallKey("installation", "", "TA"), InstallKey("installation", "", "TA", "U1")
+    for key, data in [(bot_a, "a1"), (bot_b, "b1"), (latest_a, "la"), (ann, "ann")]:
+        await store.save_install(key, data, T0)
+    await store.save_install(bot_a, "a2", at(1))  # a reinstall replaces
+    assert [await store.find_install(k) for k in (bot_a, bot_b, latest_a, ann)] == [
+        "a2", "b1", "la", "ann",
+    ]
+    assert await store.find_install(InstallKey("bot", "E1", "TA")) is None  # org is a key too
+    assert await store.delete_installs("installation", "", "TA", "U1") == 1
+    assert await store.find_install(ann) is None and await store.find_install(latest_a) == "la"
+    assert await store.delete_installs(None, "", "TA") == 2  # the workspace's rest
+    assert await store.find_install(bot_a) is None and await store.find_install(latest_a) is None
+    assert await store.find_install(bot_b) == "b1"  # the other workspace keeps its install
+    assert await store.delete_installs(None, "", "TA") == 0
+
+
+async def test_an_install_reaches_the_store_encrypted_and_rotates_keys(store: Store) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    record, key = '{"bot_token": "xoxb-secret-1"}', InstallKey("bot", "", "TA")
+    await Installs(store, lambda: T0, old).save(key, record)
+    sealed = await store.find_install(key)
+    assert sealed is not None and "xoxb" not in sealed and "secret" not in sealed
+    assert await Installs(store, lambda: T0, old).find(key) == record
+
+    rotated = Installs(store, lambda: T0, f"{new},{old}")
+    assert await rotated.find(key) == record  # opened with the old key, saved under the new
+    assert await Installs(store, lambda: T0, new).find(key) == record
+    assert await Installs(store, lambda: T0, old).find(key) is None  # logged: reinstall
+    with pytest.raises(SetupError, match="not a Fernet key"):
+        await Installs(store, lambda: T0, "not-a-key").find(key)
+
+
+async def test_an_install_state_works_once_and_expires(store: Store) -> None:
+    now = [T0]
+    installs = Installs(store, lambda: now[0], Fernet.generate_key().decode())
+    state, late = await installs.new_state(), await installs.new_state()
+    assert await installs.use_state(state) and not await installs.use_state(state)
+    assert not await installs.use_state("made-up") and not await installs.use_state("")
+    now[0] = at(11)
+    assert not await installs.use_state(late)

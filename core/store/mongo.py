@@ -22,6 +22,7 @@ from core.models import (
 )
 from core.store import StoreUnavailable
 from core.store.mongo_base import Collections, _by, _doc, _load, _reason, _unavailable_on_error
+from core.store.mongo_installs import InstallDocs
 from core.store.mongo_keys import KeyDocs
 from core.store.mongo_meetings import MeetingDocs
 from core.store.mongo_progress import ProgressDocs
@@ -46,7 +47,7 @@ SERVER_TIMEOUT_SECONDS = 5.0  # how long a call waits for a reachable server
 
 
 class MongoStore(
-    UserDocs, KeyDocs, ProposalDocs, TurnDocs, MeetingDocs, ProgressDocs, Collections
+    UserDocs, KeyDocs, ProposalDocs, TurnDocs, MeetingDocs, ProgressDocs, InstallDocs, Collections
 ):
     """Messages, goals and dedupe keys here; users and their identities in UserDocs
     (mongo_users.py), meetings and notices in MeetingDocs (mongo_meetings.py), turn leases
@@ -100,6 +101,7 @@ class MongoStore(
         await self._notices.create_index("user_id")
         await self._tokens.create_index("user_id")  # the digest is the `_id`
         await self._passes.create_index("user_id")
+        await self._installs.create_index([("kind", ASCENDING), ("team_id", ASCENDING)])
         await self._proposals.create_index([("user_id", ASCENDING), *_by("created_at")])
         # Linked identities: the `_id` is the identity, so unique (mongo_users.py).
         await self._identities.create_index([("user_id", ASCENDING), *_by("linked_at")])

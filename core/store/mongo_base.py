@@ -92,4 +92,5 @@ class Collections:
         self._identities = db["identities"]
         self._proposals = db["proposals"]
         self._commitments = db["commitments"]
+        self._installs = db["installs"]  # `_id`: kind, enterprise, team and user joined
         self._memory = db["memory"]  # one document per user, `_id` the user's id

@@ -22,6 +22,7 @@ from core.models import (
     MessageMeta,
 )
 from core.store.sqlite_file import SQLiteFile
+from core.store.sqlite_installs import InstallRows
 from core.store.sqlite_keys import KeyRows
 from core.store.sqlite_meetings import MeetingRows
 from core.store.sqlite_progress import ProgressRows
@@ -144,6 +145,14 @@ MIGRATIONS = [
     );
     CREATE INDEX progress_by_user_goal_time ON progress (user_id, goal_id, created_at)
     """,
+    # Apps installed into workspaces ("Add to Slack", core/installs.py): encrypted records.
+    """
+    CREATE TABLE installs (
+        kind TEXT NOT NULL, enterprise_id TEXT NOT NULL, team_id TEXT NOT NULL,
+        user_id TEXT NOT NULL, data TEXT NOT NULL, saved_at TEXT NOT NULL,
+        PRIMARY KEY (kind, enterprise_id, team_id, user_id)
+    )
+    """,
 ]
 
 
@@ -205,7 +214,9 @@ async def _user_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-class SQLiteStore(UserRows, KeyRows, ProposalRows, TurnRows, MeetingRows, ProgressRows, Rows):
+class SQLiteStore(
+    UserRows, KeyRows, ProposalRows, TurnRows, MeetingRows, ProgressRows, InstallRows, Rows
+):
     """Messages, goals and dedupe keys here; users and their identities in UserRows
     (sqlite_users.py), meetings and notices in MeetingRows (sqlite_meetings.py), turn leases
     and replies in flight in TurnRows (sqlite_turns.py), commitments and memory notes in
