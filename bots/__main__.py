@@ -135,15 +135,18 @@ def console_state() -> Path | None:
 Service = Callable[[Coach, Settings], Coroutine[Any, Any, None]]
 
 
-def notifier_factories(settings: Settings) -> dict[Platform, NotifierFactory]:
+def notifier_factories(
+    settings: Settings, coach: Coach | None = None
+) -> dict[Platform, NotifierFactory]:
     """The Web API notifier factory (Settings -> Notifier | None) of each platform these
     settings turn on. The scheduler notifies through these in `run` and alone, with no
-    gateway connection."""
+    gateway connection. Slack with OAuth finds each workspace's token through the coach."""
     factories: dict[Platform, NotifierFactory] = {}
     if settings.slack_configured:
         from bots.slack.notify import slack_notifier
 
-        factories[Platform.SLACK] = slack_notifier
+        installs = coach.installs if coach is not None else None
+        factories[Platform.SLACK] = lambda settings: slack_notifier(settings, installs)
     if settings.discord_bot_token is not None:
         from bots.discord.notify import discord_notifier
 
@@ -159,7 +162,7 @@ async def scheduler(coach: Coach, settings: Settings, *, verify: bool = False) -
     """
     from scheduler.service import run_scheduler
 
-    notifiers = Notifiers.from_factories(settings, notifier_factories(settings))
+    notifiers = Notifiers.from_factories(settings, notifier_factories(settings, coach))
     if verify and not len(notifiers):  # in `run` the scheduler's own start line says so
         log.warning(
             "no platform notifier available: windows still open and close, but nobody is told"

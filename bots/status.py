@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bots.slack.oauth_setup import install_url, oauth_problem
 from core.config import Settings
 from core.store import sqlite_path
 
@@ -25,6 +26,13 @@ def platform_status(settings: Settings) -> str:
 def slack_state(settings: Settings) -> str:
     """Half a Slack set-up is named as such (and `run` refuses it), not "configured" or "off"."""
     app_token, secret = settings.slack_app_token, settings.slack_signing_secret
+    if (problem := oauth_problem(settings)) is not None:
+        return f"needs: {problem}"
+    if settings.slack_oauth:
+        return (
+            f"configured for any workspace (HTTP mode on port {settings.slack_port}; "
+            f"Add to Slack at {install_url(settings)})"
+        )
     if settings.slack_bot_token is None:
         named = {"SLACK_APP_TOKEN": app_token, "SLACK_SIGNING_SECRET": secret}
         given = [name for name, value in named.items() if value is not None]

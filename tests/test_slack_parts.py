@@ -189,6 +189,8 @@ def test_the_manifest_asks_for_what_the_adapter_uses() -> None:
         "message.im",
         "app_mention",
         "app_home_opened",
+        "app_uninstalled",  # Add to Slack: the workspace's tokens are deleted
+        "tokens_revoked",
     }
     assert settings_["interactivity"]["is_enabled"]  # the history and confirmation buttons
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {

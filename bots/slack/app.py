@@ -8,6 +8,10 @@ guess with sleeps) in HTTP and Socket Mode alike. Bolt's own "ack, then run the 
 a stray future" mode would hide it. Serving (HTTP, Socket Mode, shutdown) is in serve.py;
 writing a reply into its thread in replying.py.
 
+With SLACK_CLIENT_ID and SLACK_CLIENT_SECRET ("Add to Slack", bots/slack/oauth.py), Bolt's
+OAuth flow replaces the one pasted token: each request carries its workspace's token, and
+the work it starts speaks to Slack with that token (`replies` in the request's context).
+
 Dedupe lives in the store (`coach.reply(event_id=...)`), keyed by the message itself
 (channel and ts), so a retried delivery, a redelivery after a restart, or one message
 arriving as both `message` and `app_mention` is answered once.
@@ -33,6 +37,12 @@ from bots.slack.edits import Destination
 from bots.slack.errors import refusal
 from bots.slack.events import is_retry, is_user_speaking, sent_at, text_of, without_mention
 from bots.slack.notify import check_bot_token, web_client
+from bots.slack.oauth import (
+    SlackInstallations,
+    WorkspaceTokens,
+    listen_for_uninstalls,
+    oauth_settings,
+)
 from bots.slack.render import (
     ACTION_CANCEL,
     ACTION_CONFIRM,
@@ -78,7 +88,8 @@ RESPOND_RETRY_SECONDS = 1.0
 
 
 class SlackBot:
-    """The Bolt app and its listeners. One per process and bot token."""
+    """The Bolt app and its listeners. One per process: for one bot token, or for every
+    workspace that added the app (OAuth)."""
 
     def __init__(
         self,
@@ -103,18 +114,35 @@ class SlackBot:
         self._signing_in = asyncio.Lock()
         self._timezones_checked: set[str] = set()
         secret = settings.slack_signing_secret
+        # Bolt gives each request its own copy of this client, with the token that
+        # `authorize` returns: a token here would only make Bolt warn that it ignores it.
+        template = AsyncWebClient(base_url=self.client.base_url, timeout=self.client.timeout)
+        self.tokens: WorkspaceTokens | None = None  # each workspace's token, with OAuth
+        if settings.slack_oauth:
+            oauth = oauth_settings(settings, coach.installs, template)
+            self.app = AsyncApp(
+                client=template,
+                oauth_settings=oauth,
+                signing_secret=secret.get_secret_value() if secret else "",
+                process_before_response=True,
+            )
+            installations = oauth.installation_store
+            assert isinstance(installations, SlackInstallations)
+            self.tokens = WorkspaceTokens(installations, settings, template)
+            listen_for_uninstalls(self.app, installations)
+        else:
 
-        async def authorize() -> AuthorizeResult:  # Bolt passes a bound method its `self` again
-            return await self._authorize()
+            async def authorize() -> AuthorizeResult:  # Bolt passes a bound method `self`
+                return await self._authorize()
 
-        self.app = AsyncApp(
-            # Bolt gives each request its own copy of this client, with the token that
-            # `authorize` returns: a token here would only make Bolt warn that it ignores it.
-            client=AsyncWebClient(base_url=self.client.base_url, timeout=self.client.timeout),
-            authorize=authorize,
-            signing_secret=secret.get_secret_value() if secret else "",
-            process_before_response=True,
-        )
+            self.app = AsyncApp(
+                client=template,
+                authorize=authorize,
+                signing_secret=secret.get_secret_value() if secret else "",
+                process_before_response=True,
+            )
+            self.app.event("app_uninstalled")(self.on_uninstalled)
+            self.app.event("tokens_revoked")(self.on_uninstalled)
         self._register()
 
     def _register(self) -> None:
@@ -135,13 +163,18 @@ class SlackBot:
         # Signed in before serving: no request awaits the network (or one another) here.
         if self._signed_in is not None:
             return self._signed_in
-        return await self.sign_in()
+        signed_in = await self.sign_in()
+        assert signed_in is not None  # the single-token mode's authorize only
+        return signed_in
 
-    async def sign_in(self) -> AuthorizeResult:
+    async def sign_in(self) -> AuthorizeResult | None:
         """auth.test, once, before serving: a rejected SLACK_BOT_TOKEN stops the start (a
         SlackSetupError), and Bolt gets who the bot is from here (`authorize`), so that no
         request waits on auth.test. Bolt's own single-workspace mode called it lazily, on the
-        first requests, and a burst of them then reached the listeners out of order."""
+        first requests, and a burst of them then reached the listeners out of order.
+        With OAuth there is no one token to prove: each request's is found by Bolt."""
+        if self.tokens is not None:
+            return None
         async with self._signing_in:
             if self._signed_in is None:
                 response = await check_bot_token(self.client, self.retries)
@@ -172,7 +205,7 @@ class SlackBot:
         self, event: dict[str, Any], identity: Identity, context: AsyncBoltContext
     ) -> None:
         if event.get("tab") == "home":
-            work = self.publish_home(identity, context["prepare"])
+            work = self.publish_home(identity, context["prepare"], context["replies"].client)
             self.background.spawn(work, f"home:{identity.external_id}")
 
     async def on_coach_command(
@@ -250,16 +283,19 @@ class SlackBot:
             prepare=request.context["prepare"],
         )
         turn = Turn(identity, where, key, retried=is_retry(request), reply=reply)
-        self.background.spawn(self.replies.answer(turn), f"reply:{turn.key}")
+        replies: SlackReplies = request.context["replies"]
+        self.background.spawn(replies.answer(turn), f"reply:{turn.key}")
 
-    async def adopt_timezone(self, identity: Identity) -> None:
+    async def adopt_timezone(
+        self, identity: Identity, client: AsyncWebClient | None = None
+    ) -> None:
         """Once per user and process: take Slack's timezone if the user has not set one.
         A courtesy: whatever fails here is logged, and the request goes on without it."""
         if identity.external_id in self._timezones_checked:
             return
         self._timezones_checked.add(identity.external_id)
         try:
-            info = await self.client.users_info(user=identity.external_id)
+            info = await (client or self.client).users_info(user=identity.external_id)
             if tz := info["user"].get("tz"):
                 await self.coach.suggest_timezone(identity, str(tz))
         except SlackApiError as error:
@@ -274,7 +310,10 @@ class SlackBot:
     def _command_later(
         self, line: str, respond: AsyncRespond, context: AsyncBoltContext, replace: bool = False
     ) -> None:
-        work = self.answer_command(context["identity"], line, respond, context["prepare"], replace)
+        work = self.answer_command(
+            context["identity"], line, respond, context["prepare"], replace,
+            client=context["replies"].client,
+        )  # fmt: skip
         self.background.spawn(work, f"/coach {line[:40]}")
 
     async def answer_command(
@@ -284,6 +323,8 @@ class SlackBot:
         respond: AsyncRespond,
         prepare: Prepare,
         replace: bool = False,
+        *,
+        client: AsyncWebClient | None = None,
     ) -> None:
         """Run one line of the shared grammar and answer it ephemerally."""
         await prepare()
@@ -292,7 +333,7 @@ class SlackBot:
             if line.lower().split()[:1] == ["forget"]:
                 self._timezones_checked.discard(identity.external_id)
             if isinstance(result, Export):
-                sent = await self.send_export(identity, result)
+                sent = await self.send_export(identity, result, client)
                 message = SlackMessage(
                     f"Your data export is in our DM ({counted(sent, 'message')})."
                 )
@@ -304,16 +345,21 @@ class SlackBot:
         command = "".join(line.split()[:1])  # a button's value may be blank
         await _respond(respond, message, replace=replace, about=f"/coach {command}")
 
-    async def send_export(self, identity: Identity, export: Export) -> int:
+    async def send_export(
+        self, identity: Identity, export: Export, client: AsyncWebClient | None = None
+    ) -> int:
         """All their data as JSON, in our DM: too big for an ephemeral response."""
-        opened = await self.client.conversations_open(users=identity.external_id)
+        client = client or self.client
+        opened = await client.conversations_open(users=identity.external_id)
         channel = opened["channel"]["id"]
         parts = export_messages(escape(export.json))
         for part in parts:
-            await self.client.chat_postMessage(channel=channel, text=part)
+            await client.chat_postMessage(channel=channel, text=part)
         return len(parts)
 
-    async def publish_home(self, identity: Identity, prepare: Prepare) -> None:
+    async def publish_home(
+        self, identity: Identity, prepare: Prepare, client: AsyncWebClient | None = None
+    ) -> None:
         await prepare()
         you = await self.coach.session(identity)
         meetings = await you.meetings()
@@ -324,14 +370,20 @@ class SlackBot:
             next_meeting=meetings[0] if meetings else None,
         )
         view = home_view(facts, you.time)
-        await self.client.views_publish(user_id=identity.external_id, view=view)
+        await (client or self.client).views_publish(user_id=identity.external_id, view=view)
 
     async def wait_idle(self) -> None:
         """Until every reply, command answer and Home update started so far is done."""
         await self.background.wait()
 
     async def repair(self, record: InFlight) -> str | None:
-        return await self.replies.repair(record)
+        if self.tokens is None:
+            return await self.replies.repair(record)
+        token = await self.tokens.bot_token(record.place.get("team"))
+        if token is None:  # uninstalled since: nowhere to finish it
+            log.info("reply %s not repaired: its workspace has no installation", record.id)
+            return None
+        return await self.replies.for_token(token).repair(record)
 
     # --- Middleware and the one error handler ---------------------------------------------
 
@@ -340,7 +392,10 @@ class SlackBot:
     ) -> None:
         """Every listener speaks to the coach as this Identity, built once, here; and gets
         `prepare`, the adoption of the user's Slack timezone, for the work it starts to run
-        first (inside a reply, after its place in line is taken: never before the ack)."""
+        first (inside a reply, after its place in line is taken: never before the ack);
+        and `replies`, which speak to Slack with this request's token (its workspace's)."""
+        replies = self.replies.for_token(context.bot_token)
+        context["replies"] = replies
         if context.user_id:
             identity = Identity(
                 platform=Platform.SLACK,
@@ -348,8 +403,13 @@ class SlackBot:
                 workspace_id=context.team_id or context.enterprise_id,
             )
             context["identity"] = identity
-            context["prepare"] = lambda: self.adopt_timezone(identity)
+            context["prepare"] = lambda: self.adopt_timezone(identity, replies.client)
         await next()
+
+    async def on_uninstalled(self, body: dict[str, Any]) -> None:
+        """With one pasted token there is nothing to delete: the token is dead, say so."""
+        log.warning("Slack: the app was uninstalled (or its token revoked) in %s: "
+                    "SLACK_BOT_TOKEN no longer works", body.get("team_id"))  # fmt: skip
 
     async def on_error(self, error: Exception, body: dict[str, Any]) -> None:
         """A listener failed before it handed its work over: logged with what Slack sent.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -19,6 +19,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bots.slack.render import our_text
 from bots.startup import NETWORK_ERRORS, Retries, SetupError, reach
 from core.config import Settings
+from core.installs import Installs
 from core.models import Platform, User
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ APP_TOKEN_HELP = (
 
 class SlackSetupError(SetupError):
     """Slack settings that cannot work; the message says what to set."""
+
+
+class NotInstalled(Exception):
+    """A user's workspace has no installation of the app (uninstalled since): no token."""
+
+
+class BotTokens(Protocol):
+    async def bot_token(self, team_id: str | None) -> str | None:
+        """The bot token of a workspace that installed the app, or None."""
 
 
 def slack_refusal(error: SlackApiError) -> str:
@@ -102,16 +112,32 @@ async def open_socket_url(client: AsyncWebClient, app_token: str, retries: Retri
 
 
 def web_client(settings: Settings, *, retry_rate_limits: bool = False) -> AsyncWebClient:
-    """An AsyncWebClient for the bot token, pointed at SLACK_API_URL when set (fakes, GovSlack)."""
-    if settings.slack_bot_token is None:
+    """An AsyncWebClient for the bot token, pointed at SLACK_API_URL when set (fakes, GovSlack).
+    With OAuth it has no token of its own: `with_token` gives it a workspace's."""
+    if settings.slack_oauth:
+        token = None
+    elif settings.slack_bot_token is None:
         raise ValueError("SLACK_BOT_TOKEN is not set")
+    else:
+        token = settings.slack_bot_token.get_secret_value()
     base_url = (settings.slack_api_url or AsyncWebClient.BASE_URL).rstrip("/") + "/"
-    client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=base_url)
+    client = AsyncWebClient(token=token, base_url=base_url)
     if retry_rate_limits:
         client.retry_handlers.append(
             AsyncRateLimitErrorRetryHandler(max_retry_count=ONE_OFF_RATE_LIMIT_RETRIES)
         )
     return client
+
+
+def with_token(client: AsyncWebClient, token: str) -> AsyncWebClient:
+    """The same client (URL, timeout, connection pool, retries) with a workspace's token."""
+    return AsyncWebClient(
+        token=token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        retry_handlers=list(client.retry_handlers),
+    )
 
 
 class SlackNotifier:
@@ -122,28 +148,52 @@ class SlackNotifier:
     a message but answered an error can show it twice (the scheduler's outbox says so).
     """
 
-    def __init__(self, client: AsyncWebClient, retries: Retries | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        retries: Retries | None = None,
+        tokens: BotTokens | None = None,
+    ) -> None:
         self.client = client
         self.retries = retries or Retries()
+        self.tokens = tokens  # with OAuth: each user's workspace's token
 
     async def verify(self) -> None:
-        """At start (`momentum scheduler`): a rejected token is a SlackSetupError."""
+        """At start (`momentum scheduler`): a rejected token is a SlackSetupError. With
+        OAuth there is none to check: each workspace's is found when a user is notified."""
+        if self.tokens is not None:
+            log.info("Slack notifier: each workspace's token from its installation")
+            return
         identity = await check_bot_token(self.client, self.retries)
         log.info("Slack notifier: signed in as %s in %s", identity["user"], identity["team"])
 
     async def notify(self, user: User, text: str, *, key: str | None = None) -> None:
         if user.identity.platform is not Platform.SLACK:
             raise ValueError(f"not a Slack user: {user.identity.platform}")
-        opened = await self.client.conversations_open(users=user.identity.external_id)
+        client = self.client
+        if self.tokens is not None:
+            workspace = user.identity.workspace_id
+            token = await self.tokens.bot_token(workspace)
+            if token is None:
+                raise NotInstalled(f"the app is not installed in Slack workspace {workspace}")
+            client = with_token(client, token)
+        opened = await client.conversations_open(users=user.identity.external_id)
         channel = opened["channel"]["id"]
-        await self.client.chat_postMessage(channel=channel, text=our_text(text))
+        await client.chat_postMessage(channel=channel, text=our_text(text))
         log.info("notified Slack user %s", user.identity.external_id)
 
 
-def slack_notifier(settings: Settings) -> SlackNotifier | None:
-    """The notifier for these settings, or None when Slack is not configured."""
+def slack_notifier(settings: Settings, installs: Installs | None = None) -> SlackNotifier | None:
+    """The notifier for these settings, or None when Slack is not configured. With OAuth it
+    needs `installs` (the Coach's) for each workspace's token; without them, None."""
     if not settings.slack_configured:
         return None
-    return SlackNotifier(
-        web_client(settings, retry_rate_limits=True), Retries.from_settings(settings)
-    )
+    client = web_client(settings, retry_rate_limits=True)
+    tokens = None
+    if settings.slack_oauth:
+        if installs is None:
+            return None
+        from bots.slack.oauth import SlackInstallations, WorkspaceTokens
+
+        tokens = WorkspaceTokens(SlackInstallations(installs), settings, client)
+    return SlackNotifier(client, Retries.from_settings(settings), tokens)

@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.edits import Destination
 from bots.slack.errors import refusal
+from bots.slack.notify import with_token
 from bots.slack.render import (
     WARNING,
     coach_markdown,
@@ -58,6 +59,18 @@ class SlackReplies:
         # One-off calls may wait out a 429; streaming writes are paced by bots/stream.py.
         self.client, self.stream_client = client, stream_client
         self.settings, self.budgets = settings, budgets
+
+    def for_token(self, token: str | None) -> SlackReplies:
+        """These replies, speaking with another workspace's token (OAuth); the same ones for
+        the token they have. The clients share the connection pool and the edit budgets."""
+        if not token or token == self.client.token:
+            return self
+        return SlackReplies(
+            with_token(self.client, token),
+            with_token(self.stream_client, token),
+            self.settings,
+            self.budgets,
+        )
 
     async def answer(self, turn: Turn) -> None:
         """Stream the coach's reply to one message into its thread."""

@@ -16,6 +16,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from bots.repairs import keep_repairing
 from bots.slack.app import SlackBot
 from bots.slack.notify import SlackSetupError, open_socket_url
+from bots.slack.oauth_setup import INSTALL_PATH, REDIRECT_PATH, install_url, oauth_problem
 from core.coach import Coach
 from core.config import Settings
 from core.models import Platform
@@ -28,12 +29,23 @@ HTTP_HOST = "0.0.0.0"  # behind a proxy or tunnel; Slack must reach it
 
 
 def slack_mode(settings: Settings) -> Literal["socket", "http"]:
-    """Socket Mode when an app-level token is set; HTTP (Events API) otherwise."""
+    """Socket Mode when an app-level token is set; HTTP (Events API) otherwise, for one
+    pasted bot token or, with an OAuth client, for any workspace ("Add to Slack")."""
+    if (problem := oauth_problem(settings)) is not None:
+        raise SlackSetupError(problem + ".")
+    if settings.slack_oauth:
+        if settings.slack_bot_token is not None:
+            log.warning("SLACK_BOT_TOKEN is ignored: with SLACK_CLIENT_ID each workspace "
+                        "adds the app at %s", install_url(settings))  # fmt: skip
+        return "http"
     if settings.slack_bot_token is None:
         raise SlackSetupError("SLACK_BOT_TOKEN is not set.")
     if settings.slack_app_token is not None:
         if not settings.slack_app_token.get_secret_value().startswith("xapp-"):
             raise SlackSetupError("SLACK_APP_TOKEN must be an app-level token (xapp-…).")
+        if settings.slack_client_id is not None:
+            log.warning("SLACK_CLIENT_ID is ignored: Add to Slack needs HTTP mode "
+                        "(no SLACK_APP_TOKEN)")  # fmt: skip
         return "socket"
     if settings.slack_signing_secret is None:
         raise SlackSetupError(
@@ -70,11 +82,16 @@ class SlackServer:
         server = web.Application()
         server.router.add_post(EVENTS_PATH, self._dispatch)
         server.router.add_get(HEALTH_PATH, self._health)
+        if self.bot.app.oauth_flow is not None:  # "Add to Slack"
+            server.router.add_get(INSTALL_PATH, self._install)
+            server.router.add_get(REDIRECT_PATH, self._oauth_redirect)
         self._runner = web.AppRunner(server, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         bound_host, bound_port = self._runner.addresses[0][:2]
         log.info("Slack HTTP mode on %s:%s%s", bound_host, bound_port, EVENTS_PATH)
+        if self.bot.app.oauth_flow is not None:
+            log.info("Slack: Add to Slack at %s", install_url(self.bot.settings))
         return f"http://{bound_host}:{bound_port}"
 
     async def _dispatch(self, request: web.Request) -> web.Response:
@@ -86,6 +103,25 @@ class SlackServer:
             log.warning("Slack request refused, unreadable body: %r", error)
             return web.json_response({"error": "bad request"}, status=400)
         return await to_aiohttp_response(await self.bot.app.async_dispatch(bolt_request))
+
+    async def _install(self, request: web.Request) -> web.Response:
+        """A state cookie and the redirect to Slack's authorize page."""
+        flow = self.bot.app.oauth_flow
+        assert flow is not None
+        return await to_aiohttp_response(
+            await flow.handle_installation(await to_bolt_request(request))
+        )
+
+    async def _oauth_redirect(self, request: web.Request) -> web.Response:
+        """Slack sends the installer back here: the state checked, the code exchanged for
+        the workspace's tokens, which are saved (encrypted). A wrong state is refused."""
+        flow = self.bot.app.oauth_flow
+        assert flow is not None
+        answer = await flow.handle_callback(await to_bolt_request(request))
+        if answer.status != 200:
+            log.warning("Slack install refused (HTTP %s): %s", answer.status,
+                        request.query.get("error") or "bad or missing state")  # fmt: skip
+        return await to_aiohttp_response(answer)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "replies_in_flight": len(self.bot.background)})

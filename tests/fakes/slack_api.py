@@ -109,6 +109,7 @@ class Call:
     status: int = 200
     error: str | None = None  # Slack error code when the answer was ok: false
     peer: Any = None  # the client's (host, port): one per TCP connection
+    token: str | None = None  # the token the call was made with
 
 
 @dataclass
@@ -224,9 +225,17 @@ class FakeSlack:
         self._socket_news = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        # "Add to Slack" (oauth.v2.access): codes and refresh tokens a test hands out, each
+        # good once, and the tokens issued per workspace; an uninstall revokes them.
+        self._codes: dict[str, str] = {}  # code -> team id
+        self._refresh: dict[str, str] = {}  # refresh token -> team id
+        self.tokens: dict[str, str] = {}  # issued bot token -> team id
+        self.revoked: set[str] = set()
+        self.expires_in: int | None = None  # set: tokens rotate (refresh_token, expires_in)
         self._handlers = {
             "apps.connections.open": self._connections_open,
             "auth.test": self._auth_test,
+            "oauth.v2.access": self._oauth_access,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
@@ -362,13 +371,15 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args, token = await _read_args(request)
+        if method == "oauth.v2.access":  # slack_sdk sends the client id and secret as Basic
+            args["_basic"] = request.headers.get("Authorization", "").startswith("Basic ")
         if (latency := self.latency.get(method)) is not None:
             await asyncio.sleep(latency())  # a slow Slack: answers in another order
         now = time.monotonic()
         status, body, headers = self._answer(method, args, token, now)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         code = body.get("error") if isinstance(body, dict) else None
-        self.calls.append(Call(method, args, now, status, code, peer))
+        self.calls.append(Call(method, args, now, status, code, peer, token))
         if status == 429:
             self.rate_limited += 1
         headers["X-OAuth-Scopes"] = self.scopes
@@ -379,8 +390,12 @@ class FakeSlack:
     def _answer(
         self, method: str, args: dict[str, Any], token: str | None, now: float
     ) -> tuple[int, dict[str, Any] | RawBody, dict[str, str]]:
+        if method == "oauth.v2.access":  # the app's client id and secret, not a token
+            return 200, self._apply(method, args, now), {}
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
+        if token in self.revoked:
+            return 200, {"ok": False, "error": "token_revoked"}, {}
         if (method in APP_TOKEN_METHODS) != token.startswith("xapp-"):
             return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
         failure = self._take_failure(method)
@@ -394,6 +409,8 @@ class FakeSlack:
         retry_after = self._over_limit(method, now)
         if retry_after is not None:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+        if method == "auth.test":  # who the token is: its workspace's bot
+            return 200, self._apply(method, {**args, "_token": token}, now), {}
         return 200, self._apply(method, args, now), {}
 
     def _take_failure(self, method: str) -> _Failure | None:
@@ -565,12 +582,52 @@ class FakeSlack:
             raise SlackError("message_not_found")
         return msg
 
+    def install_code(self, team_id: str) -> str:
+        """A code as Slack's authorize page sends the installer back with, for `team_id`."""
+        code = "code-" + uuid.uuid4().hex[:12]
+        self._codes[code] = team_id
+        return code
+
+    def uninstall(self, team_id: str) -> dict[str, Any]:
+        """Revoke the workspace's tokens; the `app_uninstalled` envelope Slack then sends."""
+        self.revoked.update(t for t, team in self.tokens.items() if team == team_id)
+        event = {"type": "app_uninstalled", "event_ts": _event_ts()}
+        return event_envelope(event, team_id=team_id)
+
+    def _oauth_access(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        """A code (or, with token rotation, a refresh token) for the workspace's bot token."""
+        basic = args.pop("_basic", False)
+        if not basic and not (args.get("client_id") and args.get("client_secret")):
+            raise SlackError("invalid_client_id")
+        if args.get("grant_type") == "refresh_token":
+            team = self._refresh.pop(str(args.get("refresh_token")), None)
+            if team is None:
+                raise SlackError("invalid_refresh_token")
+        else:
+            team = self._codes.pop(str(args.get("code")), None)
+            if team is None:
+                raise SlackError("invalid_code")
+        token = f"xoxb-{team}-{uuid.uuid4().hex[:8]}"
+        self.tokens[token] = team
+        answer: dict[str, Any] = {
+            "app_id": APP_ID, "authed_user": {"id": USER_ID}, "scope": self.scopes,
+            "token_type": "bot", "access_token": token, "bot_user_id": self.bot_user_id,
+            "team": {"id": team, "name": f"Team {team}"}, "enterprise": None,
+            "is_enterprise_install": False,
+        }  # fmt: skip
+        if self.expires_in is not None:
+            refresh = "xoxe-" + uuid.uuid4().hex[:12]
+            self._refresh[refresh] = team
+            answer.update(refresh_token=refresh, expires_in=self.expires_in)
+        return answer
+
     def _auth_test(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        token = args.get("_token")
         return {
             "url": f"https://{TEAM_DOMAIN}.slack.com/",
             "team": "Fake Team",
             "user": "momentum",
-            "team_id": self.team_id,
+            "team_id": self.tokens.get(token or "", self.team_id),
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
