@@ -10,7 +10,7 @@ first when the app has token rotation on (`AsyncTokenRotator`, saved back here).
 The records follow slack-sdk's file store: per workspace, the bot, the latest installation,
 and each installer's own installation. `app_uninstalled` and `tokens_revoked` (for the bot)
 delete the workspace's records: its events then find no token and are not answered (Bolt
-logs it, and so does `log_unknown_workspace`).
+answers Slack 200 and logs "the AuthorizeResult ... was not found" as an error).
 """
 
 from __future__ import annotations
