@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from bots import admin
+from bots.logs import setup_logging
 from bots.status import platform_status
 from core.coach import Coach
 from core.config import Settings, settings_problems
@@ -209,11 +210,29 @@ def configured_services(settings: Settings) -> list[tuple[str, Service]]:
     return services
 
 
+def announce_status(settings: Settings) -> None:
+    """The status block on stderr; with LOG_FORMAT=json, a log line like every other."""
+    if settings.log_format == "json":
+        log.info("%s", platform_status(settings))
+    else:
+        print(platform_status(settings), file=sys.stderr)
+
+
+def serve_metrics(settings: Settings) -> None:
+    """METRICS_PORT: prometheus_client's own server (a thread) for /metrics."""
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
+        log.info("metrics on port %d (/metrics)", settings.metrics_port)
+
+
 async def run(settings: Settings) -> None:
-    print(platform_status(settings), file=sys.stderr)
+    announce_status(settings)
     services = configured_services(settings)
     if not services:
         raise StartupError(NOTHING_CONFIGURED)
+    serve_metrics(settings)
     async with open_coach(settings) as coach:
         try:
             async with asyncio.TaskGroup() as group:
@@ -246,7 +265,8 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[Exception]:
 
 async def clock(settings: Settings) -> None:
     """`momentum scheduler`: only the scheduler, e.g. beside `run` with SCHEDULER_ENABLED=false."""
-    print(platform_status(settings), file=sys.stderr)
+    announce_status(settings)
+    serve_metrics(settings)
     async with open_coach(settings) as coach:
         await scheduler(coach, settings, verify=True)
 
@@ -317,10 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or ("run" if configured_services(settings) else "chat")
     # The console logs to a file: a line on stderr would land in the middle of a reply.
     state = console_state() if command == "chat" else None
-    logging.basicConfig(
-        level=settings.log_level if command not in ("chat", "admin") or state else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        filename=state / CONSOLE_LOG if state else None,
+    setup_logging(
+        settings.log_level if command not in ("chat", "admin") or state else logging.WARNING,
+        settings.log_format,
+        state / CONSOLE_LOG if state else None,
     )
     try:
         if command == "admin":
@@ -332,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             asyncio.run(until_stopped({"run": run, "scheduler": clock}[command](settings)))
     except (StartupError, admin.AdminError, SetupError) as error:
-        print(error, file=sys.stderr)
+        if settings.log_format == "json" and command in ("run", "scheduler"):
+            log.error("%s", error)  # a log pipeline reads stderr: one JSON line, not raw text
+        else:
+            print(error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)  # the shell's prompt on its own line, not after "^C"

@@ -110,6 +110,7 @@ class _Draft:
         self.done = False
         self.note: str | None = None
         self.error: Exception | None = None
+        self.unshown_since: float | None = None  # when the oldest text not yet written came
         self._settled: list[str] = []
         self._pos = 0  # where the growing message's text begins
         self._lang: str | None = None  # the code block open there, if any
@@ -180,7 +181,11 @@ class _Screen(Generic[H]):
 
 
 async def _read(
-    deltas: AsyncIterable[str | Failure], draft: _Draft, changed: asyncio.Event, fail_note: str
+    deltas: AsyncIterable[str | Failure],
+    draft: _Draft,
+    changed: asyncio.Event,
+    fail_note: str,
+    clock: Clock,
 ) -> None:
     stream = aiter(deltas)
     try:
@@ -189,6 +194,8 @@ async def _read(
                 draft.note = delta.note or fail_note
                 break
             draft.text += delta
+            if draft.unshown_since is None:
+                draft.unshown_since = clock()
             changed.set()
     except Exception as error:
         log.warning("reply stream failed; finishing the reply with the failure note", exc_info=True)
@@ -256,6 +263,7 @@ async def _keep_up(
     changed: asyncio.Event,
     indicating: asyncio.Task[None] | None,
     indicator: str,
+    on_lag: Callable[[float], object] | None,
 ) -> None:
     """Write until every message shows its final text (the loop `render` describes)."""
     refused = 0  # consecutive 429s
@@ -279,10 +287,14 @@ async def _keep_up(
         stale = screen.first_stale(targets)
         if stale is None:
             continue
+        since, draft.unshown_since = draft.unshown_since, None  # this write carries that text
         try:
             await screen.write(stale, targets[stale])
             refused = 0
+            if since is not None and on_lag is not None:
+                on_lag(screen.clock() - since)
         except RateLimited as limited:
+            draft.unshown_since = since if since is not None else draft.unshown_since
             refused += 1
             screen.result.rate_limited += 1
             bucket.penalize(limited.retry_after)
@@ -301,6 +313,7 @@ async def render(
     cut_note: str | None = None,
     indicator: str = STREAMING_INDICATOR,
     on_first_visible: Callable[[float], object] | None = None,
+    on_lag: Callable[[float], object] | None = None,
 ) -> RenderResult[H]:
     """Stream `deltas` into `surface`, writing no faster than `bucket` allows.
 
@@ -320,6 +333,9 @@ async def render(
     Messages are cut at `surface.limit - len(indicator) - len(FENCE_CLOSE)`, so a growing
     message always has room to close an open code block and show the indicator.
 
+    `on_lag` is told, at each write that shows new text, how long ago the oldest text in
+    it arrived (bucket clock seconds): the delay between the model's words and the screen.
+
     Cancelled (a shutdown whose grace ran out), the reply stops reading `deltas` and, with a
     `cut_note`, ends as a failed one does: the text shown so far, then the note.
     """
@@ -331,9 +347,9 @@ async def render(
     screen = _Screen(surface, result, bucket.clock, on_first_visible)
     changed = asyncio.Event()
     indicating = asyncio.create_task(_indicate(surface)) if isinstance(surface, Indicates) else None
-    reader = asyncio.create_task(_read(deltas, draft, changed, fail_note))
+    reader = asyncio.create_task(_read(deltas, draft, changed, fail_note, bucket.clock))
     try:
-        await _keep_up(screen, draft, bucket, changed, indicating, indicator)
+        await _keep_up(screen, draft, bucket, changed, indicating, indicator, on_lag)
     except asyncio.CancelledError:
         reader.cancel()  # first, so the coach keeps what was said before the note shows
         await asyncio.gather(reader, return_exceptions=True)

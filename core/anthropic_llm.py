@@ -13,6 +13,7 @@ import anthropic
 import httpx2
 
 from core.llm import Completion, ErrorKind, LLMError, Messages, ToolCall, Tools
+from core.metrics import MODEL_ERRORS
 from core.models import Usage
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,9 @@ class AnthropicLLM:
                         yield delta
         except Exception as error:
             failure = _as_llm_error(error, started)
-            if failure is error:
+            if not isinstance(failure, LLMError):
                 raise
+            MODEL_ERRORS.labels(failure.kind).inc()
             raise failure from error
         yield reply.completion()
 

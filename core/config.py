@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -154,6 +154,13 @@ class Settings(BaseSettings):
     startup_retry_seconds: float = Field(1.0, gt=0, le=60)
 
     log_level: str = "INFO"
+    # text: one readable line each; json: one JSON object per line, for a log pipeline.
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus metrics (/metrics): a port of their own in `momentum run` and `momentum
+    # scheduler` (unset: none; the web app serves /metrics when WEB_ENABLED), and a bearer
+    # token the web app's /metrics asks for when set.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_token: SecretStr | None = None
 
     @field_validator("discord_channel_ids", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Protocol
 from core.errors import StoreUnavailable
 from core.events import ReplyEvent
 from core.llm import ModelReply
+from core.metrics import OVERHEAD, count_reply
 from core.models import Identity, Platform
 from core.turn_order import Ticket
 
@@ -98,12 +100,14 @@ class Reply:
     def __init__(self, pipeline: Pipeline, turn: Turn) -> None:
         self._pipeline, self._turn = pipeline, turn
         self._events: asyncio.Queue[ReplyEvent | None] = asyncio.Queue()  # None: the end
+        self._arrived: float | None = time.perf_counter()  # None once its first text showed
         self._work = asyncio.create_task(self._run(), name=f"reply:{turn.ticket.id}")
 
     async def _run(self) -> None:
         try:
             async with aclosing(self._pipeline.events(self._turn)) as events:
                 async for event in events:
+                    count_reply(self._turn.platform, event)
                     self._events.put_nowait(event)
         finally:
             self._events.put_nowait(None)
@@ -124,9 +128,23 @@ class Reply:
         await asyncio.gather(self._work, return_exceptions=True)
         self._pipeline.leave(self._turn)  # work cancelled before it began
 
+    def visible(self) -> None:
+        """The reply's first text is on the user's screen now: counts the overhead (the
+        time since arrival, less the model's own time to its first token) once."""
+        if self._arrived is None:
+            return
+        waited = time.perf_counter() - self._arrived
+        self._arrived = None
+        answer = self._turn.answer
+        if answer is not None and answer.first_token_ms is not None:
+            waited -= answer.first_token_ms / 1000
+        OVERHEAD.labels(self._turn.platform).observe(max(waited, 0.0))
+
     async def shown_at(self, **place: str) -> None:
         """Where the platform now shows the reply (a message, a stream): what a process
-        starting after a crash needs to finish it there. Merged into what was given before."""
+        starting after a crash needs to finish it there. Merged into what was given before.
+        The first call is also when the reply became visible."""
+        self.visible()
         turn = self._turn
         turn.place = {**(turn.place or {}), **place}
         if turn.recorded:

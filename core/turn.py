@@ -38,6 +38,8 @@ from core.events import (
 )
 from core.in_flight import InFlightStore, RepliesInFlight
 from core.llm import LLM, LLMError, ModelReply, ToolCall, UnconfiguredLLM
+from core.log_context import tag_turn
+from core.metrics import FIRST_TOKEN, count_tokens
 from core.models import (
     Access,
     Identity,
@@ -146,6 +148,7 @@ class Replies:
         via: Platform | None = None,
     ) -> Reply:
         ticket = self.order.line.join(speaker(identity), sent_at or self.clock())
+        tag_turn(speaker(identity), event_id or ticket.id)  # on every log line of this turn
         turn = Turn(identity, text, event_id, ticket, dict(place) if place else None, prepare)
         turn.via = via
         return Reply(self, turn)
@@ -307,6 +310,10 @@ class Replies:
                 await self._keep(turn, stopped, quietly=True)
                 raise
             message = self._reply_message(turn, user, said_meta, error.kind if error else None)
+            if answer.first_token_ms is not None:
+                FIRST_TOKEN.labels(turn.platform).observe(answer.first_token_ms / 1000)
+            if message.meta.usage is not None:
+                count_tokens(message.meta.usage)
             if message.text or error is None:  # keep what was said, even when cut short
                 await self._keep(turn, message)
         if error is not None:

@@ -51,6 +51,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.errors import StoreUnavailable
+from core.metrics import NOTICES
 from core.models import (
     Meeting,
     Notice,
@@ -151,6 +152,7 @@ class Outbox:
             )
             text = render(notice, self.zone(user), now)
             outcome = await self.delivery.send(user, text, key=notice.id)
+            NOTICES.labels(outcome.sent.value).inc()
             return outcome.sent is Sent.DELIVERED
         if not added:
             log.info("notice %s exists already: not sent again", notice.id)
@@ -198,6 +200,7 @@ class Outbox:
         text = render(notice, self.zone(user), self.clock())
         outcome = await self.delivery.send(user, text, key=notice.id)
         done = self.clock()
+        NOTICES.labels(outcome.sent.value).inc()
         if outcome.sent is Sent.DELIVERED:
             await self._settle(notice, NoticeState.DELIVERED, done, None)
             return True

@@ -33,7 +33,8 @@ from apscheduler.triggers.date import DateTrigger
 
 from core.coach import Coach
 from core.config import Settings
-from core.models import Meeting
+from core.metrics import NOTICES_PENDING, WINDOWS_OPEN
+from core.models import Meeting, MeetingStatus
 from core.session import MeetingsChanged
 from core.texts import counted
 from core.turn_order import Clock
@@ -117,6 +118,7 @@ class SchedulerService:
         except Exception:
             log.exception("refreshing scheduler jobs failed; keeping the current ones")
             return
+        WINDOWS_OPEN.set(sum(m.status is MeetingStatus.OPEN for m in meetings))
         live = {m.id for m in meetings}
         for gone in set(self._jobs) - live:
             self._drop(gone)
@@ -143,6 +145,7 @@ class SchedulerService:
         except Exception:
             log.exception("looking for notices to try again failed; trying at the next refresh")
             return
+        NOTICES_PENDING.set(len(pending))
         for notice in pending:
             self._run_soon(self._notice, notice.id, f"{NOTICE}:{notice.id}", "notice")
 

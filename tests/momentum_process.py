@@ -22,7 +22,7 @@ CLEAN_ENV = {
     if not key.startswith(
         (
             "ANTHROPIC_", "SLACK_", "DISCORD_", "DATABASE_", "PERSONA_", "SCHEDULER_", "LOG_",
-            "STARTUP_", "MEETING_", "DEFAULT_TIMEZONE", "WEB_",
+            "STARTUP_", "MEETING_", "DEFAULT_TIMEZONE", "WEB_", "METRICS_",
         )
     )
 }

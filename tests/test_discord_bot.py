@@ -20,6 +20,7 @@ from core.models import Role
 from core.safety import SAFETY_REPLY
 from tests.discord_world import FAST_EDITS, World, discord_world
 from tests.fakes.anthropic_api import HttpError, StreamError
+from tests.metrics import rate_limited
 from tests.support import T0
 
 WRITE_GAP = FAST_EDITS[1] / FAST_EDITS[0]
@@ -296,10 +297,12 @@ async def test_429_during_streaming_is_waited_out(tmp_path: Path) -> None:
         w.discord.rate_limit_next(
             "PATCH", f"/channels/{w.coaching_channel}/messages/*", retry_after=0.1
         )
+        counted = rate_limited("discord")
         asked = await w.say("go")
         (answer,) = await w.final_answer(asked, lambda text: text.endswith("word29"))
     patches = [c for c in w.discord.calls if c.method == "PATCH"]
     assert w.discord.rate_limited == 1 and patches[0].status == 429
+    assert rate_limited("discord") == counted + 1  # waited out by discord.py, still counted
     assert patches[1].time - patches[0].time >= 0.1
     assert answer.content.endswith("word29")  # the edit after the wait carried the newest text
 

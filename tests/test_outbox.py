@@ -43,6 +43,7 @@ from scheduler.windows import WindowKeeper
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
 from tests.fakes.notifier import RecordingNotifier
+from tests.metrics import sample
 from tests.scheduler_world import (
     ALICE,
     PARIS,
@@ -88,9 +89,11 @@ async def open_notice(store: Store, meeting: Meeting) -> Notice:
 async def test_a_notice_refused_past_the_quick_tries_is_kept_and_delivered_later(
     world: World,
 ) -> None:
+    failed, delivered = notices("failed"), notices("delivered")
     meeting = await failing_open(world)
     opens = world.coach.policy.opens_at(meeting)
     assert world.notifier.attempts == 4 and world.sleeps == [1.0, 5.0, 30.0]
+    assert (notices("failed"), notices("delivered")) == (failed + 1, delivered)  # /metrics
     assert world.notifier.sent == []
     kept = await open_notice(world.store, meeting)
     assert (kept.state, kept.attempts, kept.next_try_at) == (
@@ -105,9 +108,14 @@ async def test_a_notice_refused_past_the_quick_tries_is_kept_and_delivered_later
     world.notifier.failures = 0  # the platform is back
     await world.retry_notices(opens + MINUTE)
     assert world.notifier.texts() == [OPEN_TEXT]
-    delivered = await open_notice(world.store, meeting)
-    assert (delivered.state, delivered.attempts) == (NoticeState.DELIVERED, 2)
-    assert set(world.notifier.keys) == {delivered.id}  # one key for every try
+    assert notices("delivered") == delivered + 1
+    delivered_notice = await open_notice(world.store, meeting)
+    assert (delivered_notice.state, delivered_notice.attempts) == (NoticeState.DELIVERED, 2)
+    assert set(world.notifier.keys) == {delivered_notice.id}  # one key for every try
+
+
+def notices(outcome: str) -> float:
+    return sample("momentum_notices_total", outcome=outcome)
 
 
 async def test_a_restarted_scheduler_delivers_what_the_stopped_one_kept(store: Store) -> None:

@@ -22,6 +22,7 @@ from scheduler.service import SchedulerService, run_scheduler
 from tests.conftest import StoreTarget
 from tests.fakes.anthropic_api import FakeAnthropic, HttpError, Reply
 from tests.fakes.notifier import RecordingNotifier
+from tests.metrics import sample
 from tests.scheduler_world import ALICE, BOB, World, anthropic_llm, make_settings, utc
 
 MONDAY = utc(2026, 6, 1, 8, 0)
@@ -201,6 +202,8 @@ async def test_restart_inside_a_window_announces_it_once(
 
     second = await start(services, service_for(world))
     assert second.job_ids() == {f"{meeting.id}:remind", f"{meeting.id}:close"}
+    await second.refresh()
+    assert sample("momentum_windows_open") == 1  # what /metrics shows: this one window
     await asyncio.sleep(0.3)
     assert len(world.notifier.sent) == 1
     assert "available until 10:45 (Europe/Paris)" in world.notifier.texts()[0]

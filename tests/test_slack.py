@@ -30,6 +30,7 @@ from tests.fakes.slack_api import (
     message_event,
     slash_command_body,
 )
+from tests.metrics import rate_limited
 from tests.slack_harness import Deployment, block_texts, deployment, identity
 
 DM = dm_channel_id(USER_ID)
@@ -246,8 +247,10 @@ async def test_429_while_editing_waits_and_completes(tmp_path: Path) -> None:
     llm = FakeAnthropic(reply=LONG_REPLY, token_delay=0.001)
     async with deployment(tmp_path, llm=llm, slack_native_streaming=False) as d:
         d.fake.fail_next("chat.update", status=429, retry_after=0, times=2)
+        counted = rate_limited("slack")
         event = await d.dm("hi")
         assert d.fake.rate_limited == 2
+        assert rate_limited("slack") == counted + 2  # what an operator's /metrics shows
         assert reply_in(d, event) == LONG_REPLY
 
 

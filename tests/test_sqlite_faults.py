@@ -24,6 +24,7 @@ from core.store import StoreUnavailable
 from core.store.sqlite import SQLiteStore
 from core.texts import STORE_DOWN_TEXT
 from tests.fakes.anthropic_api import FakeAnthropic
+from tests.metrics import sample
 from tests.read_only import ReadOnly
 from tests.support import T0, coach_on, person
 
@@ -191,8 +192,10 @@ async def test_the_coach_says_nothing_was_saved_then_answers_once_writable(
         async with FakeAnthropic() as fake, coach_on(store, fake.base_url) as coach:
             console = Console(coach, stdin=io.StringIO(), stdout=out)
             console.identity = person()
+            errors = sample("momentum_store_errors_total", backend="sqlite")
             await console.handle("Help me plan my week")
             assert f"⚠ {STORE_DOWN_TEXT}" in out.getvalue()
+            assert sample("momentum_store_errors_total", backend="sqlite") > errors  # /metrics
             assert fake.requests == []  # nothing was said that could not be kept
 
             read_only.lift(path)

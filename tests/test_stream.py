@@ -484,6 +484,21 @@ async def test_fast_deltas_coalesce_and_every_edit_carries_the_newest_text() -> 
     assert sent[-1].text == "".join(pieces) == surface.messages[0]
 
 
+async def test_lag_is_the_wait_of_the_oldest_text_each_write_shows() -> None:
+    """A write per 0.25 s, a delta per 0.01 s: the oldest text in each write waited up to
+    one interval, never more (what momentum_reply_lag_seconds records)."""
+    clock = VirtualTime()
+    lags: list[float] = []
+    surface = FakeSurface(clock)
+    pieces = [f"t{i} " for i in range(100)]
+    result = await clock.run(
+        render(paced(clock, pieces, 0.01), surface, bucket_for(clock, 1, 0.25), on_lag=lags.append)
+    )
+    assert len(lags) == result.posts + result.edits  # each write here shows new text
+    assert lags[0] == 0.0  # the first text is posted as it arrives
+    assert all(0.0 <= lag <= 0.25 + 1e-9 for lag in lags) and max(lags) > 0.2
+
+
 async def test_long_reply_continues_in_new_messages_with_the_fence_reopened() -> None:
     clock = VirtualTime()
     surface = FakeSurface(clock, limit=160)

@@ -25,6 +25,7 @@ import re
 from contextlib import aclosing
 from typing import Any
 
+import aiohttp
 import discord
 
 from bots.discord.commands import CoachCommands, CoachTree
@@ -42,6 +43,7 @@ from bots.throttle import Buckets, Budgets, EditBucket
 from bots.voice import spoken
 from core.coach import Coach
 from core.config import Settings
+from core.metrics import LAG, RATE_LIMITED
 from core.models import Identity, InFlight, Platform
 from core.reply import Reply
 from core.texts import CUT_OFF_TEXT, INTERNAL_ERROR_TEXT
@@ -74,6 +76,21 @@ def strip_mention(content: str, user_id: int) -> str:
 
 
 
+def rate_limits_counted() -> aiohttp.TraceConfig:
+    """Counts every 429 Discord answers (momentum_platform_rate_limited), also those that
+    discord.py waits out itself and our code never sees."""
+
+    async def ended(
+        session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        if params.response.status == 429:
+            RATE_LIMITED.labels("discord").inc()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(ended)
+    return trace
+
+
 class DiscordCoach(discord.Client):
     """The bot: a gateway client with the `/coach` command tree. Sync commands with
     `momentum discord-sync`, never here: on_ready fires on every reconnect."""
@@ -86,6 +103,7 @@ class DiscordCoach(discord.Client):
         edit_rate: tuple[int, float] = (EDITS_PER_WINDOW, EDIT_WINDOW_SECONDS),
         **options: Any,
     ) -> None:
+        options.setdefault("http_trace", rate_limits_counted())
         super().__init__(intents=intents_for(settings), allowed_mentions=QUIET, **options)
         self.coach = coach
         self.settings = settings
@@ -197,6 +215,7 @@ class DiscordCoach(discord.Client):
                 Budgets(self.buckets.get(message.channel.id), self.global_budget),
                 fail_note=failure_note(INTERNAL_ERROR_TEXT),
                 cut_note=failure_note(CUT_OFF_TEXT),
+                on_lag=LAG.labels("discord").observe,
             )
         except (discord.HTTPException, RateLimited) as error:  # RateLimited: refused too often
             log.error(

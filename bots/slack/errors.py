@@ -20,6 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+from core.metrics import RATE_LIMITED
 
 BODY_SHOWN_CHARS = 80  # of a body that is not Slack's JSON, in a log line
 
@@ -64,3 +70,21 @@ def refusal(error: SlackApiError) -> Refusal:
         headers=headers if isinstance(headers, Mapping) else {},
         body=data if isinstance(data, str) else "",
     )
+
+
+class CountRateLimits(AsyncRetryHandler):
+    """Counts every 429 Slack answers (momentum_platform_rate_limited), and never retries:
+    first among a client's retry handlers, it sees each answer, also those that the
+    handlers after it wait out."""
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is not None and response.status_code == 429:
+            RATE_LIMITED.labels("slack").inc()
+        return False

@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bots.slack.errors import CountRateLimits
 from bots.slack.render import our_text
 from bots.startup import NETWORK_ERRORS, Retries, SetupError, reach
 from core.config import Settings
@@ -122,6 +123,7 @@ def web_client(settings: Settings, *, retry_rate_limits: bool = False) -> AsyncW
         token = settings.slack_bot_token.get_secret_value()
     base_url = (settings.slack_api_url or AsyncWebClient.BASE_URL).rstrip("/") + "/"
     client = AsyncWebClient(token=token, base_url=base_url)
+    client.retry_handlers.insert(0, CountRateLimits())
     if retry_rate_limits:
         client.retry_handlers.append(
             AsyncRateLimitErrorRetryHandler(max_retry_count=ONE_OFF_RATE_LIMIT_RETRIES)

@@ -47,6 +47,7 @@ from bots.slack.errors import refusal
 from bots.split import closed_fences, split_message
 from bots.stream import CUT_WRITE_SECONDS, Failure, render
 from bots.throttle import Buckets, EditBucket
+from core.metrics import LAG
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ async def stream_reply(
         surface,
         budgets.updates(where.team_id),
         cut_note=cut_note,
+        on_lag=LAG.labels("slack").observe,
     )
 
 

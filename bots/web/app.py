@@ -1,5 +1,6 @@
 """The web adapter's ASGI app: the API under /api/v1 (OpenAPI docs at /api/v1/docs), the
-WebSocket chat, and the page at /. Errors are JSON: {"error": kind, "detail": sentence}."""
+WebSocket chat, Prometheus metrics at /metrics, and the page at /. Errors are JSON:
+{"error": kind, "detail": sentence}."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bots.tasks import Background
 from bots.web.api import api
 from bots.web.auth import Web
 from bots.web.limits import Limits
+from bots.web.metrics import serve_metrics
 from bots.web.ws import ws
 from core.coach import Coach
 from core.errors import CoachError, StoreUnavailable
@@ -43,6 +45,7 @@ def create_app(coach: Coach, background: Background | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(ws)
     _errors_as_json(app)
+    serve_metrics(app, settings.metrics_token)
     if (PAGE / "index.html").exists():
         app.mount("/", StaticFiles(directory=PAGE, html=True), name="page")
     return app

@@ -78,6 +78,7 @@ class WebReply:
             self._frames.put_nowait(None)
 
     def _put(self, kind: Kind, **data: Any) -> None:
+        self._reply.visible()  # the first frame is the first thing the user sees
         self._frames.put_nowait(Frame(kind, data))
 
     def _done(self, message_id: str | None, text: str, tokens: int, *, incomplete: bool) -> None:

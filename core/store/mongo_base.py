@@ -12,6 +12,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from core.metrics import STORE_ERRORS
 from core.models import (
     Commitment,
     Goal,
@@ -41,6 +42,7 @@ def _unavailable_on_error(
         except DuplicateKeyError:
             raise
         except PyMongoError as error:
+            STORE_ERRORS.labels("mongodb").inc()
             raise StoreUnavailable(str(error)) from error
 
     return wrapper

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from core.metrics import STORE_ERRORS
 from core.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,7 @@ class SQLiteFile:
         return result
 
     def _unavailable(self, error: sqlite3.Error) -> StoreUnavailable:
+        STORE_ERRORS.labels("sqlite").inc()
         if _is_read_only(error):
             self._refused_writes = True
             return StoreUnavailable(f"{self.path} is read-only, nothing can be saved ({error})")
