@@ -169,6 +169,9 @@ async def test_two_web_processes_on_mongodb_answer_a_burst_and_its_retries_once_
             key = f"duplicate event slack:{DM}:{stamps[n]} ignored"
             await webs[1 - n % 2].wait_for_log(key, within=WITHIN)
         await asyncio.sleep(0.5)  # time enough for a second answer to show, were there one
+        for n, ts in enumerate(stamps):  # each answered by the process that got it first
+            prompt = f"{DM}:{ts}]: user {user.id}: prompt"
+            assert prompt in webs[n % 2].log and prompt not in webs[1 - n % 2].log
 
         # Exactly one reply under each message, the one naming it, shown in the order sent.
         replies = [shown_replies(slack, ts) for ts in stamps]
