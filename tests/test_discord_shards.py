@@ -61,7 +61,14 @@ def test_shard_settings_are_checked_with_clear_messages() -> None:
         ({"discord_shard_count": 4, "discord_shard_ids": "2"}, 4),
         ({"discord_shard_count": 4, "discord_shard_ids": "0,1"}, 2),
         ({"discord_shard_count": 5, "discord_shard_ids": "0,1"}, 3),  # rounded up: under
-        ({"discord_shard_count": 4, "discord_shard_ids": "2", "discord_processes_sharing_token": 3}, 3),
+        (
+            {
+                "discord_shard_count": 4,
+                "discord_shard_ids": "2",
+                "discord_processes_sharing_token": 3,  # set: as set
+            },
+            3,
+        ),
     ],
 )
 def test_the_processes_sharing_the_token_split_its_limit(
@@ -95,8 +102,9 @@ async def test_two_shard_processes_each_answer_their_guilds_under_the_shared_lim
 ) -> None:
     """Shards 0 and 1 of 2 in two bots on one token; Discord allows the bot 6 requests/s in
     all (the fake refuses the 7th in any second), each bot paces itself at 3. Six users in
-    six channels of two guilds write at once: each message reaches only its guild's shard,
-    is answered once and whole, and no request is refused."""
+    six channels of two guilds write at once, and one of them in a DM: each message reaches
+    only its guild's shard (a DM shard 0), is answered once and whole, and no request is
+    refused."""
     guilds = {GUILD_0: CHANNELS_0, GUILD_1: CHANNELS_1}
     async with (
         FakeDiscord(guilds=guilds, user_ids=USERS, global_limit=(6, 1.0), shards=2) as fake,
@@ -139,7 +147,7 @@ async def test_two_shard_processes_each_answer_their_guilds_under_the_shared_lim
         payloads = [
             fake.message_create("hello", channel_id=channel, author_id=user)
             for channel, user in zip(channels, USERS, strict=True)
-        ]
+        ] + [fake.message_create("and privately", dm=True, author_id=USERS[4])]
         asked = [int(payload["id"]) for payload in payloads]
         await asyncio.gather(*(fake.dispatch("MESSAGE_CREATE", p) for p in payloads))
 
@@ -147,8 +155,9 @@ async def test_two_shard_processes_each_answer_their_guilds_under_the_shared_lim
             replies = [
                 [m for m in fake.messages_in(c, by_bot=True)
                  if m.data.get("message_reference", {}).get("message_id") == str(asked_id)]
-                for c, asked_id in zip(channels, asked, strict=True)
+                for c, asked_id in zip(channels, asked[:6], strict=True)
             ]
+            replies.append(fake.messages_in(int(payloads[-1]["channel_id"]), by_bot=True))
             # one message each (the welcome, then the answer), finished
             return all(len(r) == 1 and r[0].content.endswith("Short and sweet.") for r in replies)
 
@@ -156,6 +165,6 @@ async def test_two_shard_processes_each_answer_their_guilds_under_the_shared_lim
         for task in listening:
             task.cancel()
 
-    assert heard == [set(asked[:3]), set(asked[3:])]  # never both
+    assert heard == [{*asked[:3], asked[6]}, set(asked[3:6])]  # never both
     assert len(llm.requests) == len(asked)
     assert fake.rate_limited == 0

@@ -155,11 +155,18 @@ class DiscordCoach(discord.Client):
                 keep_repairing(self.coach, Platform.DISCORD, self.repair), name="discord-repairs"
             )
         log.info(
-            "Discord: logged in as %s; coaching channels %s; DMs %s",
+            "Discord: logged in as %s; coaching channels %s; DMs %s%s",
             self.user,
             sorted(self.coaching_channels) or "none",
             "on" if self.settings.discord_allow_dms else "off",
+            self._shards_here(),
         )
+
+    def _shards_here(self) -> str:
+        if self.shard_count is None:
+            return ""
+        ids = self.settings.discord_shard_ids or range(self.shard_count)
+        return f"; shards {','.join(map(str, ids))} of {self.shard_count}"
 
     async def on_message(self, message: discord.Message) -> None:
         text = self.text_for_coach(message)
