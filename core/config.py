@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     discord_message_content_intent: bool = False
     # Requests per second Discord allows this bot in all (50 unless Discord raised it).
     discord_global_rate_limit: int = Field(50, ge=1)
+    # Shards (large bots): how many the bot has in all, and the ones this process runs
+    # (unset: all). Processes sharing the token split the global limit above; unset, their
+    # number is DISCORD_SHARD_COUNT / how many shards this process runs, rounded up.
+    discord_shard_count: int | None = Field(None, ge=1)
+    discord_shard_ids: Annotated[list[int], NoDecode] = []
+    discord_processes_sharing_token: int | None = Field(None, ge=1)
 
     # The web (bots/web/): the chat API, its WebSocket and the page, served by `momentum run`.
     web_enabled: bool = False
@@ -172,6 +178,50 @@ class Settings(BaseSettings):
                 raise ValueError("channel ids are numbers, separated by commas: 123,456")
             return [int(part) for part in parts]
         return value
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: object) -> object:
+        """`0,1` as well as a JSON list."""
+        if isinstance(value, str):
+            parts = [part for part in value.replace(" ", "").split(",") if part]
+            if not all(part.isdigit() for part in parts):
+                raise ValueError("shard ids are numbers from 0, separated by commas: 0,1")
+            return [int(part) for part in parts]
+        return value
+
+    @model_validator(mode="after")
+    def _shards_that_exist(self) -> Settings:
+        """Shard ids only with a count, each in 0..count-1, none twice."""
+        count, ids = self.discord_shard_count, self.discord_shard_ids
+        if ids and count is None:
+            raise ValueError(
+                "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (how many shards the bot has in all)"
+            )
+        if count is not None:
+            if outside := sorted({i for i in ids if not 0 <= i < count}):
+                raise ValueError(
+                    f"DISCORD_SHARD_IDS {','.join(map(str, outside))}: with "
+                    f"DISCORD_SHARD_COUNT={count} shard ids run from 0 to {count - 1}"
+                )
+            if len(set(ids)) != len(ids):
+                raise ValueError("DISCORD_SHARD_IDS names a shard twice")
+        return self
+
+    @property
+    def discord_sharded(self) -> bool:
+        return self.discord_shard_count is not None
+
+    @property
+    def discord_processes(self) -> int:
+        """How many processes share the bot's token, so its global limit: as set, else the
+        shard count over the shards this process runs (rounded up: never above the limit)."""
+        if self.discord_processes_sharing_token is not None:
+            return self.discord_processes_sharing_token
+        count = self.discord_shard_count
+        if count is None or not self.discord_shard_ids:
+            return 1
+        return -(-count // len(self.discord_shard_ids))
 
     @field_validator("notify_retry_seconds", "notice_backoff_seconds", mode="before")
     @classmethod

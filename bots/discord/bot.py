@@ -14,6 +14,11 @@ Everything is sent silent and with no mentions, except that the reply reference 
 the person being answered. The message id is the event id, so a replayed event is answered
 once. Each message of a reply is posted with one nonce, kept across retries and enforced by
 Discord, so a post retried after a 5xx that Discord had in fact taken is not shown twice.
+
+Sharded (DISCORD_SHARD_COUNT set) the bot is a `ShardedDiscordCoach`: the same bot on
+discord.py's AutoShardedClient, running DISCORD_SHARD_IDS (or all shards), and its global
+budget is its share of the bot's limit among the processes that share the token. Unset,
+the plain single-connection client runs, as it always did.
 """
 
 from __future__ import annotations
@@ -76,6 +81,16 @@ def strip_mention(content: str, user_id: int) -> str:
 
 
 
+def global_budget(limit: int, processes: int = 1) -> EditBucket:
+    """This process's share of Discord's `limit` requests/s for the bot, when `processes`
+    share its token: limit / processes each, so that together they stay under it."""
+    share = limit / processes
+    pace = max(1, math.floor(share * GLOBAL_SHARE))
+    # A burst spends headroom: pace + burst - 1 writes must fit in Discord's second.
+    burst = max(1, min(GLOBAL_BURST, math.floor(share) - pace))
+    return EditBucket(pace, 1.0, burst=burst)
+
+
 def rate_limits_counted() -> aiohttp.TraceConfig:
     """Counts every 429 Discord answers (momentum_platform_rate_limited), also those that
     discord.py waits out itself and our code never sees."""
@@ -109,11 +124,11 @@ class DiscordCoach(discord.Client):
         self.settings = settings
         self.coaching_channels = frozenset(settings.discord_channel_ids)
         self.buckets = Buckets(*edit_rate)  # by channel id: Discord's message-write bucket
-        # Discord's global limit covers every channel: one budget for the whole bot.
-        limit = settings.discord_global_rate_limit
-        pace = max(1, math.floor(limit * GLOBAL_SHARE))
-        # A burst spends headroom: pace + burst - 1 writes must fit in Discord's second.
-        self.global_budget = EditBucket(pace, 1.0, burst=max(1, min(GLOBAL_BURST, limit - pace)))
+        # Discord's global limit covers every channel and every process of the bot: one
+        # budget per process, its share of the limit.
+        self.global_budget = global_budget(
+            settings.discord_global_rate_limit, settings.discord_processes
+        )
         self.tree = CoachTree(self)
         self.commands = CoachCommands(coach, allow_dms=settings.discord_allow_dms)
         self.tree.add_command(self.commands)
@@ -140,11 +155,18 @@ class DiscordCoach(discord.Client):
                 keep_repairing(self.coach, Platform.DISCORD, self.repair), name="discord-repairs"
             )
         log.info(
-            "Discord: logged in as %s; coaching channels %s; DMs %s",
+            "Discord: logged in as %s; coaching channels %s; DMs %s%s",
             self.user,
             sorted(self.coaching_channels) or "none",
             "on" if self.settings.discord_allow_dms else "off",
+            self._shards_here(),
         )
+
+    def _shards_here(self) -> str:
+        if self.shard_count is None:
+            return ""
+        ids = self.settings.discord_shard_ids or range(self.shard_count)
+        return f"; shards {','.join(map(str, ids))} of {self.shard_count}"
 
     async def on_message(self, message: discord.Message) -> None:
         text = self.text_for_coach(message)
@@ -229,9 +251,17 @@ class DiscordCoach(discord.Client):
             await tell_unfinished(message.channel, self.global_budget)
 
 
+class ShardedDiscordCoach(DiscordCoach, discord.AutoShardedClient):
+    """The bot on DISCORD_SHARD_IDS of DISCORD_SHARD_COUNT shards (one gateway connection
+    each; Discord sends each shard only its guilds' events, DMs to shard 0)."""
+
+    def __init__(self, coach: Coach, settings: Settings, **options: Any) -> None:
+        options.setdefault("shard_count", settings.discord_shard_count)
+        options.setdefault("shard_ids", settings.discord_shard_ids or None)  # None: all
+        super().__init__(coach, settings, **options)
 
 
-
-
-
-
+def discord_coach(coach: Coach, settings: Settings, **options: Any) -> DiscordCoach:
+    """The bot `settings` ask for: sharded when DISCORD_SHARD_COUNT is set, else plain."""
+    kind = ShardedDiscordCoach if settings.discord_sharded else DiscordCoach
+    return kind(coach, settings, **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import discord
 
-from bots.discord.bot import DiscordCoach
+from bots.discord.bot import DiscordCoach, discord_coach
 from bots.discord.connect import DiscordSetupError, log_in, use_discord_urls
 from bots.startup import NETWORK_ERRORS, Retries, describe
 from core.coach import Coach
@@ -19,7 +19,7 @@ async def run_discord(coach: Coach, settings: Settings) -> None:
     use_discord_urls(settings)
     token = settings.discord_bot_token.get_secret_value()
     retries = Retries.from_settings(settings)
-    bot = await log_in(lambda: DiscordCoach(coach, settings), token, retries)
+    bot = await log_in(lambda: discord_coach(coach, settings), token, retries)
     async with bot:
         try:
             await bot.connect()

@@ -11,6 +11,12 @@ outside world")::
 `install()` alone sets `discord.http.Route.BASE` and `DiscordWebSocket.DEFAULT_GATEWAY` (and
 restores them); `api_url` / `gateway_url` are the same values for settings-driven code.
 
+Sharding: `guilds={guild_id: channel_ids, ...}` makes several guilds (their channels join
+`channel_ids`; interactions stay in the first guild), and `shards=N` is what GET /gateway/bot
+advises. A client that IDENTIFYs with `shard: [id, count]` gets a session of its own, told only
+of the guilds with `(guild_id >> 22) % count == id`, and `dispatch` sends each event to the
+session of its guild's shard (DMs to shard 0), as Discord does; `identified_shards` lists them.
+
 The world is one guild (`guild_id`) with text channels `channel_ids`, members `user_ids` plus
 another bot (`other_bot_id`), and the bot itself (`bot_id`, which is also the application id,
 as for every modern Discord app). `await create_thread(parent_id)` adds a public thread to a
@@ -245,6 +251,23 @@ class _Thread:
 
 
 @dataclass
+class _Session:
+    """One gateway session: a shard's (0 of 1 when the client did not ask for shards)."""
+
+    shard: tuple[int, int]
+    session_id: str
+    seq: int = 0
+    sent: list[tuple[int, str, JSON]] = field(default_factory=list)  # for RESUME
+    resumable: bool = True
+    conn: _GatewayConn | None = None
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Discord's routing: a guild's events go to shard (guild_id >> 22) % count."""
+        shard_id, count = self.shard
+        return (0 if guild_id is None else (guild_id >> 22) % count) == shard_id
+
+
+@dataclass
 class _Bucket:
     count: int = 0
     reset_at: float = 0.0
@@ -258,6 +281,7 @@ class _GatewayConn:
         self.request = request
         self._zlib = zlib.compressobj() if zlib_stream else None
         self._lock = asyncio.Lock()
+        self.session: _Session | None = None  # known once it IDENTIFYs or RESUMEs
 
     async def send(self, payload: JSON) -> None:
         text = json.dumps(payload)
@@ -292,12 +316,17 @@ class FakeDiscord:
         global_limit: tuple[int, float] | None = None,
         heartbeat_interval_ms: int = 41_250,
         echo: bool = True,
+        guilds: dict[int, Sequence[int]] | None = None,
+        shards: int = 1,
     ) -> None:
         """`message_bucket=(5, 5.0)` enforces 5 message writes per 5 s per channel;
         `global_limit=(50, 1.0)` Discord's 50 requests per second per bot (interaction
         callbacks exempt), over a sliding window."""
         self.token = token
-        self.channel_ids = list(channel_ids)
+        self.guilds = {g: list(c) for g, c in (guilds or {self.guild_id: channel_ids}).items()}
+        self.guild_id = next(iter(self.guilds))
+        self.channel_ids = [c for channels in self.guilds.values() for c in channels]
+        self.shards = shards
         self.user_ids = list(user_ids)
         self.message_bucket = message_bucket
         self.global_limit = global_limit
@@ -326,12 +355,8 @@ class FakeDiscord:
         self._faults: list[_Fault] = []
         self._buckets: dict[int, _Bucket] = {}
         self._last_id = 0
-        self._conn: _GatewayConn | None = None
         self._conns: set[_GatewayConn] = set()
-        self._session_id: str | None = None
-        self._seq = 0
-        self._sent: list[tuple[int, str, JSON]] = []  # this session's dispatches, for RESUME
-        self._resumable = True
+        self._sessions: dict[int, _Session] = {}  # by shard id
         self._changed = asyncio.Event()
         self._client_tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -452,7 +477,7 @@ class FakeDiscord:
 
     def _text_channel(self, channel_id: int, position: int) -> JSON:
         return {
-            "id": str(channel_id), "type": 0, "guild_id": str(self.guild_id),
+            "id": str(channel_id), "type": 0, "guild_id": str(self._guild_of(channel_id)),
             "name": f"channel-{position}", "position": position, "permission_overwrites": [],
             "topic": None, "nsfw": False, "last_message_id": None, "rate_limit_per_user": 0,
             "parent_id": None, "flags": 0,
@@ -471,7 +496,8 @@ class FakeDiscord:
         everything = [m for m in self._messages.values() if m.channel_id == thread.id]
         live = [m for m in everything if not m.deleted]
         return {
-            "id": str(thread.id), "type": PUBLIC_THREAD, "guild_id": str(self.guild_id),
+            "id": str(thread.id), "type": PUBLIC_THREAD,
+            "guild_id": str(self._guild_of(thread.parent_id)),
             "parent_id": str(thread.parent_id), "owner_id": str(thread.owner_id),
             "name": thread.name, "last_message_id": str(live[-1].id) if live else None,
             "message_count": len(live), "total_message_sent": len(everything),
@@ -495,7 +521,7 @@ class FakeDiscord:
         owner = owner_id or self.user_ids[0]
         thread = _Thread(self._new_id(), parent, owner, name, _now_iso(), {owner})
         self._threads[thread.id] = thread
-        if self._session_id is not None:
+        if self._sessions:
             await self.dispatch("THREAD_CREATE", self._thread_channel(thread) | {
                 "newly_created": True,
             })
@@ -507,8 +533,8 @@ class FakeDiscord:
             thread.member_ids.add(user_id)
 
     def _channel(self, channel_id: int) -> JSON | None:
-        if channel_id in self.channel_ids:
-            return self._text_channel(channel_id, self.channel_ids.index(channel_id))
+        if (guild_id := self._guild_of(channel_id)) is not None and channel_id not in self._threads:
+            return self._text_channel(channel_id, self.guilds[guild_id].index(channel_id))
         if channel_id in self._threads:
             return self._thread_channel(self._threads[channel_id])
         for user_id, dm_id in self.dm_channels.items():
@@ -523,20 +549,24 @@ class FakeDiscord:
             "managed": False, "mentionable": False, "flags": 0,
         }
 
-    def guild_payload(self) -> JSON:
-        """GUILD_CREATE data; member_count matches members, so discord.py never chunks."""
+    def guild_payload(self, guild_id: int | None = None) -> JSON:
+        """GUILD_CREATE data (default: the first guild); member_count matches members, so
+        discord.py never chunks. Every member is in every guild."""
+        guild = guild_id or self.guild_id
+        channels = self.guilds[guild]
+        threads = [t for t in self._threads.values() if t.parent_id in channels]
         member_ids = [self.bot_id, *self.users]
         return {
-            "id": str(self.guild_id), "name": "Momentum Test Guild", "icon": None,
+            "id": str(guild), "name": "Momentum Test Guild", "icon": None,
             "owner_id": str(self.user_ids[0]), "unavailable": False, "large": False,
             "joined_at": "2026-01-01T00:00:00+00:00", "member_count": len(member_ids),
             "roles": [
-                self._role(self.guild_id, "@everyone", 0, _EVERYONE_PERMISSIONS),
+                self._role(guild, "@everyone", 0, _EVERYONE_PERMISSIONS),
                 self._role(self.role_id, "coach-admin", 1, str(discord.Permissions.all().value)),
             ],
-            "channels": [self._text_channel(c, i) for i, c in enumerate(self.channel_ids)],
+            "channels": [self._text_channel(c, i) for i, c in enumerate(channels)],
             "members": [self._member(m) for m in member_ids],
-            "threads": [self._thread_channel(t) for t in self._threads.values()],
+            "threads": [self._thread_channel(t) for t in threads],
             "features": [], "emojis": [], "stickers": [], "presences": [],
             "voice_states": [], "stage_instances": [], "guild_scheduled_events": [],
             "soundboard_sounds": [], "premium_tier": 0, "preferred_locale": "en-US",
@@ -546,8 +576,9 @@ class FakeDiscord:
         }
 
     def _guild_of(self, channel_id: int) -> int | None:
-        in_guild = channel_id in self.channel_ids or channel_id in self._threads
-        return self.guild_id if in_guild else None
+        if (thread := self._threads.get(channel_id)) is not None:
+            channel_id = thread.parent_id
+        return next((g for g, channels in self.guilds.items() if channel_id in channels), None)
 
     def _author(self, user_id: int) -> JSON:
         return self.bot if user_id == self.bot_id else self.users[user_id]
@@ -671,7 +702,7 @@ class FakeDiscord:
 
     async def _echo(self, event: str, message: FakeMessage) -> None:
         """Discord tells the bot about its own public messages over the gateway too."""
-        if not self.echo or self._session_id is None or message.ephemeral:
+        if not self.echo or not self._sessions or message.ephemeral:
             return
         if event == "MESSAGE_DELETE":
             data: JSON = {"id": str(message.id), "channel_id": str(message.channel_id)}
@@ -823,29 +854,45 @@ class FakeDiscord:
 
     # ---- gateway ---------------------------------------------------------------------------
 
-    async def dispatch(self, event: str, data: JSON) -> int:
-        """Send a DISPATCH (op 0); kept for replay if the socket is down. Returns its `s`."""
-        if self._session_id is None:
-            raise RuntimeError("no gateway session yet: start a client first")
-        self._seq += 1
-        self._sent.append((self._seq, event, data))
-        await self._send_dispatch(self._seq, event, data)
-        return self._seq
+    @property
+    def identified_shards(self) -> list[tuple[int, int]]:
+        """The `[id, count]` of every live session, by shard id."""
+        return [self._sessions[k].shard for k in sorted(self._sessions)]
 
-    async def _send_dispatch(self, seq: int, event: str, data: JSON) -> None:
-        if self._conn is None:
+    async def dispatch(self, event: str, data: JSON) -> int:
+        """Send a DISPATCH (op 0) to the session of the event's guild (DMs: shard 0); kept
+        for replay if the socket is down. Returns its `s`."""
+        guild_id = int(data["guild_id"]) if data.get("guild_id") else None
+        session = next((s for s in self._sessions.values() if s.owns(guild_id)), None)
+        if session is None:
+            raise RuntimeError(f"no gateway session for guild {guild_id}: start a client first")
+        return await self._dispatch_to(session, event, data)
+
+    async def _dispatch_to(self, session: _Session, event: str, data: JSON) -> int:
+        session.seq += 1
+        session.sent.append((session.seq, event, data))
+        await self._send_dispatch(session, session.seq, event, data)
+        return session.seq
+
+    async def _send_dispatch(self, session: _Session, seq: int, event: str, data: JSON) -> None:
+        if session.conn is None:
             return
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self._conn.send({"op": 0, "t": event, "s": seq, "d": data})
+            await session.conn.send({"op": 0, "t": event, "s": seq, "d": data})
 
-    async def drop_gateway(self, code: int | None = 4000, *, resumable: bool = True) -> None:
-        """Close the socket (None: abort the TCP connection) so the client reconnects.
+    async def drop_gateway(
+        self, code: int | None = 4000, *, resumable: bool = True, shard: int = 0
+    ) -> None:
+        """Close a shard's socket (None: abort the TCP connection) so the client reconnects.
 
         discord.py resumes after 4000 or an abort; with `resumable=False` the RESUME gets an
         INVALID_SESSION and the client identifies afresh.
         """
-        conn, self._conn = self._conn, None
-        self._resumable = resumable
+        session = self._sessions.get(shard)
+        if session is None:
+            return
+        conn, session.conn = session.conn, None
+        session.resumable = resumable
         if conn is None:
             return
         if code is None:
@@ -860,7 +907,6 @@ class FakeDiscord:
         await ws.prepare(request)
         conn = _GatewayConn(ws, request, request.query.get("compress") == "zlib-stream")
         self._conns.add(conn)
-        self._conn = conn
         try:
             await conn.send({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
             async for msg in ws:
@@ -870,8 +916,8 @@ class FakeDiscord:
             pass
         finally:
             self._conns.discard(conn)
-            if self._conn is conn:
-                self._conn = None
+            if conn.session is not None and conn.session.conn is conn:
+                conn.session.conn = None
             self._notify()
         return ws
 
@@ -883,45 +929,51 @@ class FakeDiscord:
             if data["token"] != self.token:
                 await conn.ws.close(code=4004)  # authentication failed
                 return
-            await self._identify(data)
+            await self._identify(conn, data)
         elif op == 6:  # resume
             await self._resume(conn, data)
-        elif op == 8:  # request guild members
-            await self.dispatch("GUILD_MEMBERS_CHUNK", {
-                "guild_id": str(self.guild_id), "chunk_index": 0, "chunk_count": 1,
-                "members": self.guild_payload()["members"], "nonce": data.get("nonce"),
+        elif op == 8 and conn.session is not None:  # request guild members
+            guild_id = int(data.get("guild_id") or self.guild_id)
+            await self._dispatch_to(conn.session, "GUILD_MEMBERS_CHUNK", {
+                "guild_id": str(guild_id), "chunk_index": 0, "chunk_count": 1,
+                "members": self.guild_payload(guild_id)["members"], "nonce": data.get("nonce"),
             })
         self._notify()
 
-    async def _identify(self, data: JSON) -> None:
+    async def _identify(self, conn: _GatewayConn, data: JSON) -> None:
         self.identifies += 1
         self.intents = data.get("intents")
-        self._session_id = secrets.token_hex(16)
-        self._seq = 0
-        self._sent = []
-        self._resumable = True
+        shard_id, count = data.get("shard") or (0, 1)
+        session = _Session((shard_id, count), secrets.token_hex(16), conn=conn)
+        self._sessions[shard_id] = conn.session = session
+        guilds = [g for g in self.guilds if session.owns(g)]
         ready: JSON = {
             "v": 10, "user": self.bot | {"verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-            "session_id": self._session_id, "resume_gateway_url": self.gateway_url,
+            "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
+            "session_id": session.session_id, "resume_gateway_url": self.gateway_url,
             "session_type": "normal", "private_channels": [], "relationships": [],
             "presences": [], "guild_join_requests": [], "geo_ordered_rtc_regions": [],
             "application": {"id": str(self.app_id), "flags": 0},
         }
         if "shard" in data:
             ready["shard"] = data["shard"]
-        await self.dispatch("READY", ready)
-        await self.dispatch("GUILD_CREATE", self.guild_payload())
+        await self._dispatch_to(session, "READY", ready)
+        for guild_id in guilds:
+            await self._dispatch_to(session, "GUILD_CREATE", self.guild_payload(guild_id))
 
     async def _resume(self, conn: _GatewayConn, data: JSON) -> None:
-        if not self._resumable or data.get("session_id") != self._session_id:
+        session = next(
+            (s for s in self._sessions.values() if s.session_id == data.get("session_id")), None
+        )
+        if session is None or not session.resumable:
             await conn.send({"op": 9, "d": False})  # invalid session, not resumable
             return
         self.resumes += 1
-        for seq, event, event_data in self._sent:
+        conn.session, session.conn = session, conn
+        for seq, event, event_data in session.sent:
             if seq > (data.get("seq") or 0):
-                await self._send_dispatch(seq, event, event_data)
-        await self.dispatch("RESUMED", {})
+                await self._send_dispatch(session, seq, event, event_data)
+        await self._dispatch_to(session, "RESUMED", {})
 
     # ---- REST plumbing ---------------------------------------------------------------------
 
@@ -1104,7 +1156,7 @@ class FakeDiscord:
         })
 
     async def _get_gateway(self, request: web.Request) -> web.Response:
-        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {
+        return _json({"url": self.gateway_url, "shards": self.shards, "session_start_limit": {
             "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}})
 
     async def _no_content(self, request: web.Request) -> web.Response:
