@@ -184,6 +184,8 @@ class Decision:
     status: ProposalStatus | None  # None: no such proposal
     text: str
     acted: bool  # this answer carried the proposal out
+    # Someone other than its user answered (a shared channel): tell them alone, change nothing.
+    by_someone_else: bool = False
 
 
 NOT_YOURS = "That proposal was made to someone else, so only they can answer it."
@@ -220,7 +222,7 @@ class Proposals:
         if found is None:
             return Decision(None, None, UNKNOWN, acted=False)
         if found.user_id != session.user.id:
-            return Decision(found, found.status, NOT_YOURS, acted=False)
+            return Decision(found, found.status, NOT_YOURS, acted=False, by_someone_else=True)
         status = ProposalStatus.CONFIRMED if confirm else ProposalStatus.DECLINED
         claimed = await self.store.decide_proposal(proposal_id, status, session.now())
         if claimed is None:

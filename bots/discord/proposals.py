@@ -64,14 +64,11 @@ class ProposalButton(
         identity = discord_identity(interaction.user, interaction.guild_id)
         decision = await coach.decide(identity, self.proposal_id, confirm=self.confirm)
         text = discord_commands(decision.text)
-        owner = decision.proposal is not None and (
-            decision.proposal.user_id == (await coach.user(identity)).id
-        )
-        if owner:
-            asked = decision.proposal.summary if decision.proposal else ""
-            await interaction.response.edit_message(content=f"{text}\n-# {asked}", view=None)
-        else:
+        if decision.by_someone_else:
             await interaction.response.send_message(text, ephemeral=True)
+            return
+        asked = f"\n-# {decision.proposal.summary}" if decision.proposal else ""
+        await interaction.response.edit_message(content=text + asked, view=None)
 
 
 def proposal_card(proposal: Proposal) -> tuple[str, discord.ui.View]:

@@ -247,11 +247,9 @@ class SlackBot:
             message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")
             await _respond(respond, message, replace=False, about="a proposal")
             return
-        mine = decision.proposal is None or decision.proposal.user_id == (
-            await self.coach.user(identity)
-        ).id
         # Someone else's click is answered to them alone; the card stays for its owner.
-        await _respond(respond, decided_message(decision), replace=mine, about="a proposal")
+        replace = not decision.by_someone_else
+        await _respond(respond, decided_message(decision), replace=replace, about="a proposal")
 
     async def on_cancel(self, ack: Any, respond: AsyncRespond) -> None:
         await ack()

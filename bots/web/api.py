@@ -197,7 +197,7 @@ async def _decide(
     )
     if decision.status is None:
         return JSONResponse({"error": "not_found", "detail": decision.text}, 404)
-    if decision.proposal is not None and decision.proposal.user_id != who.user.id:
+    if decision.by_someone_else:
         return JSONResponse({"error": "forbidden", "detail": decision.text}, 403)
     return JSONResponse(decision_view(decision))
 
