@@ -218,7 +218,8 @@ class Proposals:
 
     async def decide(self, identity: Identity, proposal_id: str, confirm: bool) -> Decision:
         session = await self.sessions(identity)
-        found = await self.store.get_proposal(proposal_id)
+        # Ids are 32 hex digits: anything much longer is no id, and never reaches the store.
+        found = await self.store.get_proposal(proposal_id) if len(proposal_id) <= 64 else None
         if found is None:
             return Decision(None, None, UNKNOWN, acted=False)
         if found.user_id != session.user.id:

@@ -434,8 +434,9 @@ async def test_a_proposal_comes_with_the_reply_and_is_confirmed_once(
     assert status == 200 and again["acted"] is False and "Already done" in again["content"]
     _, goals = await web.get("/api/v1/goals", ada)
     assert [g["text"] for g in goals["goals"]] == ["Run a 5k"]
-    status, missing = await web.post("/api/v1/proposals/nope/confirm", ada)
-    assert status == 404 and missing["error"] == "not_found"
+    for unknown in ("nope", "x" * 5_000):
+        status, missing = await web.post(f"/api/v1/proposals/{unknown}/confirm", ada)
+        assert status == 404 and missing["error"] == "not_found"
 
 
 async def test_a_proposal_streams_as_a_server_sent_event(

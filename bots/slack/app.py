@@ -241,7 +241,7 @@ class SlackBot:
         self, identity: Identity, proposal_id: str, confirm: bool, respond: AsyncRespond
     ) -> None:
         try:
-            decision = await self.coach.decide(identity, proposal_id[:100], confirm=confirm)
+            decision = await self.coach.decide(identity, proposal_id, confirm=confirm)
         except Exception:
             log.exception("proposal %s: the answer failed", proposal_id)
             message = SlackMessage(f"{WARNING} {INTERNAL_ERROR_TEXT}")

@@ -193,7 +193,7 @@ async def _decide(
     request: Request, who: Caller, proposal_id: str, *, confirm: bool
 ) -> JSONResponse:
     decision = await web_of(request).coach.decide(
-        who.user.identity, proposal_id[:100], confirm=confirm
+        who.user.identity, proposal_id, confirm=confirm
     )
     if decision.status is None:
         return JSONResponse({"error": "not_found", "detail": decision.text}, 404)

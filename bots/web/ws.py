@@ -107,7 +107,7 @@ class Conversation:
             await self.error("rate_limited", "Too many requests: wait a moment.", retry_after=wait)
             return
         decision = await self.web.coach.decide(
-            self.who.user.identity, proposal_id[:100], confirm=confirm
+            self.who.user.identity, proposal_id, confirm=confirm
         )
         await self.send(type="decision", **decision_view(decision))
 
