@@ -16,6 +16,7 @@ digest is stored, it works once, within STATE_MINUTES, in whichever process gets
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -83,13 +84,14 @@ class Installs:
         self.store, self.clock = store, clock
         self._keys = keys
 
-    def _cipher(self) -> list[Fernet]:
+    @functools.cached_property
+    def _ciphers(self) -> list[Fernet]:
+        """The keys, parsed once (the first encrypts; any opens): every request reads one."""
         if not self._keys:
             raise SetupError(f"SLACK_INSTALL_ENCRYPTION_KEY is not set: {KEY_HELP}.")
         return install_keys(self._keys)
-
     async def save(self, key: InstallKey, data: str) -> None:
-        sealed = self._cipher()[0].encrypt(data.encode()).decode()
+        sealed = self._ciphers[0].encrypt(data.encode()).decode()
         await self.store.save_install(key, sealed, self.clock())
 
     async def find(self, key: InstallKey) -> str | None:
@@ -98,7 +100,7 @@ class Installs:
         sealed = await self.store.find_install(key)
         if sealed is None:
             return None
-        keys = self._cipher()
+        keys = self._ciphers
         try:
             data = MultiFernet(keys).decrypt(sealed.encode()).decode()
         except InvalidToken:

@@ -1,9 +1,10 @@
 """Whose turn a log line belongs to: every line logged while a reply is worked on carries the
 user and the event it answers, whichever module logs it.
 
-`Replies.reply` tags the turn when the message arrives, in the adapter's task; the reply's
-own task starts from that context, so both carry the tag (a ContextVar: concurrent turns in
-other tasks keep their own). `TurnFilter`, on the log handler, copies the tag onto records.
+The reply's own task (`Reply._run`) tags the turn as it starts, in that task's context: the
+pipeline's lines carry it, and the adapter's task, which may go on to other turns, never does
+(a ContextVar: concurrent turns in other tasks keep their own). `TurnFilter`, on the log
+handler, copies the tag onto records.
 """
 
 from __future__ import annotations

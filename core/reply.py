@@ -16,6 +16,7 @@ from typing import Protocol
 from core.errors import StoreUnavailable
 from core.events import ReplyEvent
 from core.llm import ModelReply
+from core.log_context import tag_turn
 from core.metrics import OVERHEAD, count_reply
 from core.models import Identity, Platform
 from core.turn_order import Ticket
@@ -104,6 +105,10 @@ class Reply:
         self._work = asyncio.create_task(self._run(), name=f"reply:{turn.ticket.id}")
 
     async def _run(self) -> None:
+        # In this task's own context: every line logged for the turn carries it, and the
+        # adapter's task, which may serve other turns after this one, never does.
+        turn = self._turn
+        tag_turn(speaker(turn.identity), turn.event_id or turn.ticket.id)
         try:
             async with aclosing(self._pipeline.events(self._turn)) as events:
                 async for event in events:

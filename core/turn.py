@@ -38,7 +38,6 @@ from core.events import (
 )
 from core.in_flight import InFlightStore, RepliesInFlight
 from core.llm import LLM, LLMError, ModelReply, ToolCall, UnconfiguredLLM
-from core.log_context import tag_turn
 from core.metrics import FIRST_TOKEN, count_tokens
 from core.models import (
     Access,
@@ -148,7 +147,6 @@ class Replies:
         via: Platform | None = None,
     ) -> Reply:
         ticket = self.order.line.join(speaker(identity), sent_at or self.clock())
-        tag_turn(speaker(identity), event_id or ticket.id)  # on every log line of this turn
         turn = Turn(identity, text, event_id, ticket, dict(place) if place else None, prepare)
         turn.via = via
         return Reply(self, turn)

@@ -257,6 +257,9 @@ class WindowHooks:
                 error,
             )
             return None
+        except Exception:  # the recap went out already: nothing here may undo that
+            log.exception("notes after the recap of meeting %s failed", meeting.id)
+            return None
         log.info(
             "meeting %s: %d commitments kept for user %s",
             meeting.id,

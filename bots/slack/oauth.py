@@ -188,6 +188,9 @@ def oauth_settings(
         client_secret=settings.slack_client_secret.get_secret_value(),
         scopes=settings.slack_scopes,
         user_scopes=[],
+        # Momentum asks for no user scopes: a request needs the workspace's bot alone, one
+        # store read (not the latest installation, then the sender's own, each decrypted).
+        installation_store_bot_only=True,
         redirect_uri=redirect_url(settings),
         install_path=INSTALL_PATH,
         install_page_rendering_enabled=False,  # straight to Slack's authorize page

@@ -28,21 +28,16 @@ class NoteRows(Rows):
     # Commitments
 
     async def add_commitments(self, commitments: Sequence[Commitment]) -> None:
-        for c in commitments:
-            await self._write(
-                "INSERT INTO commitments (id, user_id, text, due, created_at, meeting_id, status,"
-                " done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    c.id,
-                    c.user_id,
-                    c.text,
-                    c.due,
-                    _ts(c.created_at),
-                    c.meeting_id,
-                    c.status,
-                    _ts(c.done_at) if c.done_at else None,
-                ),
-            )
+        # One statement for all: a window's commitments are kept together or not at all.
+        await self._db.change_many(
+            "INSERT INTO commitments (id, user_id, text, due, created_at, meeting_id, status,"
+            " done_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (c.id, c.user_id, c.text, c.due, _ts(c.created_at), c.meeting_id, c.status,
+                 _ts(c.done_at) if c.done_at else None)
+                for c in commitments
+            ],
+        )  # fmt: skip
 
     async def list_commitments(
         self, user_id: str, status: CommitmentStatus | None = None
