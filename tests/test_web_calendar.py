@@ -287,3 +287,16 @@ def test_every_shown_meeting_appears_exactly_once_with_its_time_length_and_windo
     )
     assert shown == expected
     assert len({str(e["UID"]) for e in calendar.events}) == len(calendar.events)
+
+
+def test_a_week_left_out_on_the_day_dst_skips_its_hour_is_not_shown_twice() -> None:
+    """Weekly at 02:00 Berlin from 8 March: on 29 March 02:00 does not exist (03:00 CEST),
+    and that week's window reads otherwise, so it is an event of its own; the series' EXDATE
+    must name the instance as the RRULE writes it (02:00), or the week shows twice.
+    Found by the property test below."""
+    starts = [datetime(2026, 3, day, 1, 0, tzinfo=UTC) for day in (8, 15, 22, 29)]
+    starts.append(datetime(2026, 4, 5, 0, 0, tzinfo=UTC))
+    meetings = [meeting(start, 15, series="s0") for start in starts]
+    calendar = feed(meetings, now=datetime(2026, 1, 1, tzinfo=UTC))
+    shown = sorted(moment.astimezone(UTC) for e in calendar.events for moment in occurrences(e))
+    assert shown == starts

@@ -118,12 +118,14 @@ def _series_entries(
         if len(fits) > len(best):
             best = fits
     slots = max(best) + 1
-    starts = weekly_starts(best[0].start, zone, slots)
+    # An EXDATE is written as the RRULE writes its instance: the first start's wall clock
+    # on that day, even where a DST change skips it (the app resolves both the same way).
+    wall = best[0].start.astimezone(zone).replace(tzinfo=None)
     recurring = _Entry(
         f"series-{series_id}@{UID_DOMAIN}",
         best[0],
         slots,
-        tuple(starts[week].astimezone(zone) for week in range(slots) if week not in best),
+        tuple((wall + WEEK * w).replace(tzinfo=zone) for w in range(slots) if w not in best),
     )
     explained = {m.id for m in best.values()}
     odd = [m for m in occurrences if m.id not in explained]
